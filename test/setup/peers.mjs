@@ -7,19 +7,20 @@ const peers = [
   { pkg: 'qemu-utils', check: ['qemu-img', '--version'] },
   { pkg: 'nbdkit', check: ['nbdkit', '--version'] },
   { pkg: 'libnbd-bin', check: ['nbdinfo', '--version'] },
-  { pkg: 'python3-libnbd', check: ['/usr/bin/python3', '-c', 'import nbd'] },
+  { pkg: 'python3-libnbd', check: ['/usr/bin/python3', '-c', 'import nbd'], exact: true },
   { pkg: 'fio', check: ['fio', '--version'] },
   { pkg: 'ceph-common', check: ['rbd', '--version'] },
   { pkg: 'libiscsi-bin', check: ['iscsi-inq', '--help'] },
   { pkg: 'openssl', check: ['openssl', 'version'] },
 ];
 
-function present(cmd) {
-  const r = spawnSync(cmd[0], cmd.slice(1), { stdio: 'ignore', timeout: 30_000 });
-  return r.error === undefined && r.status !== 127;
+function present(p) {
+  const r = spawnSync(p.check[0], p.check.slice(1), { stdio: 'ignore', timeout: 30_000 });
+  if (r.error !== undefined) return false;
+  return p.exact ? r.status === 0 : r.status !== 127;
 }
 
-const missing = peers.filter((p) => !present(p.check)).map((p) => p.pkg);
+const missing = peers.filter((p) => !present(p)).map((p) => p.pkg);
 if (missing.length === 0) process.exit(0);
 const line = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
 if (process.getuid && process.getuid() === 0) {
@@ -30,7 +31,7 @@ if (process.getuid && process.getuid() === 0) {
     console.error(`strata: could not install the test peers; run as root: ${line}`);
     process.exit(1);
   }
-  const still = peers.filter((p) => !present(p.check)).map((p) => p.pkg);
+  const still = peers.filter((p) => !present(p)).map((p) => p.pkg);
   if (still.length) {
     console.error(`strata: test peers still missing after install: ${still.join(' ')}`);
     process.exit(1);
