@@ -25,12 +25,47 @@ export const MIN_DEVICE_SIZE = 64 * 1024 * 1024;
 
 export type VdevState = 'ONLINE' | 'DEGRADED' | 'FAULTED' | 'OFFLINE' | 'UNAVAIL' | 'REMOVED';
 
+/**
+ * Fields a *top-level* vdev records in its config (all optional so that
+ * configs written before them, and interior/leaf configs, stay valid).
+ *  - asize: the top-level's capacity fixed at creation. Replacing a child by a
+ *    larger device must not move the end of the address space (ZFS records
+ *    asize for the same reason); a child smaller than its share refuses to open.
+ *  - log: a separate intent-log device (`pool create ... log DEV`); the vdev
+ *    layer treats it like any top-level, the allocator keeps it for the ZIL.
+ */
+export interface TopLevelFields {
+  id?: number;
+  asize?: number;
+  log?: boolean;
+}
+
 /** Persistent description of the device tree (stored in every label, JSON). */
 export type VdevConfig =
-  | { type: 'file' | 'disk'; guid: string; path: string; id?: number; offline?: boolean; whole?: boolean }
-  | { type: 'mirror'; guid: string; id?: number; children: VdevConfig[] }
-  | { type: 'raidz'; guid: string; id?: number; nparity: 1 | 2 | 3; children: VdevConfig[] }
+  | ({
+      type: 'file' | 'disk';
+      guid: string;
+      path: string;
+      offline?: boolean;
+      whole?: boolean;
+      /** Attached or replaced and not yet fully resilvered: reads avoid it, resilver rewrites it (ZFS keeps this as a DTL). */
+      resilvering?: boolean;
+    } & TopLevelFields)
+  | ({ type: 'mirror'; guid: string; children: VdevConfig[] } & TopLevelFields)
+  | ({ type: 'raidz'; guid: string; nparity: 1 | 2 | 3; children: VdevConfig[] } & TopLevelFields)
   | { type: 'spare' | 'replacing'; guid: string; children: VdevConfig[] };
+
+/**
+ * The root of the device tree (ZFS's root vdev): the striped top-levels, plus
+ * auxiliary devices that hold no pool data (hot spares, cache devices).
+ */
+export interface VdevRootConfig {
+  type: 'root';
+  guid: string;
+  children: VdevConfig[];
+  spares?: VdevConfig[];
+  l2cache?: VdevConfig[];
+}
 
 /** Error counters per device, as `zpool status` shows them. */
 export interface VdevErrors {
@@ -51,6 +86,12 @@ export interface Leaf {
   pwrite(offset: number, data: Buffer | Buffer[]): Promise<void>;
   fsync(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Try to bring a FAULTED/UNAVAIL/REMOVED leaf back (reopen the device, reset
+   * the consecutive-failure count); `zpool clear`/`online`. Resolves to the new
+   * state. Optional so that simple test leaves need not implement it.
+   */
+  reopen?(): Promise<VdevState>;
 }
 
 /**
@@ -59,6 +100,20 @@ export interface Leaf {
  * reconstruction, and repair the rest (self-healing).
  */
 export type Verify = (data: Buffer) => boolean;
+
+/** How a top-level read treats redundancy (scrub and resilver read every copy). */
+export interface ReadOptions {
+  /**
+   * 'normal' (default): read one copy / the data columns, fall back only on
+   * failure. 'scrub': read and check every copy, every parity column too, and
+   * repair whatever disagrees with the verified data (counting CKSUM errors).
+   * 'resilver': as scrub, but children being resilvered are rewritten without
+   * being read or blamed.
+   */
+  mode?: 'normal' | 'scrub' | 'resilver';
+  /** Called for every repair write issued (bytes on that leaf), for scrub/resilver statistics. */
+  onRepair?: (leaf: Leaf, offset: number, length: number) => void;
+}
 
 export interface TopVdev {
   readonly id: number;
@@ -72,11 +127,17 @@ export interface TopVdev {
   /** Write a whole block. `data.length` is the psize (multiple of SECTOR). */
   write(offset: number, data: Buffer): Promise<void>;
   /** Read a block of `psize` bytes, returning the first copy/reconstruction that `verify` accepts; self-heals bad copies; throws EIO if none verifies. */
-  read(offset: number, psize: number, verify: Verify): Promise<Buffer>;
+  read(offset: number, psize: number, verify: Verify, opts?: ReadOptions): Promise<Buffer>;
   /** Make every completed write durable on every child. */
   flush(): Promise<void>;
   state(): VdevState;
   leaves(): Leaf[];
+  /**
+   * Mark a child as being resilvered (after attach/replace/online of a stale
+   * device): normal reads avoid it, 'resilver' reads rewrite it without
+   * blaming it. Not present on single-leaf top-levels (nothing to copy from).
+   */
+  setResilvering?(leaf: Leaf, on: boolean): void;
   config(): VdevConfig;
   close(): Promise<void>;
 }

@@ -1,0 +1,373 @@
+/**
+ * Qcow2Image: one qcow2 file as a BlockDevice. Unallocated clusters read from
+ * `backing` (another BlockDevice, set by the chain opener) or as zeroes.
+ *
+ * All operations are serialized by one mutex: table caches and the allocator
+ * are shared state, and a request interleaving with another at an `await`
+ * could otherwise observe half-updated tables.
+ *
+ * flush() ordering (the invariant: on disk, every L1/L2 entry points at a
+ * cluster whose refcount is durable and >= the number of references):
+ *   1. refcount blocks (increments) written + synced;
+ *   2. dirty L2 tables written + synced (data written earlier is synced too);
+ *   3. L1 written + synced;
+ *   4. queued refcount decrements applied, written + synced.
+ */
+import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
+import { err } from '../../src/errors.js';
+import { ClusterMap, Kind, type Seg } from './cluster.js';
+import { decompressCluster } from './compress.js';
+import * as C from './constants.js';
+import { encodeHeader, parseHeader, type Qcow2Header } from './header.js';
+import { ImageFile } from './io.js';
+import { Refcounts } from './refcount.js';
+import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
+import { writeData, writeZeroRange } from './write.js';
+
+export interface Qcow2OpenOptions {
+  readOnly?: boolean;
+  /** Bytes of L2 tables to cache (refcount blocks get a quarter). Default 4 MiB. */
+  cacheBytes?: number;
+  /** Open even if the dirty bit is set and we are read-only (reads do not need refcounts). */
+  allowDirty?: boolean;
+}
+
+const MAX_REQUEST = 32 * 1024 * 1024;
+
+export class Qcow2Image implements BlockDevice {
+  /** @internal */ header: Qcow2Header;
+  /** @internal */ map: ClusterMap;
+  /** @internal */ refs: Refcounts | null = null;
+  /** @internal */ snapshots: SnapshotEntry[] = [];
+  /** @internal */ snapshotTableBytes = 0;
+  backing: BlockDevice | null = null;
+  private lock: Promise<unknown> = Promise.resolve();
+  private lastCompressed: { host: number; data: Buffer } | null = null;
+  private metaClusters: Set<number> | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    /** @internal */ readonly file: ImageFile,
+    header: Qcow2Header,
+    map: ClusterMap,
+    readonly readOnly: boolean,
+    private cacheBytes: number,
+  ) {
+    this.header = header;
+    this.map = map;
+  }
+
+  static async open(path: string, opts: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
+    const readOnly = opts.readOnly ?? false;
+    const file = await ImageFile.open(path, readOnly);
+    try {
+      const first = await file.readZeroFill(0, Math.min(2 * 1024 * 1024, Math.max(file.size, 72)));
+      const header = parseHeader(first.subarray(0, 2 ** Math.min(21, Math.max(9, first.readUInt32BE(20)))), file.size);
+      if (!readOnly && header.incompatible & C.INCOMPAT_CORRUPT) {
+        throw err.corrupt(`qcow2: '${path}' is marked corrupt; open it read-only or repair it`);
+      }
+      const cacheBytes = opts.cacheBytes ?? 4 * 1024 * 1024;
+      const l1Raw = header.l1Size > 0 ? await file.readExact(header.l1TableOffset, header.l1Size * 8, 'L1 table') : Buffer.alloc(0);
+      const ext = (header.incompatible & C.INCOMPAT_EXTL2) !== 0n;
+      const map = new ClusterMap(file, header.clusterBits, ext, l1Raw, header.l1TableOffset, header.size, cacheBytes);
+      const img = new Qcow2Image(path, file, header, map, readOnly, cacheBytes);
+      if (header.nbSnapshots > 0) {
+        const t = await readSnapshotTable(file, header.snapshotsOffset, header.nbSnapshots, map.cs, header.size);
+        img.snapshots = t.entries;
+        img.snapshotTableBytes = t.bytes;
+      }
+      if (!readOnly) {
+        await img.loadRefcounts();
+        if (header.incompatible & C.INCOMPAT_DIRTY) {
+          // Lazy refcounts left the image dirty: rebuild refcounts before any write.
+          const { checkImage } = await import('./check.js');
+          await checkImage(img, { repair: 'all' });
+          header.incompatible &= ~C.INCOMPAT_DIRTY;
+          await img.writeHeader();
+        }
+        if (header.autoclear !== 0n) {
+          // We do not maintain bitmaps: clearing the bit tells QEMU they are stale.
+          header.autoclear = 0n;
+          await img.writeHeader();
+        }
+      } else if (header.incompatible & C.INCOMPAT_DIRTY && opts.allowDirty === false) {
+        throw err.corrupt(`qcow2: '${path}' is dirty (lazy refcounts); open it read-write to repair it`);
+      }
+      return img;
+    } catch (e) {
+      await file.close();
+      throw e;
+    }
+  }
+
+  /** @internal */
+  async loadRefcounts(): Promise<Refcounts> {
+    if (this.refs) return this.refs;
+    const h = this.header;
+    const refs = await Refcounts.load(
+      this.file,
+      { clusterBits: h.clusterBits, refcountOrder: h.refcountOrder, tableOffset: h.refcountTableOffset, tableClusters: h.refcountTableClusters },
+      Math.max(this.cacheBytes / 4, 256 * 1024),
+    );
+    refs.onTableMoved = async (offset, clusters) => {
+      this.header.refcountTableOffset = offset;
+      this.header.refcountTableClusters = clusters;
+      await this.writeHeader();
+      this.metaClusters = null;
+    };
+    // An L2 table reaches the disk only after the refcounts it relies on.
+    this.map.cache.beforeWrite = () => refs.flush();
+    this.refs = refs;
+    return refs;
+  }
+
+  get clusterSize(): number {
+    return this.map.cs;
+  }
+
+  get size(): number {
+    return this.header.size;
+  }
+
+  /** Run `fn` with the image to itself (see the header comment). */
+  /** @internal */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(err.shutdown('qcow2 image is closed'));
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  info(): BlockDeviceInfo {
+    return {
+      size: this.header.size,
+      blockSize: Math.max(4096, Math.min(this.map.unit, 65536)),
+      minBlockSize: 1,
+      maxRequest: MAX_REQUEST,
+      readOnly: this.readOnly,
+      multiConn: false,
+      canTrim: !this.readOnly,
+      canZero: !this.readOnly,
+      canFastZero: !this.readOnly && (this.header.version === 3 || this.backing === null),
+      canCache: false,
+    };
+  }
+
+  /** Write the whole header cluster (fields, extensions, backing name). */
+  /** @internal */
+  async writeHeader(): Promise<void> {
+    await this.file.write(0, encodeHeader(this.header));
+    await this.file.sync();
+  }
+
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.exclusive(() => this.readLocked(offset, length, into, true));
+  }
+
+  /** Read only this layer's own data (unallocated reads as zero): the chain index guarantees it is allocated here. */
+  readOwn(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.exclusive(() => this.readLocked(offset, length, into, false));
+  }
+
+  /** @internal */
+  async readLocked(offset: number, length: number, into: Buffer | undefined, fallThrough: boolean): Promise<Buffer> {
+    const buf = into ?? Buffer.allocUnsafe(length);
+    const segs = await this.map.mapRange(offset, length);
+    let covered = 0;
+    for (const s of segs) {
+      const dst = buf.subarray(s.offset - offset, s.offset - offset + s.length);
+      covered = s.offset + s.length - offset;
+      switch (s.kind) {
+        case Kind.Data:
+          await this.file.readZeroFill(s.host, s.length, dst);
+          break;
+        case Kind.Zero:
+          dst.fill(0);
+          break;
+        case Kind.Compressed:
+          await this.readCompressed(s, dst);
+          break;
+        default:
+          if (fallThrough && this.backing) await readBacking(this.backing, s.offset, dst);
+          else dst.fill(0);
+      }
+    }
+    if (covered < length) buf.fill(0, covered, length);
+    return buf;
+  }
+
+  private async readCompressed(s: Seg, dst: Buffer): Promise<void> {
+    const cs = this.map.cs;
+    const clusterStart = Math.floor(s.offset / cs) * cs;
+    let data = this.lastCompressed?.host === s.host ? this.lastCompressed.data : null;
+    if (!data) {
+      const raw = await this.file.readZeroFill(s.host, Math.min(s.csize, Math.max(0, this.file.size - s.host)));
+      data = decompressCluster(this.header.compressionType, raw, cs);
+      this.lastCompressed = { host: s.host, data };
+    }
+    data.copy(dst, 0, s.offset - clusterStart, s.offset - clusterStart + s.length);
+  }
+
+  /** @internal Decompressed contents of a compressed cluster (for COW). */
+  async compressedCluster(host: number, csize: number): Promise<Buffer> {
+    const raw = await this.file.readZeroFill(host, Math.min(csize, Math.max(0, this.file.size - host)));
+    return decompressCluster(this.header.compressionType, raw, this.map.cs);
+  }
+
+  write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    return this.exclusive(async () => {
+      this.lastCompressed = null;
+      await writeData(this, offset, data, null);
+      if (opts?.fua) await this.flushLocked();
+    });
+  }
+
+  /** Write whole clusters compressed (convert -c); partial clusters are written normally. */
+  writeCompressed(offset: number, data: Buffer): Promise<void> {
+    return this.exclusive(async () => {
+      this.lastCompressed = null;
+      await writeData(this, offset, data, this.header.compressionType);
+    });
+  }
+
+  writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    return this.exclusive(async () => {
+      this.lastCompressed = null;
+      if (opts?.fastZero && !this.info().canFastZero) throw err.notsup('qcow2: fast zero needs a v3 image or no backing file');
+      await writeZeroRange(this, offset, length, false);
+      if (opts?.fua) await this.flushLocked();
+    });
+  }
+
+  trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
+    return this.exclusive(async () => {
+      this.lastCompressed = null;
+      await writeZeroRange(this, offset, length, true);
+      if (opts?.fua) await this.flushLocked();
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.exclusive(() => this.flushLocked());
+  }
+
+  /** @internal */
+  async flushLocked(): Promise<void> {
+    if (this.readOnly || !this.refs) return;
+    const refs = this.refs;
+    await refs.flush();
+    const wroteL2 = await this.map.cache.writeDirty();
+    if (this.map.isL1Dirty) {
+      if (wroteL2) await this.file.sync();
+      await this.map.writeL1();
+    }
+    await this.file.sync();
+    if (refs.hasPendingFrees) {
+      for (const c of await refs.applyFrees()) {
+        this.map.cache.discard(c * this.map.cs);
+        refs.cache.discard(c * this.map.cs);
+      }
+      await refs.flush();
+    }
+  }
+
+  /** @internal The clusters holding metadata (overlap check). Rebuilt after metadata moves. */
+  metadataClusters(): Set<number> {
+    if (this.metaClusters) return this.metaClusters;
+    const cs = this.map.cs;
+    const set = new Set<number>([0]);
+    const addRange = (off: number, bytes: number) => {
+      for (let c = Math.floor(off / cs); c < Math.ceil((off + bytes) / cs); c++) set.add(c);
+    };
+    addRange(this.map.l1Offset, this.map.l1.length * 8);
+    for (const o of this.map.l1) if (o) set.add(o / cs);
+    if (this.refs) {
+      addRange(this.refs.tableOffset, this.refs.tableClusters * cs);
+      for (const o of this.refs.table) if (o) set.add(o / cs);
+    }
+    if (this.header.nbSnapshots) addRange(this.header.snapshotsOffset, this.snapshotTableBytes);
+    for (const s of this.snapshots) addRange(s.l1Offset, s.l1Size * 8);
+    this.metaClusters = set;
+    return set;
+  }
+
+  /** @internal */
+  invalidateMetadata(): void {
+    this.metaClusters = null;
+  }
+
+  /** Refuse a data write that would land on metadata (QEMU's overlap check). */
+  /** @internal */
+  checkOverlap(host: number, length: number): void {
+    const cs = this.map.cs;
+    const meta = this.metadataClusters();
+    for (let c = Math.floor(host / cs); c < Math.ceil((host + length) / cs); c++) {
+      if (meta.has(c)) {
+        // Mark the image corrupt as QEMU does, so nothing writes to it until repaired.
+        this.header.incompatible |= C.INCOMPAT_CORRUPT;
+        void this.writeHeader().catch(() => undefined);
+        throw err.corrupt(`qcow2: refusing a data write at ${host} that overlaps metadata (image marked corrupt)`);
+      }
+    }
+  }
+
+  blockStatus(offset: number, length: number): Promise<Extent[]> {
+    return this.exclusive(async () => {
+      const segs = await this.map.mapRange(offset, Math.min(length, 64 * this.map.l2Span));
+      const out: Extent[] = [];
+      const push = (o: number, l: number, hole: boolean, zero: boolean) => {
+        const last = out[out.length - 1];
+        if (last && last.hole === hole && last.zero === zero && last.offset + last.length === o) last.length += l;
+        else out.push({ offset: o, length: l, hole, zero });
+      };
+      for (const s of segs) {
+        if (s.kind === Kind.Data || s.kind === Kind.Compressed) push(s.offset, s.length, false, false);
+        else if (s.kind === Kind.Zero || !this.backing) push(s.offset, s.length, true, true);
+        else {
+          const bsize = this.backing.info().size;
+          let pos = s.offset;
+          const end = s.offset + s.length;
+          while (pos < end && pos < bsize) {
+            const ext = await this.backing.blockStatus(pos, Math.min(end, bsize) - pos);
+            for (const e of ext) push(e.offset, Math.min(e.length, end - e.offset), e.hole, e.zero);
+            pos = ext.length ? ext[ext.length - 1]!.offset + ext[ext.length - 1]!.length : end;
+          }
+          if (pos < end) push(pos, end - pos, true, true);
+        }
+      }
+      return out;
+    });
+  }
+
+  /** This layer's own segments (no fall-through), for map and the chain index. */
+  ownSegments(offset: number, length: number): Promise<Seg[]> {
+    return this.exclusive(() => this.map.mapRange(offset, length));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+      await this.file.close();
+    }
+  }
+}
+
+/** Read from a backing device, zero-filling past its end (a backing file may be shorter). */
+export async function readBacking(backing: BlockDevice, offset: number, dst: Buffer): Promise<void> {
+  const bsize = backing.info().size;
+  const n = Math.max(0, Math.min(dst.length, bsize - offset));
+  if (n > 0) {
+    const max = backing.info().maxRequest;
+    for (let p = 0; p < n; p += max) {
+      const sub = dst.subarray(p, Math.min(n, p + max));
+      const got = await backing.read(offset + p, sub.length, sub);
+      // An implementation may return its own buffer instead of filling ours.
+      if (got.buffer !== sub.buffer || got.byteOffset !== sub.byteOffset) got.copy(sub, 0, 0, sub.length);
+    }
+  }
+  if (n < dst.length) dst.fill(0, n);
+}

@@ -1,0 +1,353 @@
+/**
+ * Refcounts: the refcount table (in memory), refcount blocks (TableCache),
+ * the cluster allocator and the byte allocator for compressed clusters.
+ *
+ * Ordering rules enforced here:
+ * - A new refcount block is written and synced before the refcount table
+ *   entry that points at it is written.
+ * - A grown refcount table is written, with every block it needs, and synced
+ *   before the header points at it; the old table is freed only afterwards.
+ * - Increments go to the cache at once; `flush()` (write + sync) runs before
+ *   any L2/L1 write (the L2 cache's beforeWrite hook), so a table never
+ *   points at a cluster whose refcount is not durable.
+ * - Decrements are queued (`free`) and applied only by `applyFrees()`, which
+ *   the image calls after the L2/L1 tables that dropped the references are
+ *   durable. A crash in between leaks clusters, never corrupts.
+ */
+import { err } from '../../src/errors.js';
+import { TableCache } from './cache.js';
+import type { ImageFile } from './io.js';
+
+export interface RefcountLayout {
+  clusterBits: number;
+  refcountOrder: number;
+  tableOffset: number;
+  tableClusters: number;
+}
+
+export class Refcounts {
+  readonly cs: number;
+  readonly bits: number;
+  /** Refcount entries per block. */
+  readonly epb: number;
+  readonly max: number;
+  table: Float64Array;
+  tableOffset: number;
+  tableClusters: number;
+  readonly cache: TableCache;
+  private pending = new Map<number, number>();
+  /** First cluster that may be free. */
+  private hint = 0;
+  /** One past the highest cluster handed out (may be past EOF until written). */
+  private highWater = 0;
+  /** Compressed-byte allocator: next free byte in a partly used cluster, or 0. */
+  private byteCursor = 0;
+  /** Called with the new table location once it is durable; must persist the header fields. */
+  onTableMoved: (offset: number, clusters: number) => Promise<void> = async () => {};
+
+  private constructor(
+    private file: ImageFile,
+    layout: RefcountLayout,
+    table: Float64Array,
+    cacheBytes: number,
+  ) {
+    this.cs = 2 ** layout.clusterBits;
+    this.bits = 2 ** layout.refcountOrder;
+    this.epb = (this.cs * 8) / this.bits;
+    this.max = this.bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
+    this.table = table;
+    this.tableOffset = layout.tableOffset;
+    this.tableClusters = layout.tableClusters;
+    this.cache = new TableCache(file, this.cs, cacheBytes, 'refcount block');
+    this.highWater = Math.ceil(file.size / this.cs);
+  }
+
+  static async load(file: ImageFile, layout: RefcountLayout, cacheBytes: number): Promise<Refcounts> {
+    const cs = 2 ** layout.clusterBits;
+    const raw = await file.readExact(layout.tableOffset, layout.tableClusters * cs, 'refcount table');
+    const table = new Float64Array(raw.length / 8);
+    for (let i = 0; i < table.length; i++) {
+      const hi = raw.readUInt32BE(i * 8);
+      const lo = raw.readUInt32BE(i * 8 + 4);
+      // Reserved low bits are ignored on read (check reports misalignment).
+      table[i] = (hi & 0x00ffffff) * 2 ** 32 + ((lo >>> 9) << 9 >>> 0);
+    }
+    return new Refcounts(file, layout, table, cacheBytes);
+  }
+
+  blockOf(cluster: number): number {
+    return Math.floor(cluster / this.epb);
+  }
+
+  private readEntry(buf: Buffer, i: number): number {
+    switch (this.bits) {
+      case 8:
+        return buf[i]!;
+      case 16:
+        return buf.readUInt16BE(i * 2);
+      case 32:
+        return buf.readUInt32BE(i * 4);
+      case 64: {
+        const v = buf.readBigUInt64BE(i * 8);
+        return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
+      }
+      default: {
+        const bit = i * this.bits;
+        return (buf[bit >> 3]! >> (bit & 7)) & ((1 << this.bits) - 1);
+      }
+    }
+  }
+
+  private writeEntry(buf: Buffer, i: number, v: number): void {
+    switch (this.bits) {
+      case 8:
+        buf[i] = v;
+        return;
+      case 16:
+        buf.writeUInt16BE(v, i * 2);
+        return;
+      case 32:
+        buf.writeUInt32BE(v, i * 4);
+        return;
+      case 64:
+        buf.writeBigUInt64BE(BigInt(v), i * 8);
+        return;
+      default: {
+        // Sub-byte widths: bit 0 is the least significant bit of the byte.
+        const bit = i * this.bits;
+        const mask = ((1 << this.bits) - 1) << (bit & 7);
+        buf[bit >> 3] = (buf[bit >> 3]! & ~mask) | ((v << (bit & 7)) & mask);
+      }
+    }
+  }
+
+  /** Refcount of a cluster (0 when its block does not exist). */
+  async get(cluster: number): Promise<number> {
+    const b = this.blockOf(cluster);
+    const off = b < this.table.length ? this.table[b]! : 0;
+    if (off === 0) return 0;
+    const buf = this.cache.peek(off) ?? (await this.cache.get(off));
+    return this.readEntry(buf, cluster % this.epb);
+  }
+
+  /** Add `delta` to a cluster's refcount (its block must exist). */
+  async adjust(cluster: number, delta: number): Promise<number> {
+    const b = this.blockOf(cluster);
+    const off = b < this.table.length ? this.table[b]! : 0;
+    if (off === 0) throw err.corrupt(`qcow2: no refcount block for cluster ${cluster}`);
+    const buf = this.cache.peek(off) ?? (await this.cache.get(off));
+    const i = cluster % this.epb;
+    const v = this.readEntry(buf, i) + delta;
+    if (v < 0) throw err.corrupt(`qcow2: refcount of cluster ${cluster} would drop below zero`);
+    if (v > this.max) throw err.notsup(`qcow2: refcount overflow on cluster ${cluster} (refcount_bits=${this.bits})`);
+    this.writeEntry(buf, i, v);
+    this.cache.markDirty(off, buf);
+    return v;
+  }
+
+  /** Set a refcount outright (check/repair). Creates the block if needed. */
+  async set(cluster: number, v: number): Promise<void> {
+    for (;;) {
+      const b = this.blockOf(cluster);
+      if (b < this.table.length && this.table[b]! !== 0) break;
+      await this.createBlock(b);
+    }
+    const cur = await this.get(cluster);
+    if (cur !== v) await this.adjust(cluster, v - cur);
+  }
+
+  /** Allocate `n` contiguous clusters with refcount 1; returns the host offset. */
+  async allocate(n: number): Promise<number> {
+    for (;;) {
+      const start = await this.findFree(n);
+      let created = false;
+      for (let b = this.blockOf(start); b <= this.blockOf(start + n - 1); b++) {
+        if (b >= this.table.length || this.table[b] === 0) {
+          await this.createBlock(b);
+          created = true;
+          break;
+        }
+      }
+      // Creating a block or growing the table used clusters: look again.
+      if (created) continue;
+      for (let c = start; c < start + n; c++) await this.adjust(c, 1);
+      this.hint = start + n;
+      this.highWater = Math.max(this.highWater, start + n);
+      return start * this.cs;
+    }
+  }
+
+  private async findFree(n: number): Promise<number> {
+    let c = this.hint;
+    let run = 0;
+    let runStart = c;
+    for (;;) {
+      const b = this.blockOf(c);
+      const off = b < this.table.length ? this.table[b]! : 0;
+      if (off === 0 && run === 0 && c % this.epb === 0 && n <= this.epb) {
+        return c; // a whole block's range with no block: all free
+      }
+      if ((await this.get(c)) === 0 && !this.pending.has(c)) {
+        if (run === 0) runStart = c;
+        if (++run === n) return runStart;
+      } else {
+        run = 0;
+      }
+      c++;
+    }
+  }
+
+  /** Create refcount block `b` inside its own range (it then counts itself). */
+  private async createBlock(b: number): Promise<void> {
+    if (b >= this.table.length) {
+      await this.growTable(b + 1);
+      return;
+    }
+    if (b === 0) throw err.corrupt('qcow2: refcount block 0 is missing');
+    const c = b * this.epb;
+    const off = c * this.cs;
+    const buf = await this.cache.create(off);
+    this.writeEntry(buf, 0, 1);
+    // The block is durable before the table entry that points at it.
+    await this.file.write(off, buf);
+    await this.file.sync();
+    this.table[b] = off;
+    const ent = Buffer.alloc(8);
+    ent.writeBigUInt64BE(BigInt(off));
+    await this.file.write(this.tableOffset + b * 8, ent);
+    this.highWater = Math.max(this.highWater, c + 1);
+  }
+
+  private endCluster(): number {
+    return Math.max(this.highWater, Math.ceil(this.file.size / this.cs));
+  }
+
+  /** Move the refcount table to the end of the file with room for `minEntries` blocks. */
+  private async growTable(minEntries: number): Promise<void> {
+    const perCluster = this.cs / 8;
+    const roundUp = (n: number) => Math.ceil(n / perCluster) * perCluster;
+    let entries = roundUp(Math.max(minEntries, Math.ceil(this.table.length * 1.5)));
+    const start = this.endCluster();
+    let tClusters = 0;
+    let missing: number[] = [];
+    for (;;) {
+      tClusters = entries / perCluster;
+      let k = 0;
+      for (;;) {
+        missing = [];
+        for (let b = this.blockOf(start); b <= this.blockOf(start + tClusters + k - 1); b++) {
+          if (b >= this.table.length || this.table[b] === 0) missing.push(b);
+        }
+        if (missing.length === k) break;
+        k = missing.length;
+      }
+      const last = start + tClusters + k - 1;
+      if (this.blockOf(last) < entries) break;
+      entries = roundUp(this.blockOf(last) + 1);
+    }
+    if (entries * 8 > 8 * 1024 * 1024) throw err.nospc('qcow2: refcount table would exceed 8 MiB');
+    const table = new Float64Array(entries);
+    table.set(this.table);
+    const fresh = new Map<number, Buffer>();
+    missing.forEach((b, i) => {
+      table[b] = (start + tClusters + i) * this.cs;
+      fresh.set(b, Buffer.alloc(this.cs));
+    });
+    const endNew = start + tClusters + missing.length;
+    for (let c = start; c < endNew; c++) {
+      const b = this.blockOf(c);
+      const nb = fresh.get(b);
+      if (nb) this.writeEntry(nb, c % this.epb, 1);
+      else await this.adjust(c, 1);
+    }
+    for (const [b, buf] of fresh) await this.file.write(table[b]!, buf);
+    const raw = Buffer.alloc(tClusters * this.cs);
+    for (let i = 0; i < entries; i++) raw.writeBigUInt64BE(BigInt(table[i]!), i * 8);
+    await this.file.write(start * this.cs, raw);
+    await this.flush();
+    // Only now may the header point at the new table.
+    await this.onTableMoved(start * this.cs, tClusters);
+    const oldOff = this.tableOffset;
+    const oldClusters = this.tableClusters;
+    this.table = table;
+    this.tableOffset = start * this.cs;
+    this.tableClusters = tClusters;
+    this.highWater = Math.max(this.highWater, endNew);
+    for (let i = 0; i < oldClusters; i++) this.free(oldOff / this.cs + i);
+  }
+
+  /**
+   * Allocate `len` bytes for compressed data, packing several compressed
+   * clusters per host cluster as QEMU does. Every host cluster the range
+   * touches gets one more reference.
+   */
+  async allocateBytes(len: number): Promise<number> {
+    let pos = this.byteCursor;
+    if (pos !== 0 && pos % this.cs + len > this.cs) {
+      // Spill into the next cluster only if it is free and we can take it.
+      const next = Math.floor(pos / this.cs) + 1;
+      const nextFree = (await this.get(next)) === 0 && !this.pending.has(next) && this.table[this.blockOf(next)]! > 0;
+      if (!nextFree) pos = 0;
+    }
+    if (pos === 0) {
+      pos = await this.allocate(Math.ceil(len / this.cs));
+      // allocate() already counted these clusters once; count the rest below.
+      const first = pos / this.cs;
+      const last = Math.floor((pos + len - 1) / this.cs);
+      for (let c = first + Math.ceil(len / this.cs); c <= last; c++) await this.adjust(c, 1);
+    } else {
+      const first = Math.floor(pos / this.cs);
+      const last = Math.floor((pos + len - 1) / this.cs);
+      for (let c = first; c <= last; c++) await this.adjust(c, 1);
+      this.highWater = Math.max(this.highWater, last + 1);
+    }
+    const end = pos + len;
+    this.byteCursor = end % this.cs === 0 ? 0 : end;
+    return pos;
+  }
+
+  /** Queue one reference drop on a cluster; applied by applyFrees(). */
+  free(cluster: number, count = 1): void {
+    this.pending.set(cluster, (this.pending.get(cluster) ?? 0) + count);
+  }
+
+  get hasPendingFrees(): boolean {
+    return this.pending.size > 0;
+  }
+
+  /** Apply queued drops. Call only once the tables that dropped the references are durable. */
+  async applyFrees(): Promise<number[]> {
+    const freed: number[] = [];
+    const list = [...this.pending.entries()].sort((a, b) => a[0] - b[0]);
+    this.pending.clear();
+    for (const [c, n] of list) {
+      const v = await this.adjust(c, -n);
+      if (v === 0) {
+        freed.push(c);
+        if (c < this.hint) this.hint = c;
+        if (this.byteCursor !== 0 && Math.floor(this.byteCursor / this.cs) === c) this.byteCursor = 0;
+      }
+    }
+    return freed;
+  }
+
+  /** Write dirty blocks and sync: every increment made so far is durable. */
+  async flush(): Promise<void> {
+    if (await this.cache.writeDirty()) await this.file.sync();
+  }
+
+  /** Highest cluster index with a non-zero refcount, plus one (for truncation and check). */
+  async usedEnd(): Promise<number> {
+    for (let b = this.table.length - 1; b >= 0; b--) {
+      if (this.table[b] === 0) continue;
+      for (let i = this.epb - 1; i >= 0; i--) {
+        if ((await this.get(b * this.epb + i)) !== 0) return b * this.epb + i + 1;
+      }
+    }
+    return 0;
+  }
+
+  resetHint(): void {
+    this.hint = 0;
+  }
+}

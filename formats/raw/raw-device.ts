@@ -1,0 +1,256 @@
+/**
+ * RawDevice: a raw image file as a BlockDevice.
+ *
+ * - Reads and writes are positional (pread/pwrite through libuv) on one
+ *   file descriptor owned by a FileHandle; short transfers are retried,
+ *   and reads past the physical end of a shorter file return zeroes.
+ * - flush() is fdatasync(); FUA writes are followed by one. Concurrent
+ *   syncs are coalesced: a caller waits for a sync that *started* after
+ *   its request, so durability is never weakened (see SyncCoalescer).
+ * - Deallocation: Node has no fallocate(2). Ranges of at least
+ *   FALLOCATE_MIN bytes are punched (trim, write zeroes that may trim) or
+ *   zero-ranged (write zeroes with NO_HOLE) by running util-linux
+ *   `fallocate(1)` on the file; smaller ranges, or filesystems/hosts where
+ *   that fails, get explicit zero writes. FAST_ZERO requests that would
+ *   need the slow path fail with ENOTSUP, as NBD requires.
+ * - blockStatus() comes from ZeroMap (see zero-map.ts): facts established
+ *   by this process, data everywhere else.
+ * Imports nothing from src/ but the BlockDevice interface and errors
+ * (DESIGN.md: formats/ stand alone).
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
+import { err, fromSystemError } from '../../src/errors.js';
+import { ZeroMap } from './zero-map.js';
+
+/** Below this, writing zeroes costs less than spawning fallocate(1). */
+export const FALLOCATE_MIN = 256 * 1024;
+const MAX_REQUEST = 64 * 1024 * 1024;
+const ZERO_CHUNK = 1024 * 1024;
+
+export interface RawOpenOptions {
+  readOnly?: boolean;
+  /** Run fallocate(1) for large trims/zeroes (default true). */
+  useFallocate?: boolean;
+}
+
+function pread(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+}
+
+/** Shares fdatasync calls between concurrent callers without weakening any of them. */
+class SyncCoalescer {
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+  constructor(private readonly fd: number) {}
+
+  sync(): Promise<void> {
+    // A sync already running may have started before the caller's write
+    // finished, so it cannot count; join (or create) the next one.
+    if (!this.running) return this.start();
+    if (!this.queued) {
+      this.queued = this.running.then(
+        () => this.start(),
+        () => this.start(),
+      );
+    }
+    return this.queued;
+  }
+
+  private start(): Promise<void> {
+    this.queued = null;
+    const p = fdatasync(this.fd).finally(() => {
+      if (this.running === p) this.running = null;
+    });
+    this.running = p;
+    return p;
+  }
+}
+
+export class RawDevice implements BlockDevice {
+  private readonly fd: number;
+  private readonly syncer: SyncCoalescer;
+  private fallocateOk: boolean;
+  private closed = false;
+
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly path: string,
+    private readonly size: number,
+    private readonly readOnly: boolean,
+    private readonly zeroes: ZeroMap,
+    useFallocate: boolean,
+  ) {
+    this.fd = fh.fd;
+    this.syncer = new SyncCoalescer(this.fd);
+    this.fallocateOk = useFallocate && process.platform === 'linux';
+  }
+
+  /** Open an existing raw image (regular file). */
+  static async open(path: string, opts: RawOpenOptions = {}): Promise<RawDevice> {
+    let fh: FileHandle;
+    try {
+      fh = await openFile(path, opts.readOnly ? 'r' : 'r+');
+    } catch (e) {
+      throw fromSystemError(e, `open ${path}`);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw err.notsup(`${path} is not a regular file`);
+      return new RawDevice(fh, path, st.size, !!opts.readOnly, new ZeroMap(st.size, st.blocks === 0), opts.useFallocate ?? true);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw fromSystemError(e, `open ${path}`);
+    }
+  }
+
+  /** Create a sparse raw image of `size` bytes (fails if it exists unless overwrite). */
+  static async create(path: string, size: number, opts: RawOpenOptions & { overwrite?: boolean } = {}): Promise<RawDevice> {
+    if (!Number.isSafeInteger(size) || size < 0) throw err.inval(`invalid image size ${size}`);
+    let fh: FileHandle;
+    try {
+      fh = await openFile(path, opts.overwrite ? 'w+' : 'wx+');
+    } catch (e) {
+      throw fromSystemError(e, `create ${path}`);
+    }
+    try {
+      await fh.truncate(size);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw fromSystemError(e, `create ${path}`);
+    }
+    return new RawDevice(fh, path, size, false, new ZeroMap(size, true), opts.useFallocate ?? true);
+  }
+
+  info(): BlockDeviceInfo {
+    const rw = !this.readOnly;
+    return {
+      size: this.size,
+      blockSize: 4096,
+      minBlockSize: 1,
+      maxRequest: MAX_REQUEST,
+      readOnly: this.readOnly,
+      // One fd; fdatasync covers every write through it and the page cache is shared.
+      multiConn: true,
+      canTrim: rw,
+      canZero: rw,
+      canFastZero: rw && this.fallocateOk,
+      canCache: true,
+    };
+  }
+
+  private live(): void {
+    if (this.closed) throw err.shutdown('raw image is closed');
+  }
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    this.live();
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    let done = 0;
+    try {
+      while (done < length) {
+        const n = await pread(this.fd, out, done, length - done, offset + done);
+        if (n === 0) {
+          out.fill(0, done); // file shorter than its recorded size
+          break;
+        }
+        done += n;
+      }
+    } catch (e) {
+      throw fromSystemError(e, `read ${this.path}`);
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    this.live();
+    this.zeroes.markData(offset, data.length);
+    try {
+      let done = 0;
+      while (done < data.length) done += await pwrite(this.fd, data, done, data.length - done, offset + done);
+      if (opts?.fua) await this.syncer.sync();
+    } catch (e) {
+      throw fromSystemError(e, `write ${this.path}`);
+    }
+  }
+
+  async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    this.live();
+    const punch = !!opts?.mayTrim;
+    const fast = length >= FALLOCATE_MIN && this.fallocateOk;
+    if (opts?.fastZero && !fast) throw err.notsup('zeroing this range would not be faster than writing it');
+    let done = false;
+    if (fast) done = await this.fallocate(punch ? '--punch-hole' : '--zero-range', offset, length);
+    if (!done) {
+      if (opts?.fastZero) throw err.notsup('fallocate(1) is not available for this file');
+      await this.writeZeroBytes(offset, length);
+    }
+    this.zeroes.markZero(offset, length, done && punch);
+    if (opts?.fua) await this.flush();
+  }
+
+  async trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
+    // The BlockDevice contract guarantees zeroes after trim, so trim is write-zeroes that may punch.
+    return this.writeZeroes(offset, length, { mayTrim: true, fua: opts?.fua });
+  }
+
+  private async writeZeroBytes(offset: number, length: number): Promise<void> {
+    this.zeroes.markData(offset, length);
+    const z = Buffer.alloc(Math.min(ZERO_CHUNK, length));
+    try {
+      for (let pos = 0; pos < length; ) {
+        const n = Math.min(z.length, length - pos);
+        pos += await pwrite(this.fd, z, 0, n, offset + pos);
+      }
+    } catch (e) {
+      throw fromSystemError(e, `write zeroes ${this.path}`);
+    }
+  }
+
+  /** True when fallocate(1) did the job; false (and disabled for later calls if missing) otherwise. */
+  private fallocate(mode: '--punch-hole' | '--zero-range', offset: number, length: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      execFile('fallocate', [mode, '--keep-size', '--offset', String(offset), '--length', String(length), this.path], (e) => {
+        if (e && (e as NodeJS.ErrnoException).code === 'ENOENT') this.fallocateOk = false;
+        resolve(!e);
+      });
+    });
+  }
+
+  async flush(): Promise<void> {
+    this.live();
+    try {
+      await this.syncer.sync();
+    } catch (e) {
+      throw fromSystemError(e, `fdatasync ${this.path}`);
+    }
+  }
+
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    this.live();
+    return this.zeroes.extents(offset, length);
+  }
+
+  /** NBD_CMD_CACHE: read the range so it is in the page cache (no posix_fadvise in Node). */
+  async cache(offset: number, length: number): Promise<void> {
+    this.live();
+    const buf = Buffer.allocUnsafe(Math.min(ZERO_CHUNK, length));
+    for (let pos = 0; pos < length; pos += buf.length) {
+      await this.read(offset + pos, Math.min(buf.length, length - pos), buf);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.fh.close();
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * Services: every administrative operation, as plain-JSON-in, plain-JSON-out
+ * methods. The CLI calls them in-process when no daemon runs, or through the
+ * daemon's control socket when one does; the HTTP API calls the same ones.
+ *
+ * The manager opens pools lazily from the home's pool cache and keeps them
+ * open until close(); pools are opened by one process at a time (lock file
+ * plus the pid recorded in the labels).
+ */
+import { resolve } from 'node:path';
+import { err } from '../errors.js';
+import { Home } from './home.js';
+import type { Pool, PoolOptions } from '../pool/pool.js';
+import { createPool, findPools, importPool, scanDirectory, type CreateSpec, type FoundPool } from '../pool/txg/open.js';
+import { poolOf } from '../pool/dataset/names.js';
+import { parseSize } from '../pool/dataset/units.js';
+import { Volume } from '../volume/volume.js';
+import { clearLabels } from '../pool/txg/label.js';
+
+export interface PoolRow {
+  name: string;
+  size: number;
+  alloc: number;
+  free: number;
+  cap: number;
+  health: string;
+}
+
+export interface DatasetRow {
+  name: string;
+  type: string;
+  used: number;
+  avail: number;
+  refer: number;
+  volsize: number | null;
+  props: Record<string, { value: string; source: string }>;
+}
+
+export class PoolManager {
+  readonly home: Home;
+  private pools = new Map<string, { pool: Pool; unlock: () => void }>();
+  /** Volumes handed out (for "in use" checks by the daemon). */
+  readonly inUse = new Map<string, number>();
+
+  constructor(
+    home?: Home | string,
+    private opts: PoolOptions = {},
+  ) {
+    this.home = home instanceof Home ? home : new Home(home);
+  }
+
+  openPools(): Pool[] {
+    return [...this.pools.values()].map((p) => p.pool);
+  }
+
+  /** Open (or return) an imported pool by name. */
+  async pool(name: string): Promise<Pool> {
+    const open = this.pools.get(name);
+    if (open) return open.pool;
+    const entry = this.home.readCache()[name];
+    if (!entry) throw err.noent(`no such pool '${name}'`);
+    const unlock = this.home.lockPool(name);
+    try {
+      const found = (await findPools(entry.paths)).find((f) => f.guid === entry.guid);
+      if (!found) throw err.nxio(`cannot open '${name}': its devices were not found (${entry.paths.join(', ')})`);
+      const pool = await importPool(found, { ...this.opts, history: false });
+      this.pools.set(name, { pool, unlock });
+      return pool;
+    } catch (e) {
+      unlock();
+      throw e;
+    }
+  }
+
+  async poolFor(dataset: string): Promise<Pool> {
+    return this.pool(poolOf(dataset));
+  }
+
+  async openAll(): Promise<Pool[]> {
+    const out: Pool[] = [];
+    for (const name of Object.keys(this.home.readCache())) out.push(await this.pool(name));
+    return out;
+  }
+
+  // ------------------------------------------------------------------ pools
+
+  async poolCreate(name: string, spec: CreateSpec): Promise<void> {
+    if (this.home.readCache()[name]) throw err.exist(`pool '${name}' already exists`);
+    const unlock = this.home.lockPool(name);
+    try {
+      const pool = await createPool(name, spec, this.opts);
+      this.pools.set(name, { pool, unlock });
+      this.home.setCached(name, { guid: pool.guid, paths: pool.leaves().map((l) => l.path) });
+    } catch (e) {
+      unlock();
+      throw e;
+    }
+  }
+
+  async poolList(names?: string[]): Promise<PoolRow[]> {
+    const all = names?.length ? names : Object.keys(this.home.readCache()).sort();
+    const rows: PoolRow[] = [];
+    for (const n of all) {
+      const p = await this.pool(n);
+      const s = p.stats();
+      rows.push({ name: n, size: s.size, alloc: s.alloc, free: s.free, cap: s.size ? Math.round((s.alloc / s.size) * 100) : 0, health: s.state });
+    }
+    return rows;
+  }
+
+  async poolExport(name: string): Promise<void> {
+    const p = await this.pool(name);
+    const busy = [...this.inUse.entries()].filter(([n, c]) => c > 0 && poolOf(n) === name);
+    if (busy.length) throw err.busy(`cannot export '${name}': volumes in use: ${busy.map(([n]) => n).join(', ')}`);
+    await p.close('exported');
+    this.pools.get(name)!.unlock();
+    this.pools.delete(name);
+    this.home.setCached(name, null);
+  }
+
+  async poolDestroy(name: string): Promise<void> {
+    const p = await this.pool(name);
+    const busy = [...this.inUse.entries()].filter(([n, c]) => c > 0 && poolOf(n) === name);
+    if (busy.length) throw err.busy(`cannot destroy '${name}': volumes in use: ${busy.map(([n]) => n).join(', ')}`);
+    await p.close('destroyed');
+    // Wipe the labels so the devices can be reused without -f.
+    const { FileLeaf } = await import('../pool/vdev/leaf-file.js');
+    for (const path of this.home.readCache()[name]?.paths ?? []) {
+      try {
+        const leaf = await FileLeaf.open(path, 'wipe');
+        await clearLabels(leaf);
+        await leaf.close();
+      } catch {
+        /* a missing device has no label to wipe */
+      }
+    }
+    this.pools.get(name)!.unlock();
+    this.pools.delete(name);
+    this.home.setCached(name, null);
+  }
+
+  /** `pool import [-d DIR]` with no name: what could be imported. */
+  async poolScan(dir?: string): Promise<FoundPool[]> {
+    const d = resolve(dir ?? this.home.devicesDir);
+    const cached = this.home.readCache();
+    return (await findPools(await scanDirectory(d))).filter((f) => !Object.values(cached).some((c) => c.guid === f.guid));
+  }
+
+  async poolImport(nameOrGuid: string, dir?: string, newName?: string): Promise<void> {
+    const found = (await this.poolScan(dir)).filter((f) => f.name === nameOrGuid || f.guid === nameOrGuid);
+    if (found.length === 0) throw err.noent(`cannot import '${nameOrGuid}': no such pool available in ${resolve(dir ?? this.home.devicesDir)}`);
+    if (found.length > 1) throw err.inval(`cannot import '${nameOrGuid}': more than one matching pool; import by guid (${found.map((f) => f.guid).join(', ')})`);
+    const f = found[0]!;
+    if (f.state === 'destroyed') throw err.noent(`cannot import '${nameOrGuid}': pool was destroyed`);
+    if (newName) throw err.notsup('importing under a new name is not supported yet');
+    if (this.home.readCache()[f.name]) throw err.exist(`cannot import '${f.name}': a pool with that name is already imported`);
+    const unlock = this.home.lockPool(f.name);
+    try {
+      const pool = await importPool(f, this.opts);
+      this.pools.set(f.name, { pool, unlock });
+      this.home.setCached(f.name, { guid: pool.guid, paths: pool.leaves().map((l) => l.path) });
+    } catch (e) {
+      unlock();
+      throw e;
+    }
+  }
+
+  // --------------------------------------------------------------- datasets
+
+  async create(name: string, o: { volsize?: string; sparse?: boolean; blocksize?: string; props?: Record<string, string>; command?: string }): Promise<void> {
+    const pool = await this.poolFor(name);
+    const props = { ...(o.props ?? {}) };
+    if (o.volsize !== undefined) props['volsize'] = String(parseSize(o.volsize));
+    if (o.blocksize !== undefined) props['volblocksize'] = o.blocksize;
+    await pool.createDataset(name, o.volsize !== undefined ? 'volume' : 'filesystem', props, { sparse: o.sparse, command: o.command });
+  }
+
+  async destroy(name: string, o: { recursive?: boolean; force?: boolean; command?: string } = {}): Promise<string[]> {
+    const pool = await this.poolFor(name);
+    const targets = [name, ...pool.dir.descendants(name)];
+    const busy = targets.filter((n) => (this.inUse.get(n) ?? 0) > 0);
+    if (busy.length && !o.force) throw err.busy(`cannot destroy '${name}': volume is in use (${busy.join(', ')}); use -f to force`);
+    return pool.destroyDataset(name, { recursive: o.recursive, command: o.command });
+  }
+
+  async rename(from: string, to: string, command?: string): Promise<void> {
+    if (poolOf(from) !== poolOf(to)) throw err.inval(`cannot rename to '${to}': datasets cannot move between pools`);
+    const pool = await this.poolFor(from);
+    if ((this.inUse.get(from) ?? 0) > 0) throw err.busy(`cannot rename '${from}': volume is in use`);
+    await pool.renameDataset(from, to, command);
+  }
+
+  async set(name: string, props: Record<string, string>, command?: string): Promise<void> {
+    const pool = await this.poolFor(name);
+    await pool.setProps(name, props, command);
+  }
+
+  async inherit(name: string, prop: string, command?: string): Promise<void> {
+    const pool = await this.poolFor(name);
+    await pool.inheritProp(name, prop, command);
+  }
+
+  /** Datasets as rows (for list and get). `names` empty = every pool. */
+  async datasets(names: string[], recursive: boolean, depth?: number): Promise<DatasetRow[]> {
+    const rows: DatasetRow[] = [];
+    const roots = names.length ? names : Object.keys(this.home.readCache()).sort();
+    const seen = new Set<string>();
+    for (const root of roots) {
+      const pool = await this.poolFor(root);
+      pool.dir.get(root);
+      const list = names.length && !recursive ? [root] : [root, ...pool.dir.descendants(root)];
+      for (const n of list) {
+        if (seen.has(n)) continue;
+        if (depth !== undefined && n.split('/').length - root.split('/').length > depth) continue;
+        seen.add(n);
+        const info = pool.datasetInfo(n);
+        const props: DatasetRow['props'] = {};
+        for (const p of pool.getAll(n)) props[p.property] = { value: p.value, source: p.source };
+        rows.push({ name: n, type: info.type, used: info.used, avail: info.avail, refer: info.refer, volsize: info.volsize ?? null, props });
+      }
+    }
+    return rows;
+  }
+
+  async history(name: string) {
+    return (await this.pool(name)).history();
+  }
+
+  async status(name?: string) {
+    const names = name ? [name] : Object.keys(this.home.readCache()).sort();
+    const out = [];
+    for (const n of names) {
+      const p = await this.pool(n);
+      const tree = p.vdevs;
+      const describe = (cfg: import('../pool/vdev/types.js').VdevConfig): unknown => {
+        if (cfg.type === 'file' || cfg.type === 'disk') {
+          const leaf = tree.findLeaf(cfg.guid);
+          return { name: cfg.path, state: leaf?.state ?? 'UNAVAIL', errors: leaf?.errors ?? { read: 0, write: 0, cksum: 0 } };
+        }
+        const top = 'id' in cfg && cfg.id !== undefined ? tree.tops[cfg.id] : undefined;
+        const label = cfg.type === 'raidz' ? `raidz${cfg.nparity}-${cfg.id}` : `${cfg.type}-${'id' in cfg ? cfg.id : ''}`;
+        return { name: label, state: top?.state() ?? 'ONLINE', errors: { read: 0, write: 0, cksum: 0 }, children: (cfg as { children: import("../pool/vdev/types.js").VdevConfig[] }).children.map(describe) };
+      };
+      const cfg = tree.config();
+      out.push({
+        name: n,
+        state: tree.state(),
+        txg: p.txg.synced,
+        suspended: p.txg.suspended?.message ?? null,
+        config: cfg.children.map(describe),
+        spares: (cfg.spares ?? []).map(describe),
+        errors: p.io.stats.cksumErrors,
+      });
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ volumes
+
+  /** Open a volume as a BlockDevice (counted as in use until released). */
+  async openVolume(name: string, opts: { readOnly?: boolean } = {}): Promise<{ volume: Volume; release: () => void }> {
+    const pool = await this.poolFor(name);
+    const volume = Volume.open(pool, name, opts);
+    this.inUse.set(name, (this.inUse.get(name) ?? 0) + 1);
+    let released = false;
+    return {
+      volume,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.inUse.set(name, Math.max(0, (this.inUse.get(name) ?? 1) - 1));
+      },
+    };
+  }
+
+  /** Close every pool cleanly (labels stay 'active': the pools remain imported). */
+  async close(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const [, { pool, unlock }] of this.pools) {
+      try {
+        await pool.close('active');
+      } catch (e) {
+        errors.push(e);
+      }
+      unlock();
+    }
+    this.pools.clear();
+    if (errors.length) throw errors[0];
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * StatsDevice: a filter that counts what passes through a BlockDevice: ops
+ * and errors per kind, bytes read and written, and a latency histogram per
+ * kind (log2 buckets in microseconds). One instance per export, shared by
+ * every connection to it; snapshot() is cheap and safe to call any time
+ * (the API and metrics read it).
+ */
+import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from './block-device.js';
+
+export type OpKind = 'read' | 'write' | 'writeZeroes' | 'trim' | 'flush' | 'blockStatus' | 'cache';
+export const OP_KINDS: readonly OpKind[] = ['read', 'write', 'writeZeroes', 'trim', 'flush', 'blockStatus', 'cache'];
+
+/** Bucket i counts ops that took < 2^i microseconds (the last bucket is open-ended). */
+export const LATENCY_BUCKETS = 28;
+
+export interface OpStats {
+  ops: number;
+  errors: number;
+  /** Bytes moved (read, write) or affected (writeZeroes, trim, cache, blockStatus queried). */
+  bytes: number;
+  /** Sum of latencies in microseconds, for averages. */
+  totalUs: number;
+  /** counts[i]: ops that finished in [2^(i-1), 2^i) µs; counts[0] is < 1 µs. */
+  latencyUs: number[];
+}
+
+export interface DeviceStatsSnapshot {
+  ops: number;
+  errors: number;
+  bytesRead: number;
+  bytesWritten: number;
+  byOp: Record<OpKind, OpStats>;
+}
+
+function emptyOp(): OpStats {
+  return { ops: 0, errors: 0, bytes: 0, totalUs: 0, latencyUs: new Array(LATENCY_BUCKETS).fill(0) };
+}
+
+export class StatsDevice implements BlockDevice {
+  private byOp: Record<OpKind, OpStats>;
+
+  constructor(private readonly inner: BlockDevice) {
+    this.byOp = Object.fromEntries(OP_KINDS.map((k) => [k, emptyOp()])) as Record<OpKind, OpStats>;
+  }
+
+  private record(kind: OpKind, bytes: number, start: number, ok: boolean): void {
+    const s = this.byOp[kind];
+    const us = (performance.now() - start) * 1000;
+    s.ops++;
+    if (!ok) s.errors++;
+    else s.bytes += bytes;
+    s.totalUs += us;
+    const b = us < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, Math.floor(Math.log2(us)) + 1);
+    s.latencyUs[b]!++;
+  }
+
+  private async track<T>(kind: OpKind, bytes: number, p: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      const r = await p();
+      this.record(kind, bytes, start, true);
+      return r;
+    } catch (e) {
+      this.record(kind, bytes, start, false);
+      throw e;
+    }
+  }
+
+  info(): BlockDeviceInfo {
+    return this.inner.info();
+  }
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.track('read', length, () => this.inner.read(offset, length, into));
+  }
+  write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    return this.track('write', data.length, () => this.inner.write(offset, data, opts));
+  }
+  writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    return this.track('writeZeroes', length, () => this.inner.writeZeroes(offset, length, opts));
+  }
+  trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
+    return this.track('trim', length, () => this.inner.trim(offset, length, opts));
+  }
+  flush(): Promise<void> {
+    return this.track('flush', 0, () => this.inner.flush());
+  }
+  blockStatus(offset: number, length: number): Promise<Extent[]> {
+    return this.track('blockStatus', length, () => this.inner.blockStatus(offset, length));
+  }
+  cache(offset: number, length: number): Promise<void> {
+    return this.track('cache', length, async () => {
+      if (this.inner.cache) await this.inner.cache(offset, length);
+    });
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  snapshot(): DeviceStatsSnapshot {
+    const byOp = Object.fromEntries(
+      OP_KINDS.map((k) => [k, { ...this.byOp[k], latencyUs: [...this.byOp[k].latencyUs] }]),
+    ) as Record<OpKind, OpStats>;
+    let ops = 0;
+    let errors = 0;
+    for (const k of OP_KINDS) {
+      ops += byOp[k].ops;
+      errors += byOp[k].errors;
+    }
+    return { ops, errors, bytesRead: byOp.read.bytes, bytesWritten: byOp.write.bytes, byOp };
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The dataset directory (ZFS's DSL directory): every dataset's identity,
+ * local properties and the dnode of its data, kept as one JSON document in
+ * a metadata byte object and rewritten in the txg that changes it.
+ *
+ * Invariants: names are unique; a dataset's parent exists; the pool's root
+ * dataset (named like the pool) always exists and is a filesystem.
+ */
+import { randomBytes } from 'node:crypto';
+import { err } from '../../errors.js';
+import type { DnodeJson } from '../object/dnode.js';
+import { parentOf } from './names.js';
+import { PROPS } from './props.js';
+
+export type DatasetType = 'filesystem' | 'volume';
+
+export interface SnapshotRecord {
+  id: number;
+  guid: string;
+  name: string; // short name after '@'
+  createTxg: number;
+  creation: number;
+  object: DnodeJson | null;
+  referenced: number;
+  logical: number;
+  userProps: Record<string, string>;
+  holds: Record<string, number>;
+}
+
+export interface DatasetRecord {
+  id: number;
+  guid: string;
+  type: DatasetType;
+  creation: number;
+  createTxg: number;
+  props: Record<string, string>;
+  /** Volumes: the data object. */
+  object: DnodeJson | null;
+  /** Allocated bytes (all copies) referenced by the head. */
+  referenced: number;
+  /** Logical (uncompressed) bytes referenced by the head. */
+  logical: number;
+  snapshots: SnapshotRecord[];
+  origin?: string | null;
+}
+
+export interface DirectoryJson {
+  version: number;
+  nextId: number;
+  datasets: Record<string, DatasetRecord>;
+}
+
+export class Directory {
+  datasets = new Map<string, DatasetRecord>();
+  nextId = 1;
+  /** Set whenever the document must be rewritten in the open txg. */
+  dirty = false;
+
+  static fromJson(j: DirectoryJson): Directory {
+    const d = new Directory();
+    d.nextId = j.nextId;
+    for (const [k, v] of Object.entries(j.datasets)) d.datasets.set(k, v);
+    return d;
+  }
+
+  toJson(): DirectoryJson {
+    return { version: 1, nextId: this.nextId, datasets: Object.fromEntries(this.datasets) };
+  }
+
+  get(name: string): DatasetRecord {
+    const r = this.datasets.get(name);
+    if (!r) throw err.noent(`dataset '${name}' does not exist`);
+    return r;
+  }
+
+  has(name: string): boolean {
+    return this.datasets.has(name);
+  }
+
+  add(name: string, type: DatasetType, txg: number, props: Record<string, string>, object: DnodeJson | null): DatasetRecord {
+    if (this.datasets.has(name)) throw err.exist(`dataset '${name}' already exists`);
+    const parent = parentOf(name);
+    if (parent !== null) {
+      const p = this.datasets.get(parent);
+      if (!p) throw err.noent(`parent dataset '${parent}' does not exist`);
+      if (p.type === 'volume') throw err.inval(`parent '${parent}' is a volume; volumes cannot have children`);
+    }
+    const rec: DatasetRecord = {
+      id: this.nextId++,
+      guid: randomBytes(8).toString('hex'),
+      type,
+      creation: Date.now(),
+      createTxg: txg,
+      props,
+      object,
+      referenced: 0,
+      logical: 0,
+      snapshots: [],
+      origin: null,
+    };
+    this.datasets.set(name, rec);
+    this.dirty = true;
+    return rec;
+  }
+
+  children(name: string): string[] {
+    const prefix = name + '/';
+    return [...this.datasets.keys()].filter((k) => k.startsWith(prefix) && !k.slice(prefix.length).includes('/')).sort();
+  }
+
+  descendants(name: string): string[] {
+    const prefix = name + '/';
+    return [...this.datasets.keys()].filter((k) => k.startsWith(prefix)).sort();
+  }
+
+  /** Effective value and source of a settable property. */
+  resolve(name: string, prop: string): { value: string; source: string } {
+    const def = PROPS[prop];
+    let cur: string | null = name;
+    let first = true;
+    while (cur !== null) {
+      const rec = this.datasets.get(cur);
+      if (rec && prop in rec.props) {
+        return { value: rec.props[prop]!, source: first ? 'local' : `inherited from ${cur}` };
+      }
+      if (def && !def.inherit) break;
+      if (!def) {
+        // user properties inherit too
+      }
+      first = false;
+      cur = parentOf(cur);
+    }
+    if (!def) return { value: '-', source: '-' };
+    return { value: def.default, source: 'default' };
+  }
+
+  rename(from: string, to: string): void {
+    const moved = [from, ...this.descendants(from)];
+    for (const old of moved) {
+      const rec = this.datasets.get(old)!;
+      this.datasets.delete(old);
+      this.datasets.set(to + old.slice(from.length), rec);
+    }
+    for (const rec of this.datasets.values()) {
+      if (rec.origin && (rec.origin.startsWith(from + '@') || rec.origin.startsWith(from + '/'))) rec.origin = to + rec.origin.slice(from.length);
+    }
+    this.dirty = true;
+  }
+}

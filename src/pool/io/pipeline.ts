@@ -1,0 +1,211 @@
+/**
+ * The block I/O pipeline (ZFS's ZIO), the only path between logical blocks
+ * and devices:
+ *
+ *   write: zero detection (holes) -> compress -> pad to sector -> checksum
+ *          -> allocate (copies) -> issue to the top-level vdev(s) -> BP
+ *   read:  ARC lookup -> top-level read with checksum verification (the vdev
+ *          picks a good copy or reconstruction and self-heals) -> decompress
+ *          -> ARC insert
+ *
+ * A checksum mismatch never returns data: the vdev throws EIO when no copy
+ * verifies, and that error travels up unchanged.
+ */
+import { err, StorageError } from '../../errors.js';
+import type { Arc } from '../cache/arc.js';
+import { bpAsize, dvaKey, type BlockPointer, type ChecksumId, type CompressId, type ObjType } from '../blkptr.js';
+import { checksumEquals, computeChecksum } from './checksum.js';
+import { compressBlock, decompressBlock, isAllZero } from './compress.js';
+import type { Allocation } from './allocate.js';
+import { SECTOR, type TopVdev } from '../vdev/types.js';
+
+export interface WriteProps {
+  comp: CompressId;
+  cksum: ChecksumId;
+  type: ObjType;
+  level: number;
+  fill: number;
+  birth: number;
+  copies: number;
+  /** Space-map logged (data) or claimed-by-walk (metadata). */
+  logged: boolean;
+  /** Store even if all zero (metadata must always exist). */
+  noHole?: boolean;
+}
+
+export interface PipelineStats {
+  readOps: number;
+  readBytes: number;
+  writeOps: number;
+  writeBytes: number;
+  cksumErrors: number;
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+export class BlockPipeline {
+  readonly stats: PipelineStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, cksumErrors: 0 };
+
+  constructor(
+    private tops: TopVdev[],
+    readonly alloc: Allocation,
+    readonly arc: Arc<Buffer>,
+  ) {}
+
+  /**
+   * Prepare a block: compress, pad and checksum. Returns null for a hole.
+   * Split from issue so callers can batch allocations (sequential layout).
+   */
+  prepare(data: Buffer, p: WriteProps): { phys: Buffer; psize: number; comp: CompressId; cksum: Buffer } | null {
+    if (!p.noHole && isAllZero(data)) return null;
+    let phys: Buffer;
+    let comp: CompressId = p.comp;
+    const packed = comp === 'off' ? null : compressBlock(comp, data, SECTOR);
+    if (packed) {
+      const psize = roundUp(packed.length, SECTOR);
+      phys = packed.length === psize ? packed : Buffer.concat([packed, Buffer.alloc(psize - packed.length)]);
+    } else {
+      comp = 'off';
+      const psize = roundUp(data.length, SECTOR);
+      phys = psize === data.length ? data : Buffer.concat([data, Buffer.alloc(psize - data.length)]);
+    }
+    return { phys, psize: phys.length, comp, cksum: computeChecksum(p.cksum, phys) };
+  }
+
+  /** Write one logical block; returns its BP, or null when it is a hole. */
+  async write(data: Buffer, p: WriteProps): Promise<BlockPointer | null> {
+    const prep = this.prepare(data, p);
+    if (!prep) return null;
+    const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
+    try {
+      await Promise.all(dvas.map((d) => this.tops[d.vdev]!.write(d.offset, prep.phys)));
+    } catch (e) {
+      this.alloc.unalloc(dvas);
+      throw e instanceof StorageError ? e : err.io('write failed', e);
+    }
+    this.stats.writeOps++;
+    this.stats.writeBytes += prep.psize * dvas.length;
+    const bp: BlockPointer = {
+      dvas,
+      lsize: data.length,
+      psize: prep.psize,
+      comp: prep.comp,
+      cksumType: p.cksum,
+      type: p.type,
+      level: p.level,
+      fill: p.fill,
+      birth: p.birth,
+      cksum: prep.cksum,
+    };
+    // The logical data is what readers want; caching it saves a read+decompress right after a sync.
+    if (p.level > 0 || p.type !== 1) this.arc.set(dvaKey(dvas[0]!), data, data.length);
+    return bp;
+  }
+
+  /**
+   * Write several blocks whose DVAs are allocated now in order, coalescing
+   * physically adjacent ones into a single device write where the layout
+   * is linear (single devices and mirrors).
+   */
+  async writeMany(items: { data: Buffer; p: WriteProps }[]): Promise<(BlockPointer | null)[]> {
+    const out: (BlockPointer | null)[] = new Array(items.length).fill(null);
+    const pending: { top: number; offset: number; bufs: Buffer[]; len: number }[] = [];
+    const allocated: { dvas: BlockPointer['dvas'] }[] = [];
+    try {
+      for (let i = 0; i < items.length; i++) {
+        const { data, p } = items[i]!;
+        const prep = this.prepare(data, p);
+        if (!prep) continue;
+        const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
+        allocated.push({ dvas });
+        out[i] = {
+          dvas,
+          lsize: data.length,
+          psize: prep.psize,
+          comp: prep.comp,
+          cksumType: p.cksum,
+          type: p.type,
+          level: p.level,
+          fill: p.fill,
+          birth: p.birth,
+          cksum: prep.cksum,
+        };
+        for (const d of dvas) {
+          const linear = this.isLinear(d.vdev);
+          const last = pending[pending.length - 1];
+          if (linear && last && last.top === d.vdev && last.offset + last.len === d.offset && last.len < 4 * 1024 * 1024) {
+            last.bufs.push(prep.phys);
+            last.len += prep.phys.length;
+          } else {
+            pending.push({ top: d.vdev, offset: d.offset, bufs: [prep.phys], len: prep.phys.length });
+          }
+          this.stats.writeBytes += prep.psize;
+        }
+        this.stats.writeOps++;
+      }
+      await Promise.all(
+        pending.map((w) => this.tops[w.top]!.write(w.offset, w.bufs.length === 1 ? w.bufs[0]! : Buffer.concat(w.bufs, w.len))),
+      );
+    } catch (e) {
+      for (const a of allocated) this.alloc.unalloc(a.dvas);
+      throw e instanceof StorageError ? e : err.io('write failed', e);
+    }
+    return out;
+  }
+
+  private linearCache = new Map<number, boolean>();
+  private isLinear(v: number): boolean {
+    let l = this.linearCache.get(v);
+    if (l === undefined) {
+      const t = this.tops[v]!.config().type;
+      l = t === 'file' || t === 'disk' || t === 'mirror';
+      this.linearCache.set(v, l);
+    }
+    return l;
+  }
+
+  /** Read and verify a block; returns the logical contents (shared: do not mutate). */
+  async read(bp: BlockPointer): Promise<Buffer> {
+    const key = dvaKey(bp.dvas[0]!);
+    const hit = this.arc.get(key);
+    if (hit) return hit;
+    const data = await this.readUncached(bp);
+    this.arc.set(key, data, data.length);
+    return data;
+  }
+
+  /** Read bypassing the cache (scrub, and verification after import). */
+  async readUncached(bp: BlockPointer): Promise<Buffer> {
+    const verify = (b: Buffer) => checksumEquals(computeChecksum(bp.cksumType, b.subarray(0, bp.psize)), bp.cksum);
+    let lastErr: unknown;
+    // Each DVA is a full copy (copies=N); try them in order, the vdev handles its own redundancy.
+    for (const d of bp.dvas) {
+      const top = this.tops[d.vdev];
+      if (!top) {
+        lastErr = err.corrupt(`block pointer names missing vdev ${d.vdev}`);
+        continue;
+      }
+      try {
+        const phys = await top.read(d.offset, bp.psize, verify);
+        this.stats.readOps++;
+        this.stats.readBytes += bp.psize;
+        if (bp.comp === 'off') return bp.lsize === phys.length ? phys : phys.subarray(0, bp.lsize);
+        return decompressBlock(bp.comp, phys, bp.lsize);
+      } catch (e) {
+        lastErr = e;
+      }
+    }
+    this.stats.cksumErrors++;
+    if (lastErr instanceof StorageError && lastErr.code === 'EIO') throw lastErr;
+    throw err.io(`unrecoverable read error (checksum or device) at vdev ${bp.dvas[0]!.vdev} offset ${bp.dvas[0]!.offset}`, lastErr);
+  }
+
+  /** Free a block in txg (deferred) and drop it from the cache. */
+  free(bp: BlockPointer, txg: number, logged: boolean): number {
+    for (const d of bp.dvas) this.arc.delete(dvaKey(d));
+    this.alloc.freeDvas(bp.dvas, txg, logged);
+    return bpAsize(bp);
+  }
+}

@@ -1,0 +1,438 @@
+/**
+ * Pool: one imported storage pool (ZFS's spa_t). Owns the device tree, the
+ * I/O pipeline, the ARC, the transaction-group engine, the dataset directory
+ * and the data objects; everything above talks to a Pool.
+ *
+ * One instance per pool, opened in one process at a time: the labels record
+ * the owning host and pid while the pool is active (see open.ts), and the
+ * CLI's home directory adds a lock file.
+ *
+ * Every administrative change (create, destroy, rename, set) marks the
+ * directory dirty and waits for its txg to commit before returning, so "the
+ * command returned" means "it is on disk".
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { err } from '../errors.js';
+import { Arc } from './cache/arc.js';
+import { bpAsize, ObjType, type BlockPointer, type ChecksumId, type CompressId } from './blkptr.js';
+import { Allocation } from './io/allocate.js';
+import { BlockPipeline } from './io/pipeline.js';
+import type { SpaceAllocator } from './space/allocator.js';
+import { Directory, type DatasetRecord, type DatasetType } from './dataset/directory.js';
+import { parentOf, validateDatasetName } from './dataset/names.js';
+import { parseProp, PROPS, isUserProp } from './dataset/props.js';
+import { dnodeFromJson, dnodeToJson, newDnode, type Dnode } from './object/dnode.js';
+import { ObjectState } from './object/object-state.js';
+import { emptyByteObject, type ByteObject } from './object/byte-object.js';
+import { TxgEngine } from './txg/txg.js';
+import { writeConfig, type LabelConfig, type PoolLabelState } from './txg/label.js';
+import type { VdevTree } from './vdev/tree.js';
+import type { Leaf } from './vdev/types.js';
+import { syncTxg } from './txg/sync.js';
+
+export interface PoolOptions {
+  /** Txg timeout (ms); default 5000. */
+  txgTimeoutMs?: number;
+  /** Dirty data limit in bytes; writers wait above it. Default 256 MiB. */
+  dirtyMax?: number;
+  /** ARC size in bytes; default 512 MiB. */
+  arcMaxBytes?: number;
+}
+
+export interface HistoryEntry {
+  time: number;
+  txg: number;
+  command: string;
+}
+
+export interface DatasetInfo {
+  name: string;
+  type: DatasetType;
+  used: number;
+  avail: number;
+  refer: number;
+  volsize?: number;
+  volblocksize?: number;
+}
+
+export class Pool {
+  readonly io: BlockPipeline;
+  readonly alloc: Allocation;
+  readonly arc: Arc<Buffer>;
+  dir: Directory;
+  readonly objects = new Map<number, ObjectState>();
+  txg!: TxgEngine;
+  /** Metadata objects reached from the MOS root. */
+  mos: { dir: ByteObject; sm: ByteObject; smRecords: number; history: ByteObject; rootBp: BlockPointer | null };
+  /** The space map's own view: only logged (data) allocations, for condensing. */
+  logged: SpaceAllocator[] = [];
+  pendingHistory: HistoryEntry[] = [];
+  /** Objects of destroyed datasets whose blocks are freed at the next sync. */
+  freeQueue: Dnode[] = [];
+  configDirty = false;
+  closed = false;
+  /** Set while closing: labels then stop naming this process as the owner. */
+  closing = false;
+  labelState: PoolLabelState = 'active';
+
+  constructor(
+    readonly name: string,
+    readonly guid: string,
+    readonly vdevs: VdevTree,
+    opts: PoolOptions,
+    dir: Directory,
+  ) {
+    this.arc = new Arc<Buffer>({ maxBytes: opts.arcMaxBytes ?? 512 * 1024 * 1024 });
+    const exclude = new Set(vdevs.tops.filter((t) => vdevs.isLog(t)).map((t) => t.id));
+    vdevs.tops.forEach((t, i) => {
+      if (t.id !== i) throw err.corrupt(`device tree: top-level ids must be 0..n-1 (found ${t.id} at ${i})`);
+    });
+    this.alloc = new Allocation(vdevs.tops, exclude);
+    this.io = new BlockPipeline(vdevs.tops, this.alloc, this.arc);
+    this.dir = dir;
+    this.mos = { dir: emptyByteObject(), sm: emptyByteObject(), smRecords: 0, history: emptyByteObject(), rootBp: null };
+    this.opts = opts;
+  }
+  private opts: PoolOptions;
+
+  startTxgs(lastSynced: number): void {
+    this.txg = new TxgEngine(lastSynced, (t) => syncTxg(this, t), { timeoutMs: this.opts.txgTimeoutMs, dirtyMax: this.opts.dirtyMax });
+  }
+
+  leaves(): Leaf[] {
+    return this.vdevs.leaves();
+  }
+
+  labelConfig(leaf: Leaf, state: PoolLabelState): LabelConfig {
+    const top = this.vdevs.topOf(leaf);
+    return {
+      version: 1,
+      name: this.name,
+      poolGuid: this.guid,
+      guid: leaf.guid,
+      topGuid: top?.guid ?? leaf.guid,
+      state,
+      txg: this.txg ? this.txg.synced + 1 : 1,
+      hostname: hostname(),
+      pid: state === 'active' && !this.closing ? process.pid : undefined,
+      tree: this.vdevs.config(),
+    };
+  }
+
+  /** Rewrite every label's config (device tree or pool state changed). */
+  async writeLabels(state: PoolLabelState): Promise<void> {
+    this.labelState = state;
+    for (const leaf of this.leaves()) {
+      if (leaf.state !== 'ONLINE' && leaf.state !== 'DEGRADED') continue;
+      await writeConfig(leaf, this.labelConfig(leaf, state));
+    }
+  }
+
+  // ---------------------------------------------------------------- space
+
+  /** Space the pool keeps back so a full pool can still sync metadata and free space. */
+  slop(): number {
+    const cap = this.alloc.capacity();
+    return Math.min(Math.max(Math.floor(cap / 32), 4 * 1024 * 1024), Math.floor(cap / 4));
+  }
+
+  /** Unused refreservation of a dataset (space promised to it but not yet used). */
+  unusedReservation(rec: DatasetRecord): number {
+    const r = rec.props['refreservation'];
+    if (!r || r === 'none') return 0;
+    const want = r === 'auto' ? this.volsizeOf(rec) : Number(r);
+    return Math.max(0, want - rec.referenced);
+  }
+
+  volsizeOf(rec: DatasetRecord): number {
+    return rec.type === 'volume' ? Number(rec.props['volsize'] ?? 0) : 0;
+  }
+
+  /** Bytes a dataset may still write (AVAIL). */
+  available(name: string): number {
+    const rec = this.dir.get(name);
+    let reserved = 0;
+    for (const r of this.dir.datasets.values()) reserved += this.unusedReservation(r);
+    const base = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop() - reserved - this.txg.totalDirty();
+    return Math.max(0, base + this.unusedReservation(rec));
+  }
+
+  /**
+   * Admission check before dirtying `bytes` for dataset `rec`. Thick volumes
+   * may use their reservation; everyone needs real allocatable space. When
+   * space is only waiting on deferred frees, a sync releases it.
+   */
+  async admit(rec: DatasetRecord, bytes: number, copies: number): Promise<void> {
+    const need = bytes * copies;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const allocatable = this.alloc.capacity() - this.alloc.allocated() - this.slop() - this.txg.totalDirty() * copies;
+      let reserved = 0;
+      for (const r of this.dir.datasets.values()) if (r !== rec) reserved += this.unusedReservation(r);
+      const own = this.unusedReservation(rec);
+      const logical = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop() - reserved - this.txg.totalDirty();
+      if (allocatable >= need && (own >= need || logical >= need)) return;
+      if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) break;
+      await this.txg.syncNow();
+    }
+    throw err.nospc(`out of space in pool '${this.name}'`);
+  }
+
+  // ------------------------------------------------------------ datasets
+
+  private mustBeOpen(): void {
+    if (this.closed) throw err.shutdown(`pool '${this.name}' is not open`);
+    if (this.txg.suspended) throw this.txg.suspended;
+  }
+
+  /** Commit a directory change and wait until it is durable. */
+  async commit(command?: string): Promise<void> {
+    this.dir.dirty = true;
+    if (command) this.pendingHistory.push({ time: Date.now(), txg: this.txg.open, command });
+    this.txg.markDirty(0);
+    await this.txg.syncNow();
+  }
+
+  async createDataset(name: string, type: DatasetType, props: Record<string, string>, opts: { sparse?: boolean; command?: string } = {}): Promise<void> {
+    this.mustBeOpen();
+    validateDatasetName(name);
+    if (!name.startsWith(this.name + '/')) throw err.inval(`dataset '${name}' is not in pool '${this.name}'`);
+    const parent = parentOf(name)!;
+    if (!this.dir.has(parent)) throw err.noent(`cannot create '${name}': parent '${parent}' does not exist`);
+    const local: Record<string, string> = {};
+    for (const [k, v] of Object.entries(props)) local[k] = parseProp(k, v, { creating: true, isVolume: type === 'volume' });
+    let object = null;
+    if (type === 'volume') {
+      const bs = Number(local['volblocksize'] ?? PROPS['volblocksize']!.default);
+      local['volblocksize'] = String(bs);
+      const size = Number(local['volsize'] ?? 0);
+      if (!size) throw err.inval(`cannot create '${name}': a volume needs a size (-V)`);
+      if (size % bs !== 0) throw err.inval(`cannot create '${name}': volsize ${size} is not a multiple of volblocksize ${bs}`);
+      if (!opts.sparse && !('refreservation' in local)) local['refreservation'] = String(size);
+      object = dnodeToJson(newDnode(bs, size / bs));
+    } else if ('volsize' in local || 'volblocksize' in local) {
+      throw err.inval(`cannot create '${name}': volsize and volblocksize apply only to volumes`);
+    }
+    // A thick volume must fit: its reservation is a promise.
+    const rr = local['refreservation'];
+    if (rr && rr !== 'none') {
+      const want = rr === 'auto' ? Number(local['volsize']) : Number(rr);
+      if (want > this.available(parent)) throw err.nospc(`cannot create '${name}': out of space (needs ${want} bytes reserved, ${this.available(parent)} available)`);
+    }
+    const rec = this.dir.add(name, type, this.txg.open, local, object);
+    if (object) this.objects.set(rec.id, new ObjectState(dnodeFromJson(object), this.io));
+    await this.commit(opts.command ?? `create ${name}`);
+  }
+
+  async destroyDataset(name: string, opts: { recursive?: boolean; command?: string } = {}): Promise<string[]> {
+    this.mustBeOpen();
+    if (name === this.name) throw err.inval(`cannot destroy '${name}': operation does not apply to the pool's root dataset; use 'pool destroy'`);
+    const rec = this.dir.get(name);
+    const kids = this.dir.descendants(name);
+    if (kids.length && !opts.recursive) throw err.busy(`cannot destroy '${name}': filesystem has children; use -r to destroy them too (${kids.join(', ')})`);
+    if (rec.snapshots.length && !opts.recursive) throw err.busy(`cannot destroy '${name}': volume has snapshots; use -r`);
+    const gone = [...kids.reverse(), name];
+    for (const n of gone) {
+      const r = this.dir.get(n);
+      const obj = this.objects.get(r.id);
+      if (obj) {
+        // Drop unsynced changes; the committed tree is freed by the next sync.
+        obj.dirty.clear();
+        this.freeQueue.push(obj.dnode);
+        this.objects.delete(r.id);
+      }
+      this.dir.datasets.delete(n);
+    }
+    await this.commit(opts.command ?? `destroy ${name}`);
+    return gone;
+  }
+
+  async renameDataset(from: string, to: string, command?: string): Promise<void> {
+    this.mustBeOpen();
+    validateDatasetName(to);
+    if (from === this.name) throw err.inval(`cannot rename the pool's root dataset`);
+    this.dir.get(from);
+    if (to.split('/')[0] !== this.name) throw err.inval(`cannot rename to '${to}': datasets cannot move between pools`);
+    if (this.dir.has(to)) throw err.exist(`cannot rename to '${to}': dataset already exists`);
+    if (to.startsWith(from + '/')) throw err.inval(`cannot rename '${from}' to a descendant of itself`);
+    const parent = parentOf(to)!;
+    const p = this.dir.datasets.get(parent);
+    if (!p) throw err.noent(`cannot rename to '${to}': parent '${parent}' does not exist`);
+    if (p.type === 'volume') throw err.inval(`cannot rename to '${to}': parent is a volume`);
+    this.dir.rename(from, to);
+    await this.commit(command ?? `rename ${from} ${to}`);
+  }
+
+  async setProps(name: string, props: Record<string, string>, command?: string): Promise<void> {
+    this.mustBeOpen();
+    const rec = this.dir.get(name);
+    const parsed: Record<string, string> = {};
+    for (const [k, v] of Object.entries(props)) parsed[k] = parseProp(k, v, { creating: false, isVolume: rec.type === 'volume' });
+    if ('volsize' in parsed) await this.resize(name, rec, Number(parsed['volsize']));
+    for (const [k, v] of Object.entries(parsed)) if (k !== 'volsize') rec.props[k] = v;
+    await this.commit(command ?? `set ${Object.entries(props).map(([k, v]) => `${k}=${v}`).join(' ')} ${name}`);
+  }
+
+  async inheritProp(name: string, prop: string, command?: string): Promise<void> {
+    this.mustBeOpen();
+    const rec = this.dir.get(name);
+    if (!isUserProp(prop)) {
+      const def = PROPS[prop];
+      if (!def) throw err.inval(`invalid property '${prop}'`);
+      if (!def.inherit && prop !== 'refreservation' && prop !== 'reservation' && prop !== 'quota') throw err.inval(`property '${prop}' cannot be inherited`);
+    }
+    delete rec.props[prop];
+    await this.commit(command ?? `inherit ${prop} ${name}`);
+  }
+
+  private async resize(name: string, rec: DatasetRecord, size: number): Promise<void> {
+    const obj = this.objects.get(rec.id);
+    if (!obj) throw err.inval(`'${name}' is not a volume`);
+    const bs = obj.blockSize;
+    if (size <= 0 || size % bs !== 0) throw err.inval(`volsize ${size} must be a positive multiple of volblocksize ${bs}`);
+    const old = Number(rec.props['volsize']);
+    const thick = rec.props['refreservation'] && rec.props['refreservation'] !== 'none' && Number(rec.props['refreservation']) === old;
+    if (size > old && thick && size - old > this.available(name) - this.unusedReservation(rec)) {
+      throw err.nospc(`cannot grow '${name}': out of space for its reservation`);
+    }
+    const n = size / bs;
+    if (n < obj.dnode.nblocks) {
+      // Shrink: everything past the new end becomes a hole in the open txg.
+      await this.txg.throttle(0);
+      const t = this.txg.markDirty(0);
+      const m = obj.mapFor(t);
+      for (const [txg, dm] of obj.dirty) if (txg !== t) for (const b of dm.keys()) if (b >= n) m.set(b, null);
+      for (const b of [...m.keys()]) if (b >= n) m.set(b, null);
+      await obj.tree.walk(obj.dnode, n, obj.dnode.nblocks, (b) => void m.set(b, null));
+      // Sync while the old size is still in the dnode so the holes are written, then shrink.
+      await this.txg.syncNow();
+    }
+    obj.dnode = { ...obj.dnode, nblocks: n };
+    rec.props['volsize'] = String(size);
+    if (thick) rec.props['refreservation'] = String(size);
+  }
+
+  // ------------------------------------------------------------- queries
+
+  /** Effective compression/checksum/copies for writes of a dataset. */
+  writePolicy(name: string): { comp: CompressId; cksum: ChecksumId; copies: number } {
+    return {
+      comp: this.dir.resolve(name, 'compression').value as CompressId,
+      cksum: this.dir.resolve(name, 'checksum').value as ChecksumId,
+      copies: Number(this.dir.resolve(name, 'copies').value),
+    };
+  }
+
+  nameOfId(id: number): string | undefined {
+    for (const [n, r] of this.dir.datasets) if (r.id === id) return n;
+    return undefined;
+  }
+
+  usedBy(name: string): number {
+    const rec = this.dir.get(name);
+    let used = rec.referenced + this.unusedReservation(rec);
+    for (const k of this.dir.children(name)) used += this.usedBy(k);
+    return used;
+  }
+
+  datasetInfo(name: string): DatasetInfo {
+    const rec = this.dir.get(name);
+    const info: DatasetInfo = { name, type: rec.type, used: this.usedBy(name), avail: this.available(name), refer: rec.referenced };
+    if (rec.type === 'volume') {
+      info.volsize = Number(rec.props['volsize']);
+      info.volblocksize = Number(rec.props['volblocksize']);
+    }
+    return info;
+  }
+
+  list(): string[] {
+    return [...this.dir.datasets.keys()].sort();
+  }
+
+  /** Every property of a dataset with value and source, like `zfs get all`. */
+  getAll(name: string): { property: string; value: string; source: string }[] {
+    const rec = this.dir.get(name);
+    const out: { property: string; value: string; source: string }[] = [];
+    const stat = (property: string, value: string | number) => out.push({ property, value: String(value), source: '-' });
+    stat('type', rec.type);
+    stat('creation', Math.floor(rec.creation / 1000));
+    stat('used', this.usedBy(name));
+    stat('available', this.available(name));
+    stat('referenced', rec.referenced);
+    stat('logicalused', rec.logical);
+    stat('logicalreferenced', rec.logical);
+    stat('compressratio', rec.referenced ? (rec.logical / rec.referenced).toFixed(2) + 'x' : '1.00x');
+    stat('usedbydataset', rec.referenced);
+    stat('usedbychildren', this.usedBy(name) - rec.referenced - this.unusedReservation(rec));
+    stat('usedbyrefreservation', this.unusedReservation(rec));
+    stat('usedbysnapshots', 0);
+    stat('guid', BigInt('0x' + rec.guid).toString());
+    stat('createtxg', rec.createTxg);
+    for (const def of Object.values(PROPS)) {
+      if (def.volumeOnly && rec.type !== 'volume') continue;
+      if (def.name === 'volsize' || def.name === 'volblocksize') {
+        out.push({ property: def.name, value: rec.props[def.name] ?? def.default, source: def.name === 'volsize' ? 'local' : 'default' });
+        continue;
+      }
+      const r = this.dir.resolve(name, def.name);
+      out.push({ property: def.name, value: r.value, source: r.source });
+    }
+    // User properties, inherited like ZFS's.
+    const seen = new Set<string>();
+    for (let cur: string | null = name; cur; cur = parentOf(cur)) {
+      const r = this.dir.datasets.get(cur);
+      if (!r) continue;
+      for (const [k, v] of Object.entries(r.props)) {
+        if (!isUserProp(k) || seen.has(k)) continue;
+        seen.add(k);
+        out.push({ property: k, value: v, source: cur === name ? 'local' : `inherited from ${cur}` });
+      }
+    }
+    return out;
+  }
+
+  objectOf(name: string): { rec: DatasetRecord; obj: ObjectState } {
+    const rec = this.dir.get(name);
+    const obj = this.objects.get(rec.id);
+    if (!obj) throw err.inval(`'${name}' is not a volume`);
+    return { rec, obj };
+  }
+
+  stats() {
+    const cap = this.alloc.capacity();
+    const allocated = this.alloc.allocated() - this.alloc.pendingFrees();
+    return { size: cap, alloc: allocated, free: cap - allocated, state: this.vdevs.state(), txg: this.txg.synced, arc: this.arc.stats() };
+  }
+
+  async history(): Promise<HistoryEntry[]> {
+    const { readByteObject } = await import('./object/byte-object.js');
+    const raw = (await readByteObject(this.io, this.mos.history)).toString('utf8');
+    const out: HistoryEntry[] = [];
+    for (const line of raw.split('\n')) if (line.trim()) out.push(JSON.parse(line) as HistoryEntry);
+    return out.concat(this.pendingHistory);
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Sync everything, mark the labels (exported or still active), close devices. */
+  async close(state: PoolLabelState = 'exported'): Promise<void> {
+    if (this.closed) return;
+    this.closing = true;
+    let failure: unknown;
+    try {
+      await this.txg.close();
+      if (!this.txg.suspended) await this.writeLabels(state);
+    } catch (e) {
+      failure = e;
+    }
+    this.closed = true;
+    await this.vdevs.close();
+    if (failure) throw failure;
+  }
+
+  static newGuid(): string {
+    return randomBytes(8).toString('hex');
+  }
+}
+
+export { ObjType, bpAsize };

@@ -1,0 +1,203 @@
+/**
+ * Syncing one transaction group (ZFS's spa_sync), in this order:
+ *
+ *  1. Data objects: dirty blocks, then their indirect blocks bottom-up;
+ *     old blocks are freed (deferred) in this txg.
+ *  2. The directory document and the frees of datasets destroyed in this
+ *     txg, captured together in one synchronous step so they agree.
+ *  3. Pool history.
+ *  4. The space map log: this txg's data allocs and frees (or a condensed
+ *     rewrite when the log has grown past twice its condensed size).
+ *  5. The MOS root block naming the directory, space map and history.
+ *  6. Flush every device: everything the new uberblock reaches is durable.
+ *  7. Labels, if the device tree or pool state changed.
+ *  8. The uberblock, into slot txg % 128 of every label on every device,
+ *     then flush again. Only now is the txg committed.
+ *  9. Frees deferred from txg - TXG_DEFER become allocatable.
+ *
+ * Metadata blocks (directory, space map, history, MOS root) are not logged in
+ * the space map: import claims them by walking from the MOS root.
+ */
+import { err } from '../../errors.js';
+import { bpAsize, ObjType, type BlockPointer } from '../blkptr.js';
+import { dnodeToJson } from '../object/dnode.js';
+import { BlockTree } from '../object/tree.js';
+import { appendByteObject, byteObjectToJson, rewriteByteObject, type MetaWriter } from '../object/byte-object.js';
+import { condense, encodeSpaceMapBlock, type SpaceRecord } from '../space/space-map.js';
+import type { Pool } from '../pool.js';
+import { FORMAT_VERSION } from './uberblock.js';
+import { writeConfig, writeUberblock } from './label.js';
+import type { Leaf } from '../vdev/types.js';
+
+export interface MosRootJson {
+  version: number;
+  txg: number;
+  name: string;
+  guid: string;
+  dir: ReturnType<typeof byteObjectToJson>;
+  sm: ReturnType<typeof byteObjectToJson>;
+  smRecords: number;
+  history: ReturnType<typeof byteObjectToJson>;
+}
+
+export async function syncTxg(pool: Pool, txg: number): Promise<void> {
+  const io = pool.io;
+  const meta = (type: ObjType): MetaWriter => ({ io, txg, type, kill: (bp) => void io.free(bp, txg, false) });
+
+  // 1. Data objects.
+  for (const [id, obj] of pool.objects) {
+    const dm = obj.dirty.get(txg);
+    if (!dm) continue;
+    const name = pool.nameOfId(id);
+    const rec = name !== undefined ? pool.dir.datasets.get(name) : undefined;
+    if (!rec || name === undefined) {
+      obj.dirty.delete(txg);
+      continue;
+    }
+    const pol = pool.writePolicy(name);
+    const nd = await obj.tree.sync(obj.dnode, dm, {
+      props: (level) => ({
+        comp: pol.comp,
+        cksum: pol.cksum,
+        type: level === 0 ? ObjType.VolumeData : ObjType.Indirect,
+        level,
+        fill: 1,
+        birth: txg,
+        // Indirect blocks get one more copy than data (ZFS's ditto rule): losing one loses many.
+        copies: level === 0 ? pol.copies : Math.min(3, pol.copies + 1),
+        logged: true,
+      }),
+      born: (bp) => {
+        rec.referenced += bpAsize(bp);
+        if (bp.level === 0) rec.logical += bp.lsize;
+      },
+      kill: (bp) => killBlock(pool, rec, bp, txg),
+    });
+    // Publish the new tree and drop the synced dirty map in the same tick.
+    obj.dnode = { ...nd, nblocks: obj.dnode.nblocks };
+    obj.dirty.delete(txg);
+    rec.object = dnodeToJson(obj.dnode);
+    pool.dir.dirty = true;
+  }
+
+  // 2. Directory and destroyed datasets, captured atomically.
+  let dirDoc: Buffer | null = null;
+  if (pool.dir.dirty) {
+    pool.dir.dirty = false;
+    dirDoc = Buffer.from(JSON.stringify(pool.dir.toJson()), 'utf8');
+  }
+  const destroyed = pool.freeQueue.splice(0);
+  const hist = pool.pendingHistory.filter((h) => h.txg <= txg);
+  pool.pendingHistory = pool.pendingHistory.filter((h) => h.txg > txg);
+  for (const d of destroyed) {
+    const dn = { ...d };
+    // The tree may have been grown in memory; walk what is on disk.
+    await new BlockTree(io).walkAll(dn, (bp) => void io.free(bp, txg, true));
+  }
+  if (dirDoc) pool.mos.dir = await rewriteByteObject(meta(ObjType.Directory), pool.mos.dir, dirDoc);
+
+  // 3. History.
+  if (hist.length) {
+    const lines = Buffer.from(hist.map((h) => JSON.stringify({ ...h, txg }) + '\n').join(''), 'utf8');
+    pool.mos.history = await appendByteObject(meta(ObjType.History), pool.mos.history, lines);
+  }
+
+  // 4. Space map log.
+  const records = pool.alloc.takeRecords(txg);
+  if (records.length) {
+    applyToLogged(pool, records);
+    if (shouldCondenseAll(pool, pool.mos.smRecords + records.length)) {
+      const all: SpaceRecord[] = [];
+      pool.logged.forEach((a, v) => all.push(...condense(a, txg, v)));
+      pool.mos.sm = await rewriteByteObject(meta(ObjType.SpaceMap), pool.mos.sm, frame(encodeSpaceMapBlock(all)));
+      pool.mos.smRecords = all.length;
+    } else {
+      pool.mos.sm = await appendByteObject(meta(ObjType.SpaceMap), pool.mos.sm, frame(encodeSpaceMapBlock(records)));
+      pool.mos.smRecords += records.length;
+    }
+  }
+
+  // 5. MOS root.
+  const root: MosRootJson = {
+    version: FORMAT_VERSION,
+    txg,
+    name: pool.name,
+    guid: pool.guid,
+    dir: byteObjectToJson(pool.mos.dir),
+    sm: byteObjectToJson(pool.mos.sm),
+    smRecords: pool.mos.smRecords,
+    history: byteObjectToJson(pool.mos.history),
+  };
+  const rootBp = await io.write(Buffer.from(JSON.stringify(root), 'utf8'), {
+    comp: 'lz4',
+    cksum: 'sha256',
+    type: ObjType.MosRoot,
+    level: 0,
+    fill: 1,
+    birth: txg,
+    copies: 3,
+    logged: false,
+    noHole: true,
+  });
+  if (!rootBp) throw err.io('MOS root write produced no block');
+
+  // 6. Everything the uberblock will reach is durable before it is written.
+  await pool.vdevs.flush();
+
+  // 7. Labels (device tree or state changed).
+  if (pool.configDirty) {
+    pool.configDirty = false;
+    for (const leaf of usableLeaves(pool)) await writeConfig(leaf, { ...pool.labelConfig(leaf, pool.labelState), txg });
+  }
+
+  // 8. The uberblock, then flush: the txg is committed.
+  const ub = { version: FORMAT_VERSION, txg, poolGuid: BigInt('0x' + pool.guid), timestamp: Date.now(), rootBp, guidSum: guidSum(pool) };
+  const leaves = usableLeaves(pool);
+  const results = await Promise.allSettled(leaves.map((l) => writeUberblock(l, ub)));
+  if (results.every((r) => r.status === 'rejected')) throw err.io(`txg ${txg}: no device accepted the uberblock`);
+  await pool.vdevs.flush();
+
+  if (pool.mos.rootBp) io.free(pool.mos.rootBp, txg, false);
+  pool.mos.rootBp = rootBp;
+  // 9. Deferred frees.
+  pool.alloc.synced(txg);
+}
+
+/** A block the head no longer references. Native snapshots keep blocks born before their txg. */
+function killBlock(pool: Pool, rec: { referenced: number; logical: number }, bp: BlockPointer, txg: number): void {
+  rec.referenced -= bpAsize(bp);
+  if (bp.level === 0) rec.logical -= bp.lsize;
+  pool.io.free(bp, txg, true);
+}
+
+function usableLeaves(pool: Pool): Leaf[] {
+  return pool.leaves().filter((l) => l.state === 'ONLINE' || l.state === 'DEGRADED');
+}
+
+export function guidSum(pool: Pool): bigint {
+  let s = 0n;
+  for (const l of pool.leaves()) s = (s + BigInt('0x' + l.guid.replace(/[^0-9a-f]/gi, '').slice(0, 16).padEnd(1, '0'))) & 0xffffffffffffffffn;
+  return s;
+}
+
+/** Space map log framing: u32 length + encoded block, repeated. */
+export function frame(block: Buffer): Buffer {
+  const h = Buffer.alloc(4);
+  h.writeUInt32LE(block.length, 0);
+  return Buffer.concat([h, block]);
+}
+
+function applyToLogged(pool: Pool, records: SpaceRecord[]): void {
+  for (const r of records) {
+    const a = pool.logged[r.vdev ?? 0];
+    if (!a) continue;
+    if (r.op === 'alloc') a.claim(r.offset, r.length);
+    else a.free(r.offset, r.length);
+  }
+}
+
+function shouldCondenseAll(pool: Pool, logRecords: number): boolean {
+  let extents = 0;
+  for (const a of pool.logged) extents += a.freeSegmentCount() + 1;
+  return logRecords > 2 * extents + 1024;
+}

@@ -1,0 +1,280 @@
+/**
+ * RaidzVdev: a raidz1/2/3 top-level (`pool create tank raidz2 a b c d`).
+ *
+ * Every block is written as its own full stripe (dynamic width, see
+ * raidz-math.ts), so no write ever updates part of an existing stripe: there
+ * is no read-modify-write and no write hole. Blocks are never overwritten in
+ * place by the pool (copy-on-write), and a crash mid-write leaves the previous
+ * tree, which does not reference the half-written stripe, intact.
+ *
+ * Reads fetch only the data columns. When a column cannot be read (device
+ * unusable, being resilvered, or an I/O error) it is rebuilt from parity; when
+ * the block fails its checksum although every column read fine, some column
+ * is silently wrong and we try, like vdev_raidz_combrec, every set of up to
+ * nparity columns (fewer when some are already missing) as "bad", rebuild them
+ * from the rest and ask `verify`. The first reconstruction that verifies is
+ * returned; then every column that was unreadable or differs from it is
+ * rewritten (self-healing) and, if it had read without error, blamed with a
+ * CKSUM error. Scrub reads parity too and repairs stale parity.
+ *
+ * State: more than nparity children unusable -> UNAVAIL (OFFLINE if all are
+ * offline); any unusable or degraded -> DEGRADED.
+ */
+import { err } from '../../errors.js';
+import { leafUsable } from './leaf-base.js';
+import { checkTopRange, flushAll, leafDataBytes, topCapacity, tryRead, tryWrite, type VdevEvents } from './child-io.js';
+import { leafConfigOf, type LeafConfig } from './leaf-config.js';
+import { mirrorState } from './mirror.js';
+import { generateParity, raidzAsize, raidzMap, reconstruct, splitData, type RaidzMap } from './raidz-math.js';
+import {
+  LEAF_DATA_START,
+  SECTOR,
+  type Leaf,
+  type ReadOptions,
+  type TopVdev,
+  type VdevConfig,
+  type VdevState,
+  type Verify,
+} from './types.js';
+
+export interface RaidzVdevOptions {
+  id: number;
+  guid: string;
+  nparity: 1 | 2 | 3;
+  asize?: number;
+  childConfigs: LeafConfig[];
+  log?: boolean;
+  events?: VdevEvents;
+  readOnly?: boolean;
+}
+
+/** Why a column holds no data for this read. */
+type Gap = 'unusable' | 'resilvering' | 'ioerror';
+
+export class RaidzVdev implements TopVdev {
+  readonly id: number;
+  readonly guid: string;
+  readonly nparity: 1 | 2 | 3;
+  readonly capacity: number;
+  readonly dataRatio: number;
+  /** Bytes of each child's data area this raidz uses (capacity / children). */
+  readonly childBytes: number;
+  private readonly resilvering = new Set<Leaf>();
+  private readonly events: VdevEvents;
+
+  constructor(
+    readonly children: Leaf[],
+    private readonly opts: RaidzVdevOptions,
+  ) {
+    const dcols = children.length;
+    if (dcols < opts.nparity + 1 || dcols !== opts.childConfigs.length) {
+      throw err.inval(`raidz${opts.nparity} needs at least ${opts.nparity + 1} children and their configs`);
+    }
+    this.id = opts.id;
+    this.guid = opts.guid;
+    this.nparity = opts.nparity;
+    this.events = opts.events ?? {};
+    this.dataRatio = (dcols - opts.nparity) / dcols;
+    const sizes = children.filter((c) => leafUsable(c.state)).map((c) => leafDataBytes(c.size));
+    this.capacity = topCapacity(opts.asize, sizes.length > 0 ? Math.min(...sizes) * dcols : 0);
+    this.childBytes = Math.floor(this.capacity / dcols / SECTOR) * SECTOR;
+    children.forEach((c, i) => {
+      if (leafUsable(c.state) && leafDataBytes(c.size) < this.childBytes) c.state = 'UNAVAIL';
+      if (opts.childConfigs[i]!.resilvering) this.resilvering.add(c);
+    });
+  }
+
+  asize(psize: number): number {
+    return raidzAsize(psize, this.children.length, this.nparity);
+  }
+
+  private map(offset: number, psize: number): RaidzMap {
+    checkTopRange(`raidz ${this.id}`, offset, psize, this.capacity);
+    const m = raidzMap(offset, psize, this.children.length, this.nparity);
+    for (const c of m.cols) {
+      if (c.offset + c.size > this.childBytes) throw err.inval(`raidz ${this.id}: block at ${offset} (+${psize}) runs past the end of the children`);
+    }
+    return m;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (this.opts.readOnly) throw err.perm(`raidz ${this.id}: pool is read-only`);
+    const m = this.map(offset, data.length);
+    const dataCols = splitData(m, data);
+    const cols = [...generateParity(dataCols, m.cols[0]!.size, this.nparity), ...dataCols];
+    const ok = await Promise.all(
+      cols.map((b, c) => tryWrite(this.children[m.cols[c]!.devidx]!, LEAF_DATA_START + m.cols[c]!.offset, b)),
+    );
+    let failed = 0;
+    ok.forEach((w, c) => {
+      if (w) return;
+      failed++;
+      const col = m.cols[c]!;
+      this.events.onWriteMissed?.(this.children[col.devidx]!, LEAF_DATA_START + col.offset, col.size);
+    });
+    // Up to nparity lost columns are rebuilt from parity on read (and by resilver).
+    if (failed > this.nparity) throw err.io(`raidz ${this.id}: write at ${offset} lost ${failed} columns (parity ${this.nparity})`);
+  }
+
+  async read(offset: number, psize: number, verify: Verify, opts: ReadOptions = {}): Promise<Buffer> {
+    const m = this.map(offset, psize);
+    const mode = opts.mode ?? 'normal';
+    const np = this.nparity;
+    const n = m.acols;
+    const cols: (Buffer | undefined)[] = new Array(n).fill(undefined);
+    const gaps = new Map<number, Gap>();
+    const readCol = async (c: number): Promise<void> => {
+      const col = m.cols[c]!;
+      const leaf = this.children[col.devidx]!;
+      if (!leafUsable(leaf.state)) gaps.set(c, 'unusable');
+      else if (this.resilvering.has(leaf)) gaps.set(c, 'resilvering');
+      else {
+        const b = await tryRead(leaf, LEAF_DATA_START + col.offset, col.size);
+        if (b === undefined) gaps.set(c, 'ioerror');
+        else cols[c] = b;
+      }
+    };
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+
+    // Normal reads skip parity; scrub and resilver check it too.
+    let parityRead = mode !== 'normal';
+    await Promise.all(range(parityRead ? 0 : np, n).map(readCol));
+    if (!parityRead && gaps.size === 0) {
+      const data = Buffer.concat(cols.slice(np) as Buffer[], psize);
+      if (verify(data)) return data;
+    }
+    if (!parityRead) {
+      await Promise.all(range(0, np).map(readCol));
+      parityRead = true;
+    }
+
+    const good = this.solve(m, cols, gaps, verify);
+    if (good === undefined) {
+      // Unrecoverable: every column that read fine is suspect (ZFS reports a
+      // checksum error on each, vdev_raidz_io_done_unrecoverable).
+      for (let c = 0; c < n; c++) if (cols[c] !== undefined) this.blame(m, c);
+      throw err.io(`raidz ${this.id}: cannot reconstruct block at offset ${offset} (+${psize})`);
+    }
+    await this.heal(m, cols, gaps, good, opts);
+    return Buffer.concat(good.slice(np) as Buffer[], psize);
+  }
+
+  /**
+   * Find column contents that verify: first with only the unreadable columns
+   * rebuilt, then assuming 1, 2, ... more columns silently bad. Returns the
+   * full set of columns (parity regenerated) or undefined.
+   */
+  private solve(m: RaidzMap, cols: (Buffer | undefined)[], gaps: Map<number, Gap>, verify: Verify): Buffer[] | undefined {
+    const np = this.nparity;
+    const n = m.acols;
+    const known = [...gaps.keys()];
+    if (known.length > np) return undefined;
+    const readable = Array.from({ length: n }, (_, c) => c).filter((c) => !gaps.has(c));
+    for (let extra = 0; extra <= np - known.length; extra++) {
+      for (const combo of combinations(readable, extra)) {
+        const erased = [...known, ...combo];
+        // Assuming only parity bad changes no data: the as-read data already
+        // failed (or, with nothing erased, is what we test once).
+        if (extra > 0 && !erased.some((c) => c >= np)) continue;
+        const trial = cols.slice();
+        for (const c of erased) trial[c] = undefined;
+        reconstruct(m, trial, erased);
+        const data = Buffer.concat(trial.slice(np) as Buffer[]);
+        if (!verify(data)) continue;
+        const parity = generateParity(trial.slice(np), m.cols[0]!.size, np);
+        return [...parity, ...(trial.slice(np) as Buffer[])];
+      }
+    }
+    return undefined;
+  }
+
+  /** Rewrite every column that was unreadable or wrong; blame the wrong ones. */
+  private async heal(m: RaidzMap, cols: (Buffer | undefined)[], gaps: Map<number, Gap>, good: Buffer[], opts: ReadOptions): Promise<void> {
+    const mode = opts.mode ?? 'normal';
+    const fix: number[] = [];
+    for (let c = 0; c < m.acols; c++) {
+      const gap = gaps.get(c);
+      if (gap === 'unusable') continue;
+      if (gap === 'ioerror') fix.push(c);
+      else if (gap === 'resilvering') {
+        if (mode === 'resilver' || mode === 'scrub') fix.push(c);
+      } else if (cols[c] !== undefined && !cols[c]!.equals(good[c]!)) {
+        this.blame(m, c);
+        fix.push(c);
+      }
+    }
+    if (this.opts.readOnly || fix.length === 0) return;
+    await Promise.all(
+      fix.map(async (c) => {
+        const col = m.cols[c]!;
+        const leaf = this.children[col.devidx]!;
+        const at = LEAF_DATA_START + col.offset;
+        if (await tryWrite(leaf, at, good[c]!)) {
+          opts.onRepair?.(leaf, at, col.size);
+          this.events.onRepair?.(leaf, at, col.size);
+        }
+      }),
+    );
+  }
+
+  private blame(m: RaidzMap, c: number): void {
+    const col = m.cols[c]!;
+    const leaf = this.children[col.devidx]!;
+    if (this.resilvering.has(leaf)) return;
+    leaf.errors.cksum++;
+    this.events.onChecksumError?.(leaf, LEAF_DATA_START + col.offset, col.size);
+  }
+
+  async flush(): Promise<void> {
+    await flushAll(this.children);
+    if (this.state() === 'UNAVAIL') throw err.io(`raidz ${this.id}: more than ${this.nparity} children failed`);
+  }
+
+  state(): VdevState {
+    return mirrorState(this.children, this.nparity);
+  }
+
+  leaves(): Leaf[] {
+    return [...this.children];
+  }
+
+  setResilvering(leaf: Leaf, on: boolean): void {
+    if (!this.children.includes(leaf)) throw err.inval(`${leaf.path} is not a child of raidz ${this.id}`);
+    if (on) this.resilvering.add(leaf);
+    else this.resilvering.delete(leaf);
+  }
+
+  config(): VdevConfig {
+    return {
+      type: 'raidz',
+      guid: this.guid,
+      id: this.id,
+      nparity: this.nparity,
+      asize: this.capacity,
+      ...(this.opts.log ? { log: true } : {}),
+      children: this.children.map((c, i) => leafConfigOf(c, this.opts.childConfigs[i]!, this.resilvering.has(c))),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.close()));
+  }
+}
+
+/** All k-element subsets of `items`, in lexicographic order. */
+export function* combinations<T>(items: T[], k: number): Generator<T[]> {
+  if (k === 0) {
+    yield [];
+    return;
+  }
+  const idx = Array.from({ length: k }, (_, i) => i);
+  if (k > items.length) return;
+  for (;;) {
+    yield idx.map((i) => items[i]!);
+    let i = k - 1;
+    while (i >= 0 && idx[i] === items.length - k + i) i--;
+    if (i < 0) return;
+    idx[i]!++;
+    for (let j = i + 1; j < k; j++) idx[j] = idx[j - 1]! + 1;
+  }
+}

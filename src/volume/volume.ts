@@ -1,0 +1,266 @@
+/**
+ * A pool volume as a BlockDevice.
+ *
+ * Write path: split the request into volblocksize blocks; whole blocks are
+ * recorded as dirty data in the open txg; partial blocks are read, merged
+ * and recorded (read-modify-write) under a per-block lock so two partial
+ * writes to one block cannot lose each other's bytes. Recording is
+ * synchronous after the throttle resolves, so a write is wholly inside one
+ * txg (see txg.ts).
+ *
+ * Durability: flush() and FUA wait for the txg holding every completed
+ * write to commit (the intent log will shorten this path later).
+ *
+ * Reads and blockStatus see dirty data first, then the committed tree.
+ */
+import { err } from '../errors.js';
+import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../device/block-device.js';
+import type { Pool } from '../pool/pool.js';
+import type { DatasetRecord } from '../pool/dataset/directory.js';
+import type { ObjectState } from '../pool/object/object-state.js';
+import { BlockLocks } from './block-locks.js';
+
+export interface VolumeCounters {
+  readOps: number;
+  readBytes: number;
+  writeOps: number;
+  writeBytes: number;
+}
+
+export class Volume implements BlockDevice {
+  private locks = new BlockLocks();
+  private closed = false;
+  readonly counters: VolumeCounters = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
+
+  constructor(
+    private pool: Pool,
+    private rec: DatasetRecord,
+    private obj: ObjectState,
+    private opts: { readOnly?: boolean } = {},
+  ) {}
+
+  static open(pool: Pool, name: string, opts: { readOnly?: boolean } = {}): Volume {
+    const { rec, obj } = pool.objectOf(name);
+    return new Volume(pool, rec, obj, opts);
+  }
+
+  private get bs(): number {
+    return this.obj.blockSize;
+  }
+
+  private alive(): void {
+    if (this.closed) throw err.shutdown('volume is closed');
+    if (this.pool.closed) throw err.shutdown(`pool '${this.pool.name}' is not open`);
+    if (!this.pool.objects.has(this.rec.id)) throw err.noent('volume was destroyed');
+  }
+
+  private get name(): string {
+    return this.pool.nameOfId(this.rec.id) ?? '?';
+  }
+
+  info(): BlockDeviceInfo {
+    const size = this.obj.dnode.nblocks * this.bs;
+    const ro = this.opts.readOnly || this.pool.dir.resolve(this.name, 'readonly').value === 'on';
+    return {
+      size,
+      blockSize: this.bs,
+      minBlockSize: 512,
+      maxRequest: 32 * 1024 * 1024,
+      readOnly: !!ro,
+      multiConn: true,
+      canTrim: true,
+      canZero: true,
+      canFastZero: true,
+      canCache: true,
+    };
+  }
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    this.alive();
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const bs = this.bs;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + length - 1) / bs);
+    const jobs: Promise<void>[] = [];
+    for (let b = first; b <= last; b++) {
+      const start = Math.max(offset, b * bs);
+      const end = Math.min(offset + length, (b + 1) * bs);
+      const dst = start - offset;
+      const dirty = this.obj.dirtyBlock(b);
+      if (dirty !== undefined) {
+        if (dirty) dirty.copy(out, dst, start - b * bs, end - b * bs);
+        else out.fill(0, dst, dst + end - start);
+        continue;
+      }
+      jobs.push(
+        this.obj.tree.readBlock(this.obj.dnode, b).then((data) => {
+          // A write may have landed while we read the tree: prefer it.
+          const now = this.obj.dirtyBlock(b);
+          const src = now !== undefined ? now : data;
+          if (src) src.copy(out, dst, start - b * bs, end - b * bs);
+          else out.fill(0, dst, dst + end - start);
+        }),
+      );
+    }
+    if (jobs.length) await Promise.all(jobs);
+    this.counters.readOps++;
+    this.counters.readBytes += length;
+    return out;
+  }
+
+  async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    this.alive();
+    await this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false);
+    this.counters.writeOps++;
+    this.counters.writeBytes += data.length;
+    if (opts?.fua || this.syncAlways()) await this.flush();
+  }
+
+  async writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void> {
+    this.alive();
+    // Whole zero blocks become holes whatever NO_HOLE says: reads return zeroes either way,
+    // and ZFS-style pools never store all-zero blocks (compression turns them into holes).
+    await this.modify(offset, length, (blk, at, _from, n) => void blk.fill(0, at, at + n), true);
+    if (opts?.fua || this.syncAlways()) await this.flush();
+  }
+
+  async trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
+    return this.writeZeroes(offset, length, { ...opts, mayTrim: true });
+  }
+
+  private syncAlways(): boolean {
+    return this.pool.dir.resolve(this.name, 'sync').value === 'always';
+  }
+
+  /**
+   * Apply `fill` to every block touched by [offset, offset+length). Whole
+   * blocks of a zeroing request become holes (null) without reading.
+   */
+  private async modify(offset: number, length: number, fill: (blk: Buffer, at: number, from: number, n: number) => void, zeroing: boolean): Promise<void> {
+    const bs = this.bs;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + length - 1) / bs);
+    const copies = Number(this.pool.dir.resolve(this.name, 'copies').value);
+    // Large zeroing requests over holes must not dirty (or even visit) unallocated blocks.
+    if (zeroing && last - first > 64) return this.zeroRange(offset, length, fill);
+    const whole: number[] = [];
+    const partial: number[] = [];
+    for (let b = first; b <= last; b++) {
+      const start = Math.max(offset, b * bs);
+      const end = Math.min(offset + length, (b + 1) * bs);
+      (end - start === bs ? whole : partial).push(b);
+    }
+    // Partial blocks: read the current contents first (outside the txg), under the block lock.
+    const merged = new Map<number, Buffer | null>();
+    const release: (() => void)[] = [];
+    try {
+      for (const b of [...whole, ...partial].sort((x, y) => x - y)) release.push(await this.locks.acquire(b));
+      await Promise.all(
+        partial.map(async (b) => {
+          const cur = await this.obj.read(b);
+          if (!cur && zeroing) {
+            merged.set(b, null); // zeroing part of a hole: still a hole
+            return;
+          }
+          const blk = Buffer.alloc(bs);
+          if (cur) cur.copy(blk);
+          const start = Math.max(offset, b * bs);
+          const end = Math.min(offset + length, (b + 1) * bs);
+          fill(blk, start - b * bs, start - offset, end - start);
+          merged.set(b, blk);
+        }),
+      );
+      const bytes = (whole.length + partial.length) * bs;
+      await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies);
+      await this.pool.txg.throttle(bytes);
+      // From here to markDirty nothing awaits: the whole write joins one txg.
+      const t = this.pool.txg.markDirty(zeroing ? 0 : bytes);
+      const m = this.obj.mapFor(t);
+      for (const b of whole) {
+        if (zeroing) {
+          m.set(b, null);
+          continue;
+        }
+        const blk = Buffer.allocUnsafe(bs);
+        const start = b * bs;
+        fill(blk, 0, start - offset, bs);
+        m.set(b, blk);
+      }
+      for (const [b, blk] of merged) m.set(b, blk);
+    } finally {
+      for (const r of release) r();
+    }
+  }
+
+  /** Zero a large range: only allocated or dirty blocks are touched; edges merge. */
+  private async zeroRange(offset: number, length: number, fill: (blk: Buffer, at: number, from: number, n: number) => void): Promise<void> {
+    const bs = this.bs;
+    const firstWhole = Math.ceil(offset / bs);
+    const endWhole = Math.floor((offset + length) / bs);
+    if (offset % bs) await this.modify(offset, Math.min(length, firstWhole * bs - offset), fill, true);
+    if ((offset + length) % bs && endWhole >= firstWhole) await this.modify(endWhole * bs, offset + length - endWhole * bs, fill, true);
+    if (endWhole <= firstWhole) return;
+    const targets = new Set<number>();
+    for (const m of this.obj.dirty.values()) for (const b of m.keys()) if (b >= firstWhole && b < endWhole) targets.add(b);
+    await this.obj.tree.walk(this.obj.dnode, firstWhole, endWhole, (b) => void targets.add(b));
+    if (targets.size === 0) return;
+    await this.pool.txg.throttle(0);
+    const t = this.pool.txg.markDirty(0);
+    const m = this.obj.mapFor(t);
+    for (const b of targets) if (!this.locks.held(b)) m.set(b, null);
+    // Blocks under a concurrent partial write get zeroed after it finishes.
+    const held = [...targets].filter((b) => this.locks.held(b));
+    for (const b of held) {
+      const r = await this.locks.acquire(b);
+      try {
+        await this.pool.txg.throttle(0);
+        this.obj.mapFor(this.pool.txg.markDirty(0)).set(b, null);
+      } finally {
+        r();
+      }
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.alive();
+    await this.pool.txg.syncNow();
+  }
+
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    this.alive();
+    const bs = this.bs;
+    const first = Math.floor(offset / bs);
+    // Answer at most 2^20 blocks per call (callers ask again for the rest), so memory stays bounded.
+    const end = Math.min(Math.ceil((offset + length) / bs), this.obj.dnode.nblocks, first + (1 << 20));
+    const state = new Map<number, boolean>();
+    await this.obj.tree.walk(this.obj.dnode, first, end, (b) => void state.set(b, true));
+    for (const [, m] of [...this.obj.dirty].sort((a, b) => a[0] - b[0])) {
+      for (const [b, d] of m) if (b >= first && b < end) state.set(b, d !== null);
+    }
+    const out: Extent[] = [];
+    const push = (start: number, stop: number, data: boolean) => {
+      const s = Math.max(start, offset);
+      const e = Math.min(stop, offset + length);
+      if (e <= s) return;
+      const last = out[out.length - 1];
+      if (last && last.hole === !data && last.offset + last.length === s) last.length += e - s;
+      else out.push({ offset: s, length: e - s, hole: !data, zero: !data });
+    };
+    let pos = first;
+    for (const b of [...state.keys()].sort((x, y) => x - y)) {
+      if (b > pos) push(pos * bs, b * bs, false);
+      push(b * bs, (b + 1) * bs, state.get(b)!);
+      pos = b + 1;
+    }
+    if (pos < end) push(pos * bs, end * bs, false);
+    return out;
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    await this.read(offset, Math.min(length, 32 * 1024 * 1024));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
