@@ -60,3 +60,36 @@ export function setBackingFile(img: Qcow2Image, backing: string | null, format: 
     await img.writeHeader();
   });
 }
+
+/**
+ * Drop every cluster of the active state (after commit): all L1 entries
+ * become zero, so everything reads from the backing file again. Refused with
+ * internal snapshots (their clusters would need per-entry accounting we do
+ * not do here). Order: the emptied L1 is durable before the drops apply.
+ */
+export function makeEmpty(img: Qcow2Image): Promise<void> {
+  return img.exclusive(async () => {
+    if (img.readOnly) throw err.perm('cannot empty: image is open read-only');
+    if (img.snapshots.length > 0) throw err.notsup('qcow2: cannot empty an image that has internal snapshots');
+    const refs = await img.loadRefcounts();
+    const map = img.map;
+    const cs = map.cs;
+    await img.flushLocked();
+    for (let i = 0; i < map.l1.length; i++) {
+      const l2off = map.l1[i]!;
+      if (!l2off) continue;
+      const l2 = await map.cache.get(l2off);
+      for (let j = 0; j < map.l2Entries; j++) {
+        const e = map.decode(l2, j);
+        if (e.compressed) {
+          for (let c = Math.floor(e.host / cs); c <= Math.floor((e.host + e.csize - 1) / cs); c++) refs.free(c);
+        } else if (e.host) refs.free(e.host / cs);
+      }
+      refs.free(l2off / cs);
+      map.cache.discard(l2off);
+      map.setL1(i, 0, false);
+    }
+    img.invalidateMetadata();
+    await img.flushLocked();
+  });
+}

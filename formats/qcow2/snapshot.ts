@@ -208,3 +208,26 @@ export function applySnapshot(img: Qcow2Image, nameOrId: string): Promise<void> 
     await img.flushLocked();
   });
 }
+
+/**
+ * A read-only view of an internal snapshot (convert -l): a second read-only
+ * handle on the file whose active L1 is the snapshot's. `backing` is the
+ * chain below the image, if any.
+ */
+export async function openSnapshotView(path: string, nameOrId: string, backing: import('../../src/device/block-device.js').BlockDevice | null): Promise<Qcow2Image> {
+  const { Qcow2Image: Img } = await import('./image.js');
+  const img = await Img.open(path, { readOnly: true });
+  try {
+    const sn = find(img, nameOrId);
+    const l1 = parseL1(await img.file.readExact(sn.l1Offset, sn.l1Size * 8, 'snapshot L1 table'));
+    if (Math.ceil(sn.diskSize / img.map.l2Span) > l1.length) throw err.corrupt(`qcow2: snapshot '${sn.name}' L1 table is too small`);
+    img.map.replaceL1(l1, new Uint8Array(l1.length), sn.l1Offset);
+    img.header.size = sn.diskSize;
+    img.map.size = sn.diskSize;
+    img.backing = backing;
+    return img;
+  } catch (e) {
+    await img.close();
+    throw e;
+  }
+}

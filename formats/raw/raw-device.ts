@@ -100,6 +100,7 @@ export class RawDevice implements BlockDevice {
     try {
       fh = await openFile(path, opts.readOnly ? 'r' : 'r+');
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw err.notsup(`${path} is not a regular file`);
       throw fromSystemError(e, `open ${path}`);
     }
     try {

@@ -211,7 +211,7 @@ export class PoolManager {
       const list = names.length && !recursive ? [root] : [root, ...pool.dir.descendants(root)];
       for (const n of list) {
         if (seen.has(n)) continue;
-        if (depth !== undefined && n.split('/').length - root.split('/').length > depth) continue;
+        if (depth != null && n.split('/').length - root.split('/').length > depth) continue;
         seen.add(n);
         const info = pool.datasetInfo(n);
         const props: DatasetRow['props'] = {};

@@ -81,7 +81,7 @@ export class Volume implements BlockDevice {
     const bs = this.bs;
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
-    const jobs: Promise<void>[] = [];
+    const need: { b: number; start: number; end: number; dst: number }[] = [];
     for (let b = first; b <= last; b++) {
       const start = Math.max(offset, b * bs);
       const end = Math.min(offset + length, (b + 1) * bs);
@@ -92,17 +92,21 @@ export class Volume implements BlockDevice {
         else out.fill(0, dst, dst + end - start);
         continue;
       }
-      jobs.push(
-        this.obj.tree.readBlock(this.obj.dnode, b).then((data) => {
-          // A write may have landed while we read the tree: prefer it.
-          const now = this.obj.dirtyBlock(b);
-          const src = now !== undefined ? now : data;
-          if (src) src.copy(out, dst, start - b * bs, end - b * bs);
-          else out.fill(0, dst, dst + end - start);
-        }),
-      );
+      need.push({ b, start, end, dst });
     }
-    if (jobs.length) await Promise.all(jobs);
+    if (need.length) {
+      const dnode = this.obj.dnode;
+      const bps = await Promise.all(need.map((n) => this.obj.tree.getBp(dnode, n.b)));
+      // One device read per physically contiguous run of blocks (each still verified).
+      const datas = await this.pool.io.readMany(bps);
+      need.forEach((n, i) => {
+        // A write may have landed while we read the tree: prefer it.
+        const now = this.obj.dirtyBlock(n.b);
+        const src = now !== undefined ? now : datas[i];
+        if (src) src.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
+        else out.fill(0, n.dst, n.dst + n.end - n.start);
+      });
+    }
     this.counters.readOps++;
     this.counters.readBytes += length;
     return out;

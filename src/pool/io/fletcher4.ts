@@ -185,6 +185,7 @@ export function fletcher4Wasm(data: Uint8Array, out: Buffer = Buffer.allocUnsafe
 }
 
 const TWO32 = 4294967296;
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Fletcher-4 in plain JS. Each accumulator is a (hi, lo) pair of uint32
@@ -196,8 +197,7 @@ export function fletcher4Js(data: Uint8Array, out: Buffer = Buffer.allocUnsafe(3
   let al = 0, ah = 0, bl = 0, bh = 0, cl = 0, ch = 0, dl = 0, dh = 0;
   const words = data.length >>> 2;
   // Aligned view when possible (little-endian hosts only); else DataView.
-  const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-  const u32 = le && data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, words) : null;
+  const u32 = LITTLE_ENDIAN_HOST && data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, words) : null;
   const dv = u32 ? null : new DataView(data.buffer, data.byteOffset, data.length);
   for (let i = 0; i < words; i++) {
     const w = u32 ? u32[i]! : dv!.getUint32(i * 4, true);

@@ -62,7 +62,9 @@ export class BlockPipeline {
     if (!p.noHole && isAllZero(data)) return null;
     let phys: Buffer;
     let comp: CompressId = p.comp;
-    const packed = comp === 'off' ? null : compressBlock(comp, data, SECTOR);
+    // Early abort: a cheap entropy sample skips lz4/gzip on data that cannot shrink by 1/8
+    // (random or already-compressed guest data), which would otherwise dominate the write path.
+    const packed = comp === 'off' ? null : compressBlock(comp, data, SECTOR, { earlyAbort: true });
     if (packed) {
       const psize = roundUp(packed.length, SECTOR);
       phys = packed.length === psize ? packed : Buffer.concat([packed, Buffer.alloc(psize - packed.length)]);
@@ -111,45 +113,46 @@ export class BlockPipeline {
    */
   async writeMany(items: { data: Buffer; p: WriteProps }[]): Promise<(BlockPointer | null)[]> {
     const out: (BlockPointer | null)[] = new Array(items.length).fill(null);
-    const pending: { top: number; offset: number; bufs: Buffer[]; len: number }[] = [];
-    const allocated: { dvas: BlockPointer['dvas'] }[] = [];
+    const allocated: BlockPointer['dvas'][] = [];
+    const issued: Promise<void>[] = [];
+    // Runs being assembled, one per top-level (copies may land on several).
+    const open = new Map<number, { offset: number; bufs: Buffer[]; len: number }>();
+    const issue = (top: number) => {
+      const w = open.get(top);
+      if (!w) return;
+      open.delete(top);
+      const t = this.tops[top]!;
+      issued.push(w.bufs.length === 1 ? t.write(w.offset, w.bufs[0]!) : t.writev ? t.writev(w.offset, w.bufs) : t.write(w.offset, Buffer.concat(w.bufs, w.len)));
+    };
     try {
       for (let i = 0; i < items.length; i++) {
         const { data, p } = items[i]!;
         const prep = this.prepare(data, p);
-        if (!prep) continue;
-        const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
-        allocated.push({ dvas });
-        out[i] = {
-          dvas,
-          lsize: data.length,
-          psize: prep.psize,
-          comp: prep.comp,
-          cksumType: p.cksum,
-          type: p.type,
-          level: p.level,
-          fill: p.fill,
-          birth: p.birth,
-          cksum: prep.cksum,
-        };
-        for (const d of dvas) {
-          const linear = this.isLinear(d.vdev);
-          const last = pending[pending.length - 1];
-          if (linear && last && last.top === d.vdev && last.offset + last.len === d.offset && last.len < 4 * 1024 * 1024) {
-            last.bufs.push(prep.phys);
-            last.len += prep.phys.length;
-          } else {
-            pending.push({ top: d.vdev, offset: d.offset, bufs: [prep.phys], len: prep.phys.length });
+        if (prep) {
+          const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
+          allocated.push(dvas);
+          out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
+          for (const d of dvas) {
+            const w = open.get(d.vdev);
+            if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
+              w.bufs.push(prep.phys);
+              w.len += prep.phys.length;
+            } else {
+              issue(d.vdev);
+              open.set(d.vdev, { offset: d.offset, bufs: [prep.phys], len: prep.phys.length });
+            }
+            this.stats.writeBytes += prep.psize;
           }
-          this.stats.writeBytes += prep.psize;
+          this.stats.writeOps++;
         }
-        this.stats.writeOps++;
+        // Let device writes already issued proceed while we keep compressing and checksumming.
+        if ((i & 255) === 255) await new Promise<void>((r) => setImmediate(r));
       }
-      await Promise.all(
-        pending.map((w) => this.tops[w.top]!.write(w.offset, w.bufs.length === 1 ? w.bufs[0]! : Buffer.concat(w.bufs, w.len))),
-      );
+      for (const top of [...open.keys()]) issue(top);
+      await Promise.all(issued);
     } catch (e) {
-      for (const a of allocated) this.alloc.unalloc(a.dvas);
+      await Promise.allSettled(issued);
+      for (const dvas of allocated) this.alloc.unalloc(dvas);
       throw e instanceof StorageError ? e : err.io('write failed', e);
     }
     return out;
@@ -174,6 +177,74 @@ export class BlockPipeline {
     const data = await this.readUncached(bp);
     this.arc.set(key, data, data.length);
     return data;
+  }
+
+  /**
+   * Read many blocks, coalescing physically adjacent ones on linear
+   * top-levels (single devices, mirrors) into one device read. Each block is
+   * still verified on its own; one that fails goes through the ordinary
+   * read path, which tries other copies and self-heals.
+   */
+  async readMany(bps: (BlockPointer | null)[]): Promise<(Buffer | null)[]> {
+    const out: (Buffer | null)[] = new Array(bps.length).fill(null);
+    const runs: number[][] = [];
+    let run: number[] = [];
+    let runEnd = -1;
+    let runTop = -1;
+    const flush = () => {
+      if (run.length) runs.push(run);
+      run = [];
+      runEnd = -1;
+    };
+    for (let i = 0; i < bps.length; i++) {
+      const bp = bps[i];
+      if (!bp) continue;
+      const d = bp.dvas[0]!;
+      const hit = this.arc.get(dvaKey(d));
+      if (hit) {
+        out[i] = hit;
+        continue;
+      }
+      if (!this.isLinear(d.vdev) || d.vdev !== runTop || d.offset !== runEnd || runEnd - (bps[run[0]!]!.dvas[0]!.offset) >= 4 * 1024 * 1024) flush();
+      run.push(i);
+      runTop = d.vdev;
+      runEnd = d.offset + d.asize;
+    }
+    flush();
+    await Promise.all(
+      runs.map(async (r) => {
+        if (r.length === 1) {
+          out[r[0]!] = await this.read(bps[r[0]!]!);
+          return;
+        }
+        const first = bps[r[0]!]!.dvas[0]!;
+        const last = bps[r[r.length - 1]!]!.dvas[0]!;
+        const len = last.offset + last.asize - first.offset;
+        let raw: Buffer | null = null;
+        try {
+          raw = await this.tops[first.vdev]!.read(first.offset, len, () => true);
+        } catch {
+          raw = null; // fall back to block-by-block reads below
+        }
+        await Promise.all(
+          r.map(async (i) => {
+            const bp = bps[i]!;
+            const at = bp.dvas[0]!.offset - first.offset;
+            const phys = raw?.subarray(at, at + bp.psize);
+            if (phys && checksumEquals(computeChecksum(bp.cksumType, phys), bp.cksum)) {
+              const data = bp.comp === 'off' ? (bp.lsize === phys.length ? phys : phys.subarray(0, bp.lsize)) : decompressBlock(bp.comp, phys, bp.lsize);
+              this.stats.readOps++;
+              this.stats.readBytes += bp.psize;
+              this.arc.set(dvaKey(bp.dvas[0]!), data, data.length);
+              out[i] = data;
+            } else {
+              out[i] = await this.read(bp);
+            }
+          }),
+        );
+      }),
+    );
+    return out;
   }
 
   /** Read bypassing the cache (scrub, and verification after import). */

@@ -110,7 +110,7 @@ export class MirrorVdev implements TopVdev {
           bad.push(c);
           continue;
         }
-        if (true) {
+        if (verify(b)) {
           good = b;
           break;
         }

@@ -181,22 +181,42 @@ export function generateParity(dataCols: (Buffer | undefined)[], plen: number, n
     ws.push(new Uint32Array(b.buffer, b.byteOffset, plen >>> 2));
   }
   const pw = ws[0]!;
-  const qw = ws[1];
-  const rw = ws[2];
+  const qw = ws[1]!;
+  const rw = ws[2]!;
   const nw = plen >>> 2;
+  // One fused pass per column (P by XOR; Q and R by Horner's rule: shift the
+  // accumulated syndrome, add the column), so each word is loaded once.
   for (const d of dataCols) {
     const dw = d === undefined ? undefined : words(d);
     const dn = dw === undefined ? 0 : dw.length;
-    // P: plain XOR (nothing to do past a short column).
-    if (dw) for (let i = 0; i < dn; i++) pw[i]! ^= dw[i]!;
-    // Q (and R): Horner's rule — shift the accumulated syndrome, add the column.
-    if (qw) {
-      for (let i = 0; i < dn; i++) qw[i] = mul2w(qw[i]!) ^ dw![i]!;
+    if (nparity === 1) {
+      for (let i = 0; i < dn; i++) pw[i] ^= dw![i]!;
+    } else if (nparity === 2) {
+      for (let i = 0; i < dn; i++) {
+        const x = dw![i]!;
+        pw[i] ^= x;
+        const q = qw[i]!;
+        const mq = q & 0x80808080;
+        qw[i] = ((q << 1) & 0xfefefefe) ^ (((mq << 1) - (mq >>> 7)) & 0x1d1d1d1d) ^ x;
+      }
       for (let i = dn; i < nw; i++) qw[i] = mul2w(qw[i]!);
-    }
-    if (rw) {
-      for (let i = 0; i < dn; i++) rw[i] = mul2w(mul2w(rw[i]!)) ^ dw![i]!;
-      for (let i = dn; i < nw; i++) rw[i] = mul2w(mul2w(rw[i]!));
+    } else {
+      for (let i = 0; i < dn; i++) {
+        const x = dw![i]!;
+        pw[i] ^= x;
+        const q = qw[i]!;
+        const mq = q & 0x80808080;
+        qw[i] = ((q << 1) & 0xfefefefe) ^ (((mq << 1) - (mq >>> 7)) & 0x1d1d1d1d) ^ x;
+        let r = rw[i]!;
+        let mr = r & 0x80808080;
+        r = ((r << 1) & 0xfefefefe) ^ (((mr << 1) - (mr >>> 7)) & 0x1d1d1d1d);
+        mr = r & 0x80808080;
+        rw[i] = ((r << 1) & 0xfefefefe) ^ (((mr << 1) - (mr >>> 7)) & 0x1d1d1d1d) ^ x;
+      }
+      for (let i = dn; i < nw; i++) {
+        qw[i] = mul2w(qw[i]!);
+        rw[i] = mul2w(mul2w(rw[i]!));
+      }
     }
   }
   return bufs;
@@ -214,8 +234,8 @@ function mulAcc(dst: Buffer, src: Buffer, c: number): void {
     } else for (let i = 0; i < n; i++) dst[i]! ^= src[i]!;
     return;
   }
-  const row = c * 256;
-  for (let i = 0; i < n; i++) dst[i]! ^= GF_MUL[row + src[i]!]!;
+  const row = GF_MUL.subarray(c * 256, c * 256 + 256);
+  for (let i = 0; i < n; i++) dst[i] ^= row[src[i]!]!;
 }
 
 /** Invert a k x k matrix over GF(2^8) (Gauss-Jordan). Throws if singular (cannot happen for distinct columns). */

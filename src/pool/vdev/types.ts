@@ -126,6 +126,11 @@ export interface TopVdev {
   asize(psize: number): number;
   /** Write a whole block. `data.length` is the psize (multiple of SECTOR). */
   write(offset: number, data: Buffer): Promise<void>;
+  /**
+   * Write physically adjacent blocks in one device operation (pwritev), for
+   * linear layouts (single, mirror). Optional: callers fall back to write().
+   */
+  writev?(offset: number, data: Buffer[]): Promise<void>;
   /** Read a block of `psize` bytes, returning the first copy/reconstruction that `verify` accepts; self-heals bad copies; throws EIO if none verifies. */
   read(offset: number, psize: number, verify: Verify, opts?: ReadOptions): Promise<Buffer>;
   /** Make every completed write durable on every child. */

@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { StorageError } from '../../../src/errors.js';
 import {
   COMPRESSIONS, MAX_BLOCK_SIZE, PAYLOAD_HEADER, type Compression,
-  compressBlock, decompressBlock, isAllZero, parseCompression,
+  compressBlock, decompressBlock, isAllZero, looksIncompressible, parseCompression,
 } from '../../../src/pool/io/compress.js';
+import { deflateSync } from 'node:zlib';
 
 const ALGS = COMPRESSIONS.filter((a) => a !== 'off');
 
@@ -236,6 +237,61 @@ describe('round-trip property', () => {
       }),
       { numRuns: 400 },
     );
+  });
+});
+
+describe('early abort (looksIncompressible)', () => {
+  const repeated = (chunk: number) => {
+    const c = randomBytes(chunk);
+    return Buffer.concat(Array.from({ length: 16384 / chunk }, () => c));
+  };
+  const mixed = (randomLen: number) => {
+    const b = Buffer.alloc(16384);
+    randomBytes(randomLen).copy(b);
+    return b;
+  };
+  const compressedData = () => {
+    let z = deflateSync(compressible(200000), { level: 9 });
+    while (z.length < 16384) z = Buffer.concat([z, deflateSync(randomBytes(4096))]);
+    return z.subarray(0, 16384);
+  };
+
+  it('flags random and already-compressed data', () => {
+    expect(looksIncompressible(randomBytes(16384))).toBe(true);
+    expect(looksIncompressible(randomBytes(131072))).toBe(true);
+    expect(looksIncompressible(compressedData())).toBe(true);
+  });
+
+  it('never flags data that lz4 shrinks enough', () => {
+    const cases: [string, Buffer][] = [
+      ['text', compressible(16384)],
+      ['all-zero', Buffer.alloc(16384)],
+      ['half-zero', halfZero(16384)],
+      ['10K random + 6K zeros', mixed(10240)],
+      ['random 4K repeated', repeated(4096)],
+      ['random 512 repeated', repeated(512)],
+    ];
+    for (const [name, data] of cases) {
+      expect(compressBlock('lz4', data), name).not.toBeNull();
+      expect(looksIncompressible(data), name).toBe(false);
+      const p = compressBlock('lz4', data, 4096, { earlyAbort: true });
+      expect(p, name).not.toBeNull();
+      expectBytes(decompressBlock('lz4', p!, data.length), data);
+    }
+  });
+
+  it('small blocks are not judged', () => {
+    expect(looksIncompressible(randomBytes(4096))).toBe(false);
+  });
+
+  it('skips lz4 and gzip for random data but not zle', () => {
+    const data = randomBytes(16384);
+    data.fill(0, 0, 1000);
+    expect(compressBlock('lz4', data, 512, { earlyAbort: true })).toBeNull();
+    expect(compressBlock('gzip-1', data, 512, { earlyAbort: true })).toBeNull();
+    const z = Buffer.alloc(16384);
+    randomBytes(4000).copy(z);
+    expect(compressBlock('zle', z, 4096, { earlyAbort: true })).not.toBeNull();
   });
 });
 
