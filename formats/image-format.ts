@@ -61,6 +61,8 @@ export async function openImage(path: string, opts: OpenImageOptions = {}): Prom
 export interface CreateImageOptions extends Partial<Qcow2CreateOptions> {
   format: string;
   size: number;
+  /** Return the new image alone, without opening its backing chain. */
+  noOpenBacking?: boolean;
 }
 
 /** Create an image (overwriting) and open it read-write. */
@@ -68,6 +70,6 @@ export async function createImage(path: string, opts: CreateImageOptions): Promi
   const format = checkFormat(opts.format) ?? 'raw';
   if (format === 'raw') return RawDevice.create(path, opts.size, { overwrite: true });
   await createQcow2(path, { ...opts, size: opts.size });
-  if (opts.backingFile) return openImage(path, { format: 'qcow2' });
+  if (opts.backingFile && !opts.noOpenBacking) return openImage(path, { format: 'qcow2' });
   return Qcow2Image.open(path);
 }

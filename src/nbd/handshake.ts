@@ -14,7 +14,7 @@
  * - STARTTLS (SELECTIVETLS mode) forgets all earlier negotiation state,
  *   as the spec requires, and refuses bytes pipelined behind it.
  */
-import { TLSSocket, type SecureContext } from 'node:tls';
+import { TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import * as C from './constants.js';
 import { ByteReader } from './byte-reader.js';
@@ -37,7 +37,12 @@ export class ProtocolError extends Error {
 
 export interface HandshakeDeps {
   table: ExportTable;
-  tls?: { context: SecureContext; requestCert: boolean };
+  /**
+   * `server` is a never-listening tls.Server: Node only runs its client
+   * certificate verification (and sets TLSSocket.authorized) for sockets
+   * that belong to a tls.Server.
+   */
+  tls?: { context: SecureContext; requestCert: boolean; server: TlsServer };
   maxRequest: number;
   remoteAddress: string;
   shuttingDown(): boolean;
@@ -222,6 +227,7 @@ export class Handshake {
     if (early.length) throw new ProtocolError('data pipelined after NBD_OPT_STARTTLS');
     const sock = new TLSSocket(raw as never, {
       isServer: true,
+      server: tls.server,
       secureContext: tls.context,
       requestCert: tls.requestCert,
       rejectUnauthorized: tls.requestCert,

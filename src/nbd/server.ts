@@ -11,7 +11,7 @@
  * sockets at once (a second SIGTERM).
  */
 import net from 'node:net';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { DeviceStatsSnapshot } from '../device/stats.js';
 import { BufferPool } from './buffer-pool.js';
@@ -40,7 +40,7 @@ export class NbdServer {
   private readonly maxInflight: number;
   private readonly handshakeTimeoutMs: number;
   private readonly pool = new BufferPool();
-  private readonly tls?: { context: ReturnType<typeof createSecureContext>; requestCert: boolean };
+  private readonly tls?: { context: ReturnType<typeof createSecureContext>; requestCert: boolean; server: TlsServer };
   private readonly conns = new Set<Conn>();
   private server: net.Server | null = null;
   private closing = false;
@@ -55,9 +55,12 @@ export class NbdServer {
     this.maxInflight = Math.max(opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT, this.maxRequest);
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
     if (opts.tls) {
+      const t = { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, minVersion: 'TLSv1.2' as const };
+      const requestCert = !!opts.tls.requestCert;
       this.tls = {
-        context: createSecureContext({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, minVersion: 'TLSv1.2' }),
-        requestCert: !!opts.tls.requestCert,
+        context: createSecureContext(t),
+        requestCert,
+        server: createTlsServer({ ...t, requestCert, rejectUnauthorized: requestCert }),
       };
       if (this.tls.requestCert && !opts.tls.ca) throw new Error('tls.requestCert needs tls.ca to verify client certificates');
     }

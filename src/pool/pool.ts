@@ -68,8 +68,14 @@ export class Pool {
   /** The space map's own view: only logged (data) allocations, for condensing. */
   logged: SpaceAllocator[] = [];
   pendingHistory: HistoryEntry[] = [];
-  /** Objects of destroyed datasets whose blocks are freed at the next sync. */
-  freeQueue: Dnode[] = [];
+  /**
+   * Objects of destroyed datasets whose blocks are freed at the next sync.
+   * The object itself (not a copy of its dnode) is queued: a sync running when
+   * the destroy happens may still publish a new tree for it (killing blocks of
+   * the old one), and only the tree current at free time is the one to free —
+   * freeing a stale copy double-freed the killed blocks and leaked the new ones.
+   */
+  freeQueue: { dnode: Dnode }[] = [];
   configDirty = false;
   closed = false;
   /** Set while closing: labels then stop naming this process as the owner. */
@@ -238,7 +244,7 @@ export class Pool {
       if (obj) {
         // Drop unsynced changes; the committed tree is freed by the next sync.
         obj.dirty.clear();
-        this.freeQueue.push(obj.dnode);
+        this.freeQueue.push(obj);
         this.objects.delete(r.id);
       }
       this.dir.datasets.delete(n);
@@ -298,16 +304,23 @@ export class Pool {
     const n = size / bs;
     if (n < obj.dnode.nblocks) {
       // Shrink: everything past the new end becomes a hole in the open txg.
+      // Collect the allocated blocks first: the walk awaits, and a txg that closes
+      // meanwhile would sync (and drop) a dirty map we were still adding to.
+      const cut: number[] = [];
+      await obj.tree.walk(obj.dnode, n, obj.dnode.nblocks, (b) => void cut.push(b));
       await this.txg.throttle(0);
       const t = this.txg.markDirty(0);
       const m = obj.mapFor(t);
       for (const [txg, dm] of obj.dirty) if (txg !== t) for (const b of dm.keys()) if (b >= n) m.set(b, null);
       for (const b of [...m.keys()]) if (b >= n) m.set(b, null);
-      await obj.tree.walk(obj.dnode, n, obj.dnode.nblocks, (b) => void m.set(b, null));
+      for (const b of cut) m.set(b, null);
       // Sync while the old size is still in the dnode so the holes are written, then shrink.
       await this.txg.syncNow();
     }
     obj.dnode = { ...obj.dnode, nblocks: n };
+    // The directory's copy of the dnode is only refreshed when the object has dirty
+    // blocks; without this a grow or shrink is lost on the next import.
+    rec.object = dnodeToJson(obj.dnode);
     rec.props['volsize'] = String(size);
     if (thick) rec.props['refreservation'] = String(size);
   }

@@ -34,6 +34,10 @@ export class BlockTree {
   /** Block pointer of level-0 block `blkid`, or null for a hole. */
   async getBp(d: Dnode, blkid: number): Promise<BlockPointer | null> {
     if (blkid >= d.nblocks) return null;
+    // A grown object keeps its old height until its next sync writes a taller tree;
+    // blocks past what that height addresses were never written (holes). Without this
+    // check the index below wraps (% IND_FANOUT) and returns another block's data.
+    if (blkid >= spanAt(d.levels)) return null;
     let bp = d.root;
     for (let l = d.levels; l >= 1; l--) {
       if (isHole(bp)) return null;
@@ -55,7 +59,8 @@ export class BlockTree {
    * holes at any level without reading below them.
    */
   async walk(d: Dnode, start: number, end: number, visit: (blkid: number, bp: BlockPointer) => void | Promise<void>): Promise<void> {
-    end = Math.min(end, d.nblocks);
+    // Past the span of the current height there is nothing (see getBp).
+    end = Math.min(end, d.nblocks, spanAt(d.levels));
     if (start >= end || isHole(d.root)) return;
     const rec = async (bp: BlockPointer, level: number, base: number): Promise<void> => {
       if (level === 0) {

@@ -90,7 +90,8 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   const hist = pool.pendingHistory.filter((h) => h.txg <= txg);
   pool.pendingHistory = pool.pendingHistory.filter((h) => h.txg > txg);
   for (const d of destroyed) {
-    const dn = { ...d };
+    // Step 1 above has already published this txg's tree of the object, if any.
+    const dn = { ...d.dnode };
     // The tree may have been grown in memory; walk what is on disk.
     await new BlockTree(io).walkAll(dn, (bp) => void io.free(bp, txg, true));
   }

@@ -30,7 +30,8 @@ import {
   type VdevState,
   type Verify,
 } from './types.js';
-import { leafConfigOf, type LeafConfig } from './leaf-config.js';
+import type { LeafConfig } from './leaf-config.js';
+import { childConfig, childNeedsResilver, childStale, realLeaves } from './replacing.js';
 
 export interface MirrorVdevOptions {
   id: number;
@@ -98,7 +99,8 @@ export class MirrorVdev implements TopVdev {
     const start = this.next++ % n;
     const order: Leaf[] = [];
     for (let k = 0; k < n; k++) order.push(this.children[(start + k) % n]!);
-    order.sort((a, b) => Number(this.resilvering.has(a)) - Number(this.resilvering.has(b)));
+    const stale = (c: Leaf): boolean => childStale(c, this.resilvering);
+    order.sort((a, b) => Number(stale(a)) - Number(stale(b)));
 
     let good: Buffer | undefined;
     const bad: Leaf[] = [];
@@ -118,15 +120,15 @@ export class MirrorVdev implements TopVdev {
         bad.push(c);
       }
     } else {
-      // Scrub / resilver: every child is read and checked.
-      const copies = await Promise.all(
-        order.map((c) => (mode === 'resilver' && this.resilvering.has(c) ? Promise.resolve(undefined) : tryRead(c, at, psize))),
-      );
+      // Scrub / resilver: every child is read and checked; a resilver does
+      // not read stale children, it rewrites them.
+      const skip = (c: Leaf): boolean => mode === 'resilver' && stale(c);
+      const copies = await Promise.all(order.map((c) => (skip(c) ? Promise.resolve(undefined) : tryRead(c, at, psize))));
       order.forEach((c, i) => {
         if (!leafUsable(c.state)) return;
         const b = copies[i];
-        if (mode === 'resilver' && this.resilvering.has(c)) {
-          bad.push(c); // rewritten unconditionally, never blamed
+        if (skip(c)) {
+          bad.push(c);
           return;
         }
         if (b === undefined) {
@@ -139,6 +141,9 @@ export class MirrorVdev implements TopVdev {
           this.blame(c, at, psize);
           bad.push(c);
         }
+        // A replacing/spare child whose new member is behind is rewritten
+        // even though its original served a good copy.
+        if (mode === 'resilver' && childNeedsResilver(c, this.resilvering) && !bad.includes(c)) bad.push(c);
       });
     }
     if (good === undefined) throw err.io(`mirror ${this.id}: no child holds a valid copy at offset ${offset}`);
@@ -148,7 +153,7 @@ export class MirrorVdev implements TopVdev {
 
   private blame(c: Leaf, at: number, len: number): void {
     // A stale child being resilvered is expected to disagree.
-    if (this.resilvering.has(c)) return;
+    if (childStale(c, this.resilvering)) return;
     c.errors.cksum++;
     this.events.onChecksumError?.(c, at, len);
   }
@@ -178,13 +183,52 @@ export class MirrorVdev implements TopVdev {
   }
 
   leaves(): Leaf[] {
-    return [...this.children];
+    return this.children.flatMap(realLeaves);
   }
 
   setResilvering(leaf: Leaf, on: boolean): void {
     if (!this.children.includes(leaf)) throw err.inval(`${leaf.path} is not a child of mirror ${this.id}`);
     if (on) this.resilvering.add(leaf);
     else this.resilvering.delete(leaf);
+  }
+
+  /** The config entry a child was opened from (for a replacing/spare child: its original's). */
+  childConfigOf(leaf: Leaf): LeafConfig {
+    const i = this.children.indexOf(leaf);
+    if (i < 0) throw err.inval(`${leaf.path} is not a child of mirror ${this.id}`);
+    return this.opts.childConfigs[i]!;
+  }
+
+  /** Children marked as being resilvered. */
+  resilveringChildren(): Leaf[] {
+    return this.children.filter((c) => this.resilvering.has(c));
+  }
+
+  /** Put `neu` in the place of child `old` (replace, spare, end of a replacement). */
+  replaceChild(old: Leaf, neu: Leaf, cfg: LeafConfig, stale: boolean): void {
+    const i = this.children.indexOf(old);
+    if (i < 0) throw err.inval(`${old.path} is not a child of mirror ${this.id}`);
+    this.children[i] = neu;
+    this.opts.childConfigs[i] = cfg;
+    this.resilvering.delete(old);
+    if (stale) this.resilvering.add(neu);
+  }
+
+  /** Add a child (attach): stale until resilvered. */
+  addChild(leaf: Leaf, cfg: LeafConfig): void {
+    if (leafDataBytes(leaf.size) < this.capacity) throw err.inval(`${leaf.path} is too small for mirror ${this.id}`);
+    this.children.push(leaf);
+    this.opts.childConfigs.push(cfg);
+    this.resilvering.add(leaf);
+  }
+
+  /** Remove a child (detach). The tree checks that a valid copy remains. */
+  removeChild(leaf: Leaf): void {
+    const i = this.children.indexOf(leaf);
+    if (i < 0) throw err.inval(`${leaf.path} is not a child of mirror ${this.id}`);
+    this.children.splice(i, 1);
+    this.opts.childConfigs.splice(i, 1);
+    this.resilvering.delete(leaf);
   }
 
   config(): VdevConfig {
@@ -194,7 +238,7 @@ export class MirrorVdev implements TopVdev {
       id: this.id,
       asize: this.capacity,
       ...(this.opts.log ? { log: true } : {}),
-      children: this.children.map((c, i) => leafConfigOf(c, this.opts.childConfigs[i]!, this.resilvering.has(c))),
+      children: this.children.map((c, i) => childConfig(c, this.opts.childConfigs[i]!, this.resilvering.has(c))),
     };
   }
 

@@ -23,7 +23,8 @@
 import { err } from '../../errors.js';
 import { leafUsable } from './leaf-base.js';
 import { checkTopRange, flushAll, leafDataBytes, topCapacity, tryRead, tryWrite, type VdevEvents } from './child-io.js';
-import { leafConfigOf, type LeafConfig } from './leaf-config.js';
+import type { LeafConfig } from './leaf-config.js';
+import { childConfig, childNeedsResilver, childStale, realLeaves } from './replacing.js';
 import { mirrorState } from './mirror.js';
 import { generateParity, raidzAsize, raidzMap, reconstruct, splitData, type RaidzMap } from './raidz-math.js';
 import {
@@ -127,7 +128,7 @@ export class RaidzVdev implements TopVdev {
       const col = m.cols[c]!;
       const leaf = this.children[col.devidx]!;
       if (!leafUsable(leaf.state)) gaps.set(c, 'unusable');
-      else if (this.resilvering.has(leaf)) gaps.set(c, 'resilvering');
+      else if (childStale(leaf, this.resilvering)) gaps.set(c, 'resilvering');
       else {
         const b = await tryRead(leaf, LEAF_DATA_START + col.offset, col.size);
         if (b === undefined) gaps.set(c, 'ioerror');
@@ -201,6 +202,9 @@ export class RaidzVdev implements TopVdev {
       } else if (cols[c] !== undefined && !cols[c]!.equals(good[c]!)) {
         this.blame(m, c);
         fix.push(c);
+      } else if (mode === 'resilver' && childNeedsResilver(this.children[m.cols[c]!.devidx]!, this.resilvering)) {
+        // A replacing/spare child read fine from its original: copy onto the new member.
+        fix.push(c);
       }
     }
     if (this.opts.readOnly || fix.length === 0) return;
@@ -220,7 +224,7 @@ export class RaidzVdev implements TopVdev {
   private blame(m: RaidzMap, c: number): void {
     const col = m.cols[c]!;
     const leaf = this.children[col.devidx]!;
-    if (this.resilvering.has(leaf)) return;
+    if (childStale(leaf, this.resilvering)) return;
     leaf.errors.cksum++;
     this.events.onChecksumError?.(leaf, LEAF_DATA_START + col.offset, col.size);
   }
@@ -235,13 +239,35 @@ export class RaidzVdev implements TopVdev {
   }
 
   leaves(): Leaf[] {
-    return [...this.children];
+    return this.children.flatMap(realLeaves);
   }
 
   setResilvering(leaf: Leaf, on: boolean): void {
     if (!this.children.includes(leaf)) throw err.inval(`${leaf.path} is not a child of raidz ${this.id}`);
     if (on) this.resilvering.add(leaf);
     else this.resilvering.delete(leaf);
+  }
+
+  /** The config entry a child was opened from (for a replacing/spare child: its original's). */
+  childConfigOf(leaf: Leaf): LeafConfig {
+    const i = this.children.indexOf(leaf);
+    if (i < 0) throw err.inval(`${leaf.path} is not a child of raidz ${this.id}`);
+    return this.opts.childConfigs[i]!;
+  }
+
+  /** Children marked as being resilvered. */
+  resilveringChildren(): Leaf[] {
+    return this.children.filter((c) => this.resilvering.has(c));
+  }
+
+  /** Put `neu` in the column of child `old` (replace, spare, end of a replacement). */
+  replaceChild(old: Leaf, neu: Leaf, cfg: LeafConfig, stale: boolean): void {
+    const i = this.children.indexOf(old);
+    if (i < 0) throw err.inval(`${old.path} is not a child of raidz ${this.id}`);
+    this.children[i] = neu;
+    this.opts.childConfigs[i] = cfg;
+    this.resilvering.delete(old);
+    if (stale) this.resilvering.add(neu);
   }
 
   config(): VdevConfig {
@@ -252,7 +278,7 @@ export class RaidzVdev implements TopVdev {
       nparity: this.nparity,
       asize: this.capacity,
       ...(this.opts.log ? { log: true } : {}),
-      children: this.children.map((c, i) => leafConfigOf(c, this.opts.childConfigs[i]!, this.resilvering.has(c))),
+      children: this.children.map((c, i) => childConfig(c, this.opts.childConfigs[i]!, this.resilvering.has(c))),
     };
   }
 

@@ -12,7 +12,8 @@
 import { err } from '../../errors.js';
 import { leafUsable } from './leaf-base.js';
 import { checkTopRange, leafDataBytes, roundUp, topCapacity, type VdevEvents } from './child-io.js';
-import { LEAF_DATA_START, SECTOR, type Leaf, type TopVdev, type VdevConfig, type VdevState, type Verify } from './types.js';
+import { childNeedsResilver, realLeaves, ReplacingLeaf } from './replacing.js';
+import { LEAF_DATA_START, SECTOR, type Leaf, type ReadOptions, type TopVdev, type VdevConfig, type VdevState, type Verify } from './types.js';
 
 export interface SingleVdevOptions {
   id: number;
@@ -21,20 +22,20 @@ export interface SingleVdevOptions {
   events?: VdevEvents;
 }
 
+const NONE = new Set<Leaf>();
+
 export class SingleVdev implements TopVdev {
   readonly id: number;
-  readonly guid: string;
   readonly capacity: number;
   readonly dataRatio = 1;
-  private readonly cfg: Extract<VdevConfig, { type: 'file' | 'disk' }>;
+  private cfg: Extract<VdevConfig, { type: 'file' | 'disk' }>;
   private readonly events: VdevEvents;
 
   constructor(
-    readonly leaf: Leaf,
+    public leaf: Leaf,
     opts: SingleVdevOptions,
   ) {
     this.id = opts.id;
-    this.guid = leaf.guid;
     this.cfg = opts.config;
     this.events = opts.events ?? {};
     const have = leafDataBytes(leaf.size);
@@ -42,6 +43,16 @@ export class SingleVdev implements TopVdev {
     // A device smaller than the space the pool already addresses would lose
     // data at its end: treat it as unusable (ZFS: "device too small").
     if (leafUsable(leaf.state) && have < this.capacity) leaf.state = 'UNAVAIL';
+  }
+
+  /** A single-device top-level is its leaf (or the replacing/spare vdev standing in for it). */
+  get guid(): string {
+    return this.leaf.guid;
+  }
+
+  /** The config entry of the (original) leaf. */
+  leafConfig(): Extract<VdevConfig, { type: 'file' | 'disk' }> {
+    return this.cfg;
   }
 
   asize(psize: number): number {
@@ -58,7 +69,7 @@ export class SingleVdev implements TopVdev {
     }
   }
 
-  async read(offset: number, psize: number, verify: Verify): Promise<Buffer> {
+  async read(offset: number, psize: number, verify: Verify, opts: ReadOptions = {}): Promise<Buffer> {
     checkTopRange(`vdev ${this.id}`, offset, psize, this.capacity);
     if (!leafUsable(this.leaf.state)) throw err.io(`vdev ${this.id} (${this.leaf.path}) is ${this.leaf.state}`);
     let data: Buffer;
@@ -67,8 +78,20 @@ export class SingleVdev implements TopVdev {
     } catch (e) {
       throw err.io(`read from ${this.leaf.path} failed`, e);
     }
-    if (verify(data)) return data;
-    // No other copy here: every mode (normal, scrub, resilver) can only report.
+    if (verify(data)) {
+      // A single device being replaced (a replacing/spare vdev as the whole
+      // top-level): copy the verified block onto the new member.
+      if (opts.mode === 'resilver' && childNeedsResilver(this.leaf, NONE)) {
+        try {
+          await this.leaf.pwrite(LEAF_DATA_START + offset, data);
+          opts.onRepair?.(this.leaf, LEAF_DATA_START + offset, psize);
+        } catch {
+          // counted by the member leaf; the resilver will report the device
+        }
+      }
+      return data;
+    }
+    // No other copy here: every mode can only report.
     this.leaf.errors.cksum++;
     this.events.onChecksumError?.(this.leaf, LEAF_DATA_START + offset, psize);
     throw err.io(`checksum mismatch at vdev ${this.id} offset ${offset} on ${this.leaf.path}`);
@@ -88,10 +111,17 @@ export class SingleVdev implements TopVdev {
   }
 
   leaves(): Leaf[] {
-    return [this.leaf];
+    return realLeaves(this.leaf);
+  }
+
+  /** Swap the leaf (start or end of a replacement of a single-device top-level). */
+  replaceLeaf(neu: Leaf, cfg: Extract<VdevConfig, { type: 'file' | 'disk' }>): void {
+    this.leaf = neu;
+    this.cfg = cfg;
   }
 
   config(): VdevConfig {
+    if (this.leaf instanceof ReplacingLeaf) return { ...this.leaf.config(), id: this.id, asize: this.capacity };
     const c = { ...this.cfg, guid: this.leaf.guid, path: this.leaf.path, id: this.id, asize: this.capacity };
     if (this.leaf.state === 'OFFLINE') c.offline = true;
     else delete c.offline;

@@ -20,6 +20,7 @@ import { isLeafConfig, leafConfigOf, type LeafConfig } from './leaf-config.js';
 import type { VdevEvents } from './child-io.js';
 import { MirrorVdev } from './mirror.js';
 import { RaidzVdev } from './raidz.js';
+import { ReplacingLeaf } from './replacing.js';
 import { SingleVdev } from './single.js';
 import type { Leaf, TopVdev, VdevConfig, VdevRootConfig, VdevState } from './types.js';
 
@@ -55,7 +56,12 @@ export class VdevTree {
     private readonly auxConfigs: { spares: LeafConfig[]; l2cache: LeafConfig[] },
     private readonly logIds: Set<number>,
     private readonly reasons: Map<Leaf, string>,
+    /** The options the tree was opened with (device management builds new top-levels with them). */
+    readonly options: OpenTreeOptions,
   ) {}
+
+  /** Leaves offlined with `offline -t`: not persisted as offline in the config. */
+  readonly temporarilyOffline = new Set<Leaf>();
 
   /** Open every device named by `root`. Missing devices become UNAVAIL leaves; see assertUsable(). */
   static async open(root: VdevRootConfig, opts: OpenTreeOptions = {}): Promise<VdevTree> {
@@ -90,7 +96,7 @@ export class VdevTree {
     const cacheCfgs = (root.l2cache ?? []).filter(isLeafConfig);
     const spares = await Promise.all(spareCfgs.map(openLeaf));
     const l2cache = await Promise.all(cacheCfgs.map(openLeaf));
-    return new VdevTree(root.guid, tops, spares, l2cache, { spares: spareCfgs, l2cache: cacheCfgs }, logIds, reasons);
+    return new VdevTree(root.guid, tops, spares, l2cache, { spares: spareCfgs, l2cache: cacheCfgs }, logIds, reasons, opts);
   }
 
   /** The top-level with this id (the first field of a DVA). */
@@ -98,6 +104,14 @@ export class VdevTree {
     const t = this.tops.find((x) => x.id === id);
     if (!t) throw err.inval(`no top-level vdev ${id}`);
     return t;
+  }
+
+  /** Config entry of a spare or cache device, by leaf. */
+  auxConfigOf(leaf: Leaf): LeafConfig | undefined {
+    const i = this.spares.indexOf(leaf);
+    if (i >= 0) return this.auxConfigs.spares[i];
+    const j = this.l2cache.indexOf(leaf);
+    return j >= 0 ? this.auxConfigs.l2cache[j] : undefined;
   }
 
   /** Top-levels that hold pool data (not separate log devices). */
@@ -168,7 +182,18 @@ export class VdevTree {
   }
 
   config(): VdevRootConfig {
-    const root: VdevRootConfig = { type: 'root', guid: this.guid, children: this.tops.map((t) => t.config()) };
+    // A temporary offline does not survive export/import (zpool offline -t).
+    const temp = new Set([...this.temporarilyOffline].map((l) => l.guid));
+    const scrub = (c: VdevConfig): VdevConfig => {
+      if (isLeafConfig(c)) {
+        if (!temp.has(c.guid)) return c;
+        const { offline: _o, ...rest } = c;
+        return rest;
+      }
+      return { ...c, children: c.children.map(scrub) } as VdevConfig;
+    };
+    const children = this.tops.map((t) => scrub(t.config()));
+    const root: VdevRootConfig = { type: 'root', guid: this.guid, children };
     if (this.spares.length > 0) root.spares = this.spares.map((l, i) => leafConfigOf(l, this.auxConfigs.spares[i]!, false));
     if (this.l2cache.length > 0) root.l2cache = this.l2cache.map((l, i) => leafConfigOf(l, this.auxConfigs.l2cache[i]!, false));
     return root;
@@ -186,25 +211,41 @@ async function openTop(
   opts: OpenTreeOptions,
 ): Promise<TopVdev> {
   const events = opts.events ?? {};
+  // A child is a leaf or a replacing/spare vdev over leaves.
+  const openChild = async (x: VdevConfig): Promise<{ leaf: Leaf; cfg: LeafConfig }> => {
+    if (isLeafConfig(x)) return { leaf: await openLeaf(x), cfg: x };
+    if (x.type === 'replacing' || x.type === 'spare') {
+      const memberCfgs = x.children.map((m) => {
+        if (!isLeafConfig(m)) throw err.notsup(`${x.type} ${x.guid}: nested '${m.type}' vdevs are not supported`);
+        return m;
+      });
+      const members = await Promise.all(memberCfgs.map(openLeaf));
+      const stale = members.filter((_, i) => memberCfgs[i]!.resilvering);
+      return { leaf: new ReplacingLeaf(x.type, x.guid, members, memberCfgs, stale), cfg: memberCfgs[0]! };
+    }
+    throw err.notsup(`top-level ${id}: nested '${x.type}' vdevs are not supported`);
+  };
   switch (c.type) {
     case 'file':
     case 'disk':
       return new SingleVdev(await openLeaf(c), { id, config: c, events });
+    case 'replacing':
+    case 'spare': {
+      const { leaf, cfg } = await openChild(c);
+      return new SingleVdev(leaf, { id, config: { ...cfg, id, ...(c.asize !== undefined ? { asize: c.asize } : {}) }, events });
+    }
     case 'mirror':
     case 'raidz': {
-      const childCfgs = c.children.map((x) => {
-        if (!isLeafConfig(x)) throw err.notsup(`${c.type} ${id}: nested '${x.type}' vdevs are not supported`);
-        return x;
-      });
-      const leaves = await Promise.all(childCfgs.map(openLeaf));
-      const common = { id, guid: c.guid, asize: c.asize, childConfigs: childCfgs, events, readOnly: opts.readOnly, log: c.log };
+      const kids = await Promise.all(c.children.map(openChild));
+      const common = { id, guid: c.guid, asize: c.asize, childConfigs: kids.map((k) => k.cfg), events, readOnly: opts.readOnly, log: c.log };
+      const leaves = kids.map((k) => k.leaf);
       if (c.type === 'mirror') {
-        if (leaves.length < 2) throw err.corrupt(`mirror ${id}: needs at least 2 children`);
+        if (leaves.length < 1) throw err.corrupt(`mirror ${id}: no children`);
         return new MirrorVdev(leaves, common);
       }
       return new RaidzVdev(leaves, { ...common, nparity: c.nparity });
     }
     default:
-      throw err.notsup(`top-level vdev of type '${c.type}' is not supported`);
+      throw err.notsup(`top-level vdev of type '${(c as { type: string }).type}' is not supported`);
   }
 }

@@ -53,7 +53,8 @@ export type VdevConfig =
     } & TopLevelFields)
   | ({ type: 'mirror'; guid: string; children: VdevConfig[] } & TopLevelFields)
   | ({ type: 'raidz'; guid: string; nparity: 1 | 2 | 3; children: VdevConfig[] } & TopLevelFields)
-  | { type: 'spare' | 'replacing'; guid: string; children: VdevConfig[] };
+  /** A device being replaced (`replacing`) or stood in for by a hot spare (`spare`): children[0] is the original. */
+  | ({ type: 'spare' | 'replacing'; guid: string; children: VdevConfig[] } & TopLevelFields);
 
 /**
  * The root of the device tree (ZFS's root vdev): the striped top-levels, plus

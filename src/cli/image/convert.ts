@@ -1,0 +1,130 @@
+/**
+ * `strata image convert`: copy any image (or an internal snapshot of one) to
+ * a new raw or qcow2 image. Sparse: ranges the source reports as zero are
+ * skipped, and so is any all-zero granule of data (qemu-img's -S default).
+ * With -c, whole qcow2 clusters are written compressed.
+ */
+import { SingleBar } from 'cli-progress';
+import { createImage, openImageLayers } from '../../../formats/image-format.js';
+import { openSnapshotView, Qcow2Image } from '../../../formats/qcow2/index.js';
+import type { BlockDevice } from '../../device/block-device.js';
+import { err } from '../../errors.js';
+import { checkFormatName } from './common.js';
+import { createOptionsFrom } from './create.js';
+
+const CHUNK = 4 * 1024 * 1024;
+
+export interface Progress {
+  update(done: number): void;
+  stop(): void;
+}
+
+/** A progress bar on a TTY (stderr), nothing otherwise. */
+export function progress(enabled: boolean, total: number): Progress {
+  if (!enabled || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new SingleBar({ stream: process.stderr, format: '    ({percentage}/100%) [{bar}]', hideCursor: true }, undefined);
+  bar.start(100, 0);
+  return {
+    update: (d) => bar.update(total ? Math.floor((100 * d) / total) : 100),
+    stop: () => {
+      bar.update(100);
+      bar.stop();
+    },
+  };
+}
+
+function parseSnapshotArg(l: string): string {
+  if (l.startsWith('snapshot.name=')) return l.slice('snapshot.name='.length);
+  if (l.startsWith('snapshot.id=')) return l.slice('snapshot.id='.length);
+  return l;
+}
+
+/**
+ * Copy `src` into a fresh `dst` (which reads as zeroes), skipping zeroes.
+ * `granule` is the unit of zero detection and of compressed writes.
+ */
+export async function copySparse(
+  src: BlockDevice,
+  dst: BlockDevice,
+  o: { granule: number; compress?: (off: number, data: Buffer) => Promise<void>; onProgress?: (done: number) => void },
+): Promise<void> {
+  const size = src.info().size;
+  const zero = Buffer.alloc(o.granule);
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let pos = 0;
+  while (pos < size) {
+    const ext = await src.blockStatus(pos, Math.min(size - pos, 1024 * CHUNK));
+    if (ext.length === 0) throw err.io('block status returned nothing');
+    for (const e of ext) {
+      if (e.zero) continue;
+      for (let p = e.offset; p < e.offset + e.length; ) {
+        // Chunks aligned to the granule so compressed writes see whole clusters.
+        const end = Math.min(e.offset + e.length, (Math.floor(p / CHUNK) + 1) * CHUNK);
+        const a = Math.floor(p / o.granule) * o.granule;
+        const z = Math.min(size, Math.ceil(end / o.granule) * o.granule);
+        const data = await src.read(a, z - a, buf.subarray(0, z - a));
+        let runStart = -1;
+        const flushRun = async (stop: number) => {
+          if (runStart < 0) return;
+          const piece = data.subarray(runStart, stop);
+          if (o.compress) await o.compress(a + runStart, piece);
+          else await dst.write(a + runStart, piece);
+          runStart = -1;
+        };
+        for (let g = 0; g < data.length; g += o.granule) {
+          const ge = Math.min(data.length, g + o.granule);
+          const isZero = data.subarray(g, ge).equals(zero.subarray(0, ge - g));
+          if (isZero) await flushRun(g);
+          else if (runStart < 0) runStart = g;
+        }
+        await flushRun(data.length);
+        p = z;
+        o.onProgress?.(p);
+      }
+    }
+    const last = ext[ext.length - 1]!;
+    pos = last.offset + last.length;
+    o.onProgress?.(pos);
+  }
+  await dst.flush();
+}
+
+export async function convertCommand(
+  srcPath: string,
+  dstPath: string,
+  o: { format?: string; outputFormat?: string; compress?: boolean; options?: string[]; snapshot?: string; progress?: boolean },
+): Promise<void> {
+  const outFmt = checkFormatName(o.outputFormat ?? 'raw')!;
+  if (o.compress && outFmt !== 'qcow2') throw err.inval('compression (-c) needs -O qcow2');
+  const co = createOptionsFrom(outFmt, o.options);
+  if (co.backingFile) throw err.notsup('convert with a backing file for the output is not supported');
+  const { device, layers } = await openImageLayers(srcPath, { format: checkFormatName(o.format), readOnly: true });
+  let src: BlockDevice = device;
+  let view: Qcow2Image | null = null;
+  try {
+    if (o.snapshot !== undefined) {
+      const top = layers[0]!;
+      if (!top.qcow2) throw err.inval('-l needs a qcow2 source');
+      view = await openSnapshotView(top.path, parseSnapshotArg(o.snapshot), top.qcow2.backing);
+      src = view;
+    }
+    const size = src.info().size;
+    const dst = await createImage(dstPath, { ...co, format: outFmt, size });
+    try {
+      const bar = progress(!!o.progress, size);
+      const granule = dst instanceof Qcow2Image ? dst.clusterSize : 65536;
+      await copySparse(src, dst, {
+        granule,
+        compress: o.compress ? (off, data) => (dst as Qcow2Image).writeCompressed(off, data) : undefined,
+        onProgress: (d) => bar.update(d),
+      });
+      bar.stop();
+    } finally {
+      await dst.close();
+    }
+  } finally {
+    if (view) await view.close();
+    await device.close();
+  }
+}
+
