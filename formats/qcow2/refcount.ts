@@ -145,31 +145,105 @@ export class Refcounts {
     return v;
   }
 
-  /** Set a refcount outright (check/repair). Creates the block if needed. */
+  /** Set a refcount outright (check/repair). Creates the block if needed (at the end of the file). */
   async set(cluster: number, v: number): Promise<void> {
     for (;;) {
       const b = this.blockOf(cluster);
       if (b < this.table.length && this.table[b]! !== 0) break;
-      await this.createBlock(b);
+      if (b >= this.table.length) {
+        await this.growTable(b + 1);
+        continue;
+      }
+      // Past everything in use: the only place known to be free in a damaged image.
+      const at = this.endCluster();
+      const need = this.missingFixedPoint(at, 0, [b]) ?? [];
+      const max = need[need.length - 1] ?? 0;
+      if (max >= this.table.length) {
+        await this.growTable(max + 1);
+        continue;
+      }
+      await this.placeBlocks(need, at);
     }
     const cur = await this.get(cluster);
     if (cur !== v) await this.adjust(cluster, v - cur);
   }
 
+  private isMissing(b: number): boolean {
+    return b >= this.table.length || this.table[b] === 0;
+  }
+
+  /**
+   * Blocks that must be created so that [from, from+len) is covered, when the
+   * new blocks themselves go right after that range (they must be covered
+   * too). Returns null after growing the table (the caller starts over).
+   */
+  private missingFixedPoint(from: number, len: number, extra: number[] = []): number[] | null {
+    let k = 0;
+    for (;;) {
+      const set = new Set(extra);
+      for (let b = this.blockOf(from); len + k > 0 && b <= this.blockOf(from + len + k - 1); b++) if (this.isMissing(b)) set.add(b);
+      const missing = [...set].sort((x, y) => x - y);
+      if (missing.length <= k) return missing;
+      k = missing.length;
+    }
+  }
+
+  /**
+   * Create refcount blocks `blocks` at clusters [at, at+blocks.length). Each
+   * new block is written and synced before the table entry pointing at it.
+   */
+  private async placeBlocks(blocks: number[], at: number): Promise<void> {
+    const max = blocks[blocks.length - 1]!;
+    if (max >= this.table.length) throw new Error('placeBlocks: table too small');
+    const fresh = new Map<number, Buffer>();
+    for (const b of blocks) fresh.set(b, Buffer.alloc(this.cs));
+    // The new blocks' own clusters are counted, in a new block or an existing one.
+    for (let i = 0; i < blocks.length; i++) {
+      const c = at + i;
+      const nb = fresh.get(this.blockOf(c));
+      if (nb) this.writeEntry(nb, c % this.epb, 1);
+    }
+    for (let i = 0; i < blocks.length; i++) {
+      const off = (at + i) * this.cs;
+      await this.file.write(off, fresh.get(blocks[i]!)!);
+    }
+    for (let i = 0; i < blocks.length; i++) {
+      const c = at + i;
+      if (!fresh.has(this.blockOf(c))) await this.adjustExisting(c);
+    }
+    await this.flush();
+    await this.file.sync();
+    const ent = Buffer.alloc(8);
+    for (let i = 0; i < blocks.length; i++) {
+      const off = (at + i) * this.cs;
+      this.table[blocks[i]!] = off;
+      ent.writeBigUInt64BE(BigInt(off));
+      await this.file.write(this.tableOffset + blocks[i]! * 8, ent);
+    }
+    this.highWater = Math.max(this.highWater, at + blocks.length);
+  }
+
+  private async adjustExisting(c: number): Promise<void> {
+    await this.adjust(c, 1);
+  }
+
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset. */
   async allocate(n: number): Promise<number> {
+    // `k` clusters after the run are reserved for refcount blocks the run needs.
+    let k = 0;
     for (;;) {
-      const start = await this.findFree(n);
-      let created = false;
-      for (let b = this.blockOf(start); b <= this.blockOf(start + n - 1); b++) {
-        if (b >= this.table.length || this.table[b] === 0) {
-          await this.createBlock(b);
-          created = true;
-          break;
-        }
+      const start = await this.findFree(n + k);
+      const missing = this.missingFixedPoint(start, n);
+      if (missing === null) continue;
+      if (missing.length && missing[missing.length - 1]! >= this.table.length) {
+        await this.growTable(missing[missing.length - 1]! + 1);
+        continue;
       }
-      // Creating a block or growing the table used clusters: look again.
-      if (created) continue;
+      if (missing.length > k) {
+        k = missing.length;
+        continue;
+      }
+      if (missing.length) await this.placeBlocks(missing, start + n);
       for (let c = start; c < start + n; c++) await this.adjust(c, 1);
       this.hint = start + n;
       this.highWater = Math.max(this.highWater, start + n);
@@ -183,8 +257,7 @@ export class Refcounts {
     let runStart = c;
     for (;;) {
       const b = this.blockOf(c);
-      const off = b < this.table.length ? this.table[b]! : 0;
-      if (off === 0 && run === 0 && c % this.epb === 0 && n <= this.epb) {
+      if (this.isMissing(b) && c % this.epb === 0 && run === 0 && n <= this.epb) {
         return c; // a whole block's range with no block: all free
       }
       if ((await this.get(c)) === 0 && !this.pending.has(c)) {
@@ -195,27 +268,6 @@ export class Refcounts {
       }
       c++;
     }
-  }
-
-  /** Create refcount block `b` inside its own range (it then counts itself). */
-  private async createBlock(b: number): Promise<void> {
-    if (b >= this.table.length) {
-      await this.growTable(b + 1);
-      return;
-    }
-    if (b === 0) throw err.corrupt('qcow2: refcount block 0 is missing');
-    const c = b * this.epb;
-    const off = c * this.cs;
-    const buf = await this.cache.create(off);
-    this.writeEntry(buf, 0, 1);
-    // The block is durable before the table entry that points at it.
-    await this.file.write(off, buf);
-    await this.file.sync();
-    this.table[b] = off;
-    const ent = Buffer.alloc(8);
-    ent.writeBigUInt64BE(BigInt(off));
-    await this.file.write(this.tableOffset + b * 8, ent);
-    this.highWater = Math.max(this.highWater, c + 1);
   }
 
   private endCluster(): number {

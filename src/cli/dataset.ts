@@ -79,7 +79,7 @@ export function registerDatasetCommands(program: Command, ctx: CliContext): void
     .argument('[names...]')
     .option('-r', 'recursive')
     .option('-d <depth>', 'recursion depth')
-    .option('-t <type>', 'volume|filesystem|snapshot|all', 'all')
+    .option('-t <type>', 'volume|filesystem|snapshot|all (default: filesystem,volume)', 'filesystem,volume')
     .option('-o <cols>', 'columns, comma separated')
     .option('-H', 'scripted mode: no header, tab-separated')
     .option('-p', 'exact numbers')
@@ -88,8 +88,31 @@ export function registerDatasetCommands(program: Command, ctx: CliContext): void
       const types = new Set(o.t.split(','));
       for (const t of types) if (!['all', 'volume', 'filesystem', 'snapshot'].includes(t)) throw err.inval(`invalid type '${t}'`);
       const depth = o.d !== undefined ? Number(o.d) : undefined;
-      let rows = await (await ctx.api()).datasets(names, !!o.r || depth !== undefined, depth);
+      const api = await ctx.api();
+      const wantSnaps = types.has('snapshot') || types.has('all') || names.some((n) => n.includes('@'));
+      const dsNames = names.filter((n) => !n.includes('@'));
+      let rows = names.length && dsNames.length === 0 ? [] : await api.datasets(dsNames, !!o.r || depth !== undefined, depth);
       rows = rows.filter((r) => types.has('all') || types.has(r.type));
+      if (wantSnaps) {
+        const snaps = await api.snapshotRows(names, !!o.r || depth !== undefined || !names.length);
+        if (wantSnaps || names.some((n) => n.includes('@'))) {
+          // Like zfs list: snapshots follow their dataset.
+          const merged: typeof rows = [];
+          const byDs = new Map<string, typeof rows>();
+          for (const s of snaps) {
+            const ds = s.name.slice(0, s.name.indexOf('@'));
+            if (!byDs.has(ds)) byDs.set(ds, []);
+            byDs.get(ds)!.push(s);
+          }
+          for (const r of rows) {
+            merged.push(r);
+            merged.push(...(byDs.get(r.name) ?? []));
+            byDs.delete(r.name);
+          }
+          for (const rest of byDs.values()) merged.push(...rest);
+          rows = merged;
+        }
+      }
       if (o.json) return printJson(rows.map((r) => ({ name: r.name, type: r.type, used: r.used, avail: r.avail, refer: r.refer, volsize: r.volsize })));
       const cols = o.o ? o.o.split(',') : ['name', 'used', 'avail', 'refer', 'volsize'];
       const right = new Set(cols.map((c, i) => (c === 'name' || c === 'type' ? -1 : i)).filter((i) => i >= 0));
@@ -112,7 +135,9 @@ export function registerDatasetCommands(program: Command, ctx: CliContext): void
     .option('-o <cols>', 'name,property,value,source')
     .option('--json', 'JSON output')
     .action(async (props: string, names: string[], o: { r?: boolean; H?: boolean; p?: boolean; o?: string; json?: boolean }) => {
-      const rows = await (await ctx.api()).datasets(names, !!o.r);
+      const api = await ctx.api();
+      const dsNames = names.filter((n) => !n.includes('@'));
+      const rows = [...(dsNames.length || !names.length ? await api.datasets(dsNames, !!o.r) : []), ...(names.some((n) => n.includes('@')) ? await api.snapshotRows(names.filter((n) => n.includes('@')), false) : [])];
       const want = props === 'all' ? null : props.split(',');
       const out: { name: string; property: string; value: Cell; source: string }[] = [];
       for (const r of rows) {
@@ -165,6 +190,14 @@ export function registerDatasetCommands(program: Command, ctx: CliContext): void
     .option('-v', 'print what is destroyed')
     .action(async (name: string, o: { r?: boolean; R?: boolean; f?: boolean; n?: boolean; v?: boolean }) => {
       const api = await ctx.api();
+      if (name.includes('@')) {
+        const r = await api.destroySnapshots(name, { recursiveClones: !!o.R, dryRun: !!o.n, force: !!o.f, command: commandLine() });
+        if (o.n || o.v) {
+          for (const d of r.destroyed) process.stdout.write(`${o.n ? 'would destroy' : 'will destroy'} ${d}\n`);
+          process.stdout.write(`${o.n ? 'would reclaim' : 'will reclaim'} ${o.n && o.v === undefined ? r.reclaim : r.reclaim}\n`);
+        }
+        return;
+      }
       if (o.n) {
         const rows = await api.datasets([name], !!(o.r || o.R));
         for (const r of rows.reverse()) process.stdout.write(`would destroy ${r.name}\n`);

@@ -12,6 +12,7 @@ import { registerPoolCommands } from './pool.js';
 import { registerDatasetCommands } from './dataset.js';
 import { registerTransferCommands } from './transfer.js';
 import { registerServeCommand } from './serve.js';
+import { registerSnapshotCommands } from './snapshot.js';
 
 // `strata list | head` closes our stdout early: that is not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -32,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
   registerPoolCommands(program, ctx);
   registerDatasetCommands(program, ctx);
   registerTransferCommands(program, ctx);
+  registerSnapshotCommands(program, ctx);
   registerServeCommand(program, ctx);
   try {
     const image = (await import('./image.js')) as { registerImageCommands?: (p: Command) => void };

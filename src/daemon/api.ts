@@ -24,6 +24,17 @@ export const API_METHODS = [
   'status',
   'importImage',
   'exportImage',
+  'snapshot',
+  'destroySnapshots',
+  'rollback',
+  'rollbackToOrigin',
+  'clone',
+  'promote',
+  'hold',
+  'release',
+  'holds',
+  'diff',
+  'snapshotRows',
 ] as const;
 
 export type ApiMethod = (typeof API_METHODS)[number];
@@ -46,6 +57,17 @@ export class LocalApi {
   status = (...a: Parameters<PoolManager['status']>) => this.mgr.status(...a);
   importImage = (file: string, vol: string, o: Parameters<typeof importImage>[3] & { onProgress?: (p: CopyProgress) => void }) => importImage(this.mgr, file, vol, o);
   exportImage = (vol: string, file: string, o: Parameters<typeof exportImage>[3] & { onProgress?: (p: CopyProgress) => void }) => exportImage(this.mgr, vol, file, o);
+  snapshot = (...a: Parameters<PoolManager['snapshot']>) => this.mgr.snapshot(...a);
+  destroySnapshots = (...a: Parameters<PoolManager['destroySnapshots']>) => this.mgr.destroySnapshots(...a);
+  rollback = (...a: Parameters<PoolManager['rollback']>) => this.mgr.rollback(...a);
+  rollbackToOrigin = (...a: Parameters<PoolManager['rollbackToOrigin']>) => this.mgr.rollbackToOrigin(...a);
+  clone = (...a: Parameters<PoolManager['clone']>) => this.mgr.clone(...a);
+  promote = (...a: Parameters<PoolManager['promote']>) => this.mgr.promote(...a);
+  hold = (...a: Parameters<PoolManager['hold']>) => this.mgr.hold(...a);
+  release = (...a: Parameters<PoolManager['release']>) => this.mgr.release(...a);
+  holds = (...a: Parameters<PoolManager['holds']>) => this.mgr.holds(...a);
+  diff = (...a: Parameters<PoolManager['diff']>) => this.mgr.diff(...a);
+  snapshotRows = (...a: Parameters<PoolManager['snapshotRows']>) => this.mgr.snapshotRows(...a);
   close = () => this.mgr.close();
 }
 

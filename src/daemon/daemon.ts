@@ -122,6 +122,11 @@ export class Daemon {
         if (rec?.type !== 'volume') continue;
         const pol = this.config.exports?.[name];
         out.push({ name, description: `strata volume ${name}`, requireTls: pol?.requireTls, allowedClients: pol?.allowedClients });
+        for (const s of rec.snapshots) {
+          const full = `${name}@${s.name}`;
+          const sp = this.config.exports?.[full] ?? pol;
+          out.push({ name: full, description: `strata snapshot ${full} (read-only)`, requireTls: sp?.requireTls, allowedClients: sp?.allowedClients });
+        }
       }
     }
     for (const [name, img] of Object.entries(this.config.images ?? {})) {
@@ -137,7 +142,15 @@ export class Daemon {
     if (img) return { device: checked(img), readOnly: pol.readOnly || this.config.images?.[name]?.readOnly, ...pol };
     const poolName = name.split(/[/@]/)[0]!;
     const pool = this.mgr.openPools().find((p) => p.name === poolName);
-    if (!pool || pool.dir.datasets.get(name)?.type !== 'volume') return null;
+    if (!pool) return null;
+    if (name.includes('@')) {
+      // Snapshots export read-only, always.
+      const ds = pool.dir.datasets.get(name.slice(0, name.indexOf('@')));
+      if (ds?.type !== 'volume' || !ds.snapshots.some((s) => s.name === name.slice(name.indexOf('@') + 1))) return null;
+      const { device, release } = await this.mgr.openSnapshot(name);
+      return { device: checked(device), description: `strata snapshot ${name} (read-only)`, ...pol, readOnly: true, release };
+    }
+    if (pool.dir.datasets.get(name)?.type !== 'volume') return null;
     const { volume, release } = await this.mgr.openVolume(name, { readOnly: pol.readOnly });
     return { device: checked(volume), description: `strata volume ${name}`, ...pol, release };
   }

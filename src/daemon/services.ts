@@ -16,6 +16,45 @@ import { poolOf } from '../pool/dataset/names.js';
 import { parseSize } from '../pool/dataset/units.js';
 import { Volume } from '../volume/volume.js';
 import { clearLabels } from '../pool/txg/label.js';
+import {
+  splitSnap,
+  findSnap,
+  checkDestroySnapshot,
+  snapshotUnique,
+  snapshot as snapshotOp,
+  destroySnapshots as destroySnapshotsOp,
+  rollback as rollbackOp,
+  resetClone as resetCloneOp,
+  clone as cloneOp,
+  promote as promoteOp,
+  hold as holdOp,
+  release as releaseOp,
+  diff as diffOp,
+  renameSnapshot as renameSnapshotOp,
+  type DiffRange,
+} from '../pool/dataset/snapshots.js';
+import { SnapshotDevice } from '../volume/snapshot-device.js';
+import type { DatasetRecord } from '../pool/dataset/directory.js';
+
+function snapshotRow(pool: Pool, name: string, rec: DatasetRecord, index: number): DatasetRow {
+  const s = rec.snapshots[index]!;
+  const used = snapshotUnique(rec, index);
+  const props: DatasetRow['props'] = {
+    type: { value: 'snapshot', source: '-' },
+    creation: { value: String(Math.floor(s.creation / 1000)), source: '-' },
+    used: { value: String(used), source: '-' },
+    referenced: { value: String(s.referenced), source: '-' },
+    logicalreferenced: { value: String(s.logical), source: '-' },
+    written: { value: String(s.written ?? 0), source: '-' },
+    createtxg: { value: String(s.createTxg), source: '-' },
+    guid: { value: BigInt('0x' + s.guid).toString(), source: '-' },
+    userrefs: { value: String(Object.keys(s.holds ?? {}).length), source: '-' },
+    clones: { value: (s.clones ?? []).join(','), source: '-' },
+    volsize: { value: String(s.object ? JSON.parse(JSON.stringify(s.object)).n * JSON.parse(JSON.stringify(s.object)).bs : 0), source: '-' },
+  };
+  void pool;
+  return { name, type: 'snapshot', used, avail: 0, refer: s.referenced, volsize: null, props };
+}
 
 export interface PoolRow {
   name: string;
@@ -184,6 +223,11 @@ export class PoolManager {
   }
 
   async rename(from: string, to: string, command?: string): Promise<void> {
+    if (from.includes('@')) {
+      const pool = await this.poolFor(from);
+      if (to.includes('@') && poolOf(to) !== pool.name) throw err.inval(`cannot rename to '${to}': snapshots cannot move between pools`);
+      return renameSnapshotOp(pool, from, to, command);
+    }
     if (poolOf(from) !== poolOf(to)) throw err.inval(`cannot rename to '${to}': datasets cannot move between pools`);
     const pool = await this.poolFor(from);
     if ((this.inUse.get(from) ?? 0) > 0) throw err.busy(`cannot rename '${from}': volume is in use`);
@@ -253,6 +297,154 @@ export class PoolManager {
       });
     }
     return out;
+  }
+
+  // -------------------------------------------------------------- snapshots
+
+  /** `snapshot [-r] VOL@SNAP...`: atomic, one txg for all names. */
+  async snapshot(names: string[], o: { recursive?: boolean; command?: string } = {}): Promise<string[]> {
+    if (names.length === 0) throw err.inval('snapshot: no names given');
+    const pool = await this.poolFor(names[0]!);
+    const all: string[] = [];
+    for (const full of names) {
+      if (poolOf(full) !== pool.name) throw err.inval(`cannot snapshot '${full}': snapshots in one call must be in one pool`);
+      const [ds, snap] = splitSnap(full);
+      all.push(full);
+      if (o.recursive) for (const d of pool.dir.descendants(ds)) all.push(`${d}@${snap}`);
+    }
+    await snapshotOp(pool, all, o.command);
+    return all;
+  }
+
+  /** Expand `vol@a%c` (range, inclusive), `vol@a,b` (list) and `vol@%` (all). */
+  async expandSnapshots(spec: string): Promise<string[]> {
+    const pool = await this.poolFor(spec);
+    const [ds, rest] = splitSnap(spec);
+    const rec = pool.dir.get(ds);
+    const names = rec.snapshots.map((s) => s.name);
+    const out: string[] = [];
+    for (const part of rest.split(',')) {
+      if (part.includes('%')) {
+        const [a, b] = part.split('%') as [string, string];
+        const i = a ? names.indexOf(a) : 0;
+        const j = b ? names.indexOf(b) : names.length - 1;
+        if (i < 0 || j < 0) throw err.noent(`snapshot range '${ds}@${part}': no such snapshot`);
+        for (let k = i; k <= j; k++) out.push(`${ds}@${names[k]}`);
+      } else {
+        if (!names.includes(part)) throw err.noent(`could not find any snapshots to destroy; check snapshot names ('${ds}@${part}')`);
+        out.push(`${ds}@${part}`);
+      }
+    }
+    return [...new Set(out)];
+  }
+
+  /** `destroy [-R] [-n] vol@snap...`: returns what goes and the space it frees. */
+  async destroySnapshots(spec: string, o: { recursiveClones?: boolean; dryRun?: boolean; force?: boolean; command?: string } = {}): Promise<{ destroyed: string[]; reclaim: number }> {
+    const pool = await this.poolFor(spec);
+    const snaps = await this.expandSnapshots(spec);
+    const clones: string[] = [];
+    for (const s of snaps) for (const c of findSnap(pool, s).snap.clones ?? []) clones.push(c, ...pool.dir.descendants(c));
+    if (clones.length && !o.recursiveClones) checkDestroySnapshot(pool, snaps.find((s) => (findSnap(pool, s).snap.clones ?? []).length)!);
+    let reclaim = 0;
+    for (const s of snaps) {
+      const { rec, index } = findSnap(pool, s);
+      reclaim += snapshotUnique(rec, index);
+    }
+    if (o.dryRun) return { destroyed: [...clones, ...snaps], reclaim };
+    const busy = [...clones, ...snaps].filter((n) => (this.inUse.get(n) ?? 0) > 0);
+    if (busy.length && !o.force) throw err.busy(`cannot destroy: in use (${busy.join(', ')}); use -f to force`);
+    for (const c of clones) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true, command: o.command });
+    await destroySnapshotsOp(pool, snaps, o.command);
+    return { destroyed: [...clones, ...snaps], reclaim };
+  }
+
+  async rollback(full: string, o: { recursive?: boolean; recursiveClones?: boolean; force?: boolean; command?: string } = {}): Promise<void> {
+    const pool = await this.poolFor(full);
+    const [ds] = splitSnap(full);
+    if ((this.inUse.get(ds) ?? 0) > 0 && !o.force) throw err.busy(`cannot rollback '${ds}': volume is in use (exported); use -f to force`);
+    const { rec, index } = findSnap(pool, full);
+    if (o.recursiveClones) {
+      for (const s of rec.snapshots.slice(index + 1)) for (const c of s.clones ?? []) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true });
+    }
+    await rollbackOp(pool, full, { destroyLater: !!(o.recursive || o.recursiveClones), command: o.command });
+  }
+
+  async rollbackToOrigin(vol: string, o: { force?: boolean; command?: string } = {}): Promise<void> {
+    const pool = await this.poolFor(vol);
+    const rec = pool.dir.get(vol);
+    if (!rec.origin) throw err.inval(`'${vol}' is not a clone`);
+    if ((this.inUse.get(vol) ?? 0) > 0 && !o.force) throw err.busy(`cannot reset '${vol}': volume is in use (exported); use -f to force`);
+    await resetCloneOp(pool, vol, o.command);
+  }
+
+  async clone(full: string, targets: string[], props: Record<string, string> = {}, command?: string): Promise<void> {
+    const pool = await this.poolFor(full);
+    for (const t of targets) if (poolOf(t) !== pool.name) throw err.inval(`cannot clone '${full}' to '${t}': clones must be in the same pool`);
+    await cloneOp(pool, full, targets, props, command);
+  }
+
+  async promote(name: string, command?: string): Promise<void> {
+    await promoteOp(await this.poolFor(name), name, command);
+  }
+
+  async hold(tag: string, snaps: string[], command?: string): Promise<void> {
+    if (!snaps.length) throw err.inval('hold: no snapshots given');
+    await holdOp(await this.poolFor(snaps[0]!), tag, snaps, command);
+  }
+
+  async release(tag: string, snaps: string[], command?: string): Promise<void> {
+    if (!snaps.length) throw err.inval('release: no snapshots given');
+    await releaseOp(await this.poolFor(snaps[0]!), tag, snaps, command);
+  }
+
+  async holds(snaps: string[]): Promise<{ name: string; tag: string; timestamp: number }[]> {
+    const out: { name: string; tag: string; timestamp: number }[] = [];
+    for (const s of snaps) {
+      const { snap } = findSnap(await this.poolFor(s), s);
+      for (const [tag, t] of Object.entries(snap.holds ?? {})) out.push({ name: s, tag, timestamp: t });
+    }
+    return out;
+  }
+
+  async diff(from: string, to?: string): Promise<DiffRange[]> {
+    const pool = await this.poolFor(from);
+    return diffOp(pool, from, to ?? splitSnap(from)[0]);
+  }
+
+  /** Snapshot rows for `list -t snapshot`. */
+  async snapshotRows(names: string[], recursive: boolean): Promise<DatasetRow[]> {
+    const rows: DatasetRow[] = [];
+    const roots = names.length ? names : Object.keys(this.home.readCache()).sort();
+    for (const root of roots) {
+      const pool = await this.poolFor(root);
+      if (root.includes('@')) {
+        const { rec, index } = findSnap(pool, root);
+        rows.push(snapshotRow(pool, root, rec, index));
+        continue;
+      }
+      pool.dir.get(root);
+      const list = names.length && !recursive ? [root] : [root, ...pool.dir.descendants(root)];
+      for (const ds of list) {
+        const rec = pool.dir.get(ds);
+        rec.snapshots.forEach((_, i) => rows.push(snapshotRow(pool, `${ds}@${rec.snapshots[i]!.name}`, rec, i)));
+      }
+    }
+    return rows;
+  }
+
+  async openSnapshot(name: string): Promise<{ device: SnapshotDevice; release: () => void }> {
+    const pool = await this.poolFor(name);
+    const device = new SnapshotDevice(pool, name);
+    this.inUse.set(name, (this.inUse.get(name) ?? 0) + 1);
+    let released = false;
+    return {
+      device,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.inUse.set(name, Math.max(0, (this.inUse.get(name) ?? 1) - 1));
+      },
+    };
   }
 
   // ------------------------------------------------------------------ volumes

@@ -14,7 +14,8 @@
  * - STARTTLS (SELECTIVETLS mode) forgets all earlier negotiation state,
  *   as the spec requires, and refuses bytes pipelined behind it.
  */
-import { TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { NbdTlsOptions } from './types.js';
 import type { Duplex } from 'node:stream';
 import * as C from './constants.js';
 import { ByteReader } from './byte-reader.js';
@@ -37,12 +38,7 @@ export class ProtocolError extends Error {
 
 export interface HandshakeDeps {
   table: ExportTable;
-  /**
-   * `server` is a never-listening tls.Server: Node only runs its client
-   * certificate verification (and sets TLSSocket.authorized) for sockets
-   * that belong to a tls.Server.
-   */
-  tls?: { context: SecureContext; requestCert: boolean; server: TlsServer };
+  tls?: NbdTlsOptions;
   maxRequest: number;
   remoteAddress: string;
   shuttingDown(): boolean;
@@ -225,23 +221,21 @@ export class Handshake {
     // The client must wait for our ACK before starting TLS; plaintext bytes
     // here would be injected into the session (a known STARTTLS attack).
     if (early.length) throw new ProtocolError('data pipelined after NBD_OPT_STARTTLS');
-    const sock = new TLSSocket(raw as never, {
-      isServer: true,
-      server: tls.server,
-      secureContext: tls.context,
-      requestCert: tls.requestCert,
-      rejectUnauthorized: tls.requestCert,
+    // The socket is handed to a (never-listening) tls.Server through its
+    // documented 'connection' event: only sockets owned by a tls.Server get
+    // Node's client-certificate verification (TLSSocket.authorized).
+    const requestCert = !!tls.requestCert;
+    const server = createTlsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: requestCert });
+    const sock = await new Promise<TLSSocket>((resolve, reject) => {
+      server.once('secureConnection', (s: TLSSocket) => resolve(s));
+      server.once('tlsClientError', (e: Error) => reject(new ProtocolError(`TLS handshake failed: ${e.message}`)));
+      raw.once('close', () => reject(new ProtocolError('connection closed during the TLS handshake')));
+      server.emit('connection', raw);
     });
-    await new Promise<void>((resolve, reject) => {
-      const fail = (e: Error) => reject(new ProtocolError(`TLS handshake failed: ${e.message}`));
-      sock.once('secure', () => {
-        sock.off('error', fail);
-        resolve();
-      });
-      sock.once('error', fail);
-      sock.once('close', () => fail(new Error('connection closed')));
-    });
-    if (tls.requestCert && !sock.authorized) throw new ProtocolError(`client certificate rejected: ${sock.authorizationError}`);
+    if (requestCert && !sock.authorized) {
+      sock.destroy();
+      throw new ProtocolError(`client certificate rejected: ${sock.authorizationError}`);
+    }
     this.stream = sock;
     this.tls = true;
     // proto.md: after STARTTLS the server MUST NOT keep earlier negotiation state.

@@ -11,14 +11,14 @@
  * sockets at once (a second SIGTERM).
  */
 import net from 'node:net';
-import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { DeviceStatsSnapshot } from '../device/stats.js';
 import { BufferPool } from './buffer-pool.js';
 import { ExportTable } from './exports.js';
 import { Handshake } from './handshake.js';
 import { Transmission } from './transmission.js';
-import type { NbdLogger, NbdServerOptions } from './types.js';
+import type { NbdLogger, NbdServerOptions, NbdTlsOptions } from './types.js';
 
 const DEFAULT_MAX_REQUEST = 32 * 1024 * 1024;
 const DEFAULT_MAX_INFLIGHT = 64 * 1024 * 1024;
@@ -40,7 +40,7 @@ export class NbdServer {
   private readonly maxInflight: number;
   private readonly handshakeTimeoutMs: number;
   private readonly pool = new BufferPool();
-  private readonly tls?: { context: ReturnType<typeof createSecureContext>; requestCert: boolean; server: TlsServer };
+  private readonly tls?: NbdTlsOptions;
   private readonly conns = new Set<Conn>();
   private server: net.Server | null = null;
   private closing = false;
@@ -55,14 +55,10 @@ export class NbdServer {
     this.maxInflight = Math.max(opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT, this.maxRequest);
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
     if (opts.tls) {
-      const t = { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, minVersion: 'TLSv1.2' as const };
-      const requestCert = !!opts.tls.requestCert;
-      this.tls = {
-        context: createSecureContext(t),
-        requestCert,
-        server: createTlsServer({ ...t, requestCert, rejectUnauthorized: requestCert }),
-      };
-      if (this.tls.requestCert && !opts.tls.ca) throw new Error('tls.requestCert needs tls.ca to verify client certificates');
+      // Parse once now so a bad key or certificate fails at construction, not at the first STARTTLS.
+      createSecureContext({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca });
+      if (opts.tls.requestCert && !opts.tls.ca) throw new Error('tls.requestCert needs tls.ca to verify client certificates');
+      this.tls = { ...opts.tls };
     }
   }
 

@@ -96,11 +96,13 @@ export class Transmission {
     this.size = o.info.size;
     this.closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
     stream.on('error', (e) => o.log.debug({ ...o.logContext, err: e.message }, 'nbd connection error'));
-    stream.on('end', () => {
+    const gone = () => {
       // Client closed its side without NBD_CMD_DISC: finish what it sent, then close.
       this.stopReading();
       this.endWhenIdle();
-    });
+    };
+    stream.on('end', gone);
+    stream.on('close', gone);
   }
 
   start(leftover: Buffer): void {
@@ -144,6 +146,19 @@ export class Transmission {
   private stopReading(): void {
     this.state = State.Stopped;
     this.stream.off('data', this.onData);
+    // A write whose payload will never arrive (client gone mid-payload):
+    // drop it without touching the device, and stop charging for it.
+    const w = this.pending;
+    if (w) {
+      this.pending = null;
+      if (w.buf) this.o.pool.put(w.buf);
+      this.finish(w);
+    }
+    const d = this.discardReq;
+    if (d) {
+      this.discardReq = null;
+      this.finish(d);
+    }
   }
 
   private endWhenIdle(): void {

@@ -30,6 +30,7 @@ import { writeConfig, type LabelConfig, type PoolLabelState } from './txg/label.
 import type { VdevTree } from './vdev/tree.js';
 import type { Leaf } from './vdev/types.js';
 import { syncTxg } from './txg/sync.js';
+import { usedByDataset, usedBySnapshots } from './dataset/snapshots.js';
 
 export interface PoolOptions {
   /** Txg timeout (ms); default 5000. */
@@ -69,13 +70,18 @@ export class Pool {
   logged: SpaceAllocator[] = [];
   pendingHistory: HistoryEntry[] = [];
   /**
-   * Objects of destroyed datasets whose blocks are freed at the next sync.
-   * The object itself (not a copy of its dnode) is queued: a sync running when
-   * the destroy happens may still publish a new tree for it (killing blocks of
-   * the old one), and only the tree current at free time is the one to free —
-   * freeing a stale copy double-freed the killed blocks and leaked the new ones.
+   * Destroyed datasets whose blocks the next sync frees: tree blocks and
+   * dead-list entries born after `after` (the origin's txg for a clone,
+   * else 0), and the dead lists' own storage. Queued by a sync task, i.e.
+   * in syncing context after this txg's data objects were written, so the
+   * dnode here is the final tree (a copy taken earlier could be stale while
+   * a sync publishes a newer tree: freeing it double-frees and leaks).
    */
-  freeQueue: { dnode: Dnode }[] = [];
+  freeQueue: { dnode: Dnode | null; after: number; deads: import('./dataset/deadlist.js').DeadlistJson[] }[] = [];
+  /** Blocks killed in a txg that a snapshot still references, per dataset id (appended to its dead list at sync). */
+  pendingDead = new Map<number, BlockPointer[]>();
+  /** Sync tasks (ZFS's dsl_sync_task): run in syncing context of the txg they were queued in. */
+  syncTasks: { txg: number; fn: (txg: number) => Promise<unknown>; result?: unknown; error?: unknown }[] = [];
   configDirty = false;
   closed = false;
   /** Set while closing: labels then stop naming this process as the owner. */
@@ -199,6 +205,24 @@ export class Pool {
     await this.txg.syncNow();
   }
 
+  /**
+   * Run `fn` in syncing context of the open txg (after its data is written,
+   * before its directory is captured) and wait until that txg commits.
+   * `fn` must validate before it mutates: a StorageError it throws (other
+   * than EIO) fails only this task; anything else suspends the pool.
+   */
+  async syncTask<T>(fn: (txg: number) => Promise<T>, command?: string): Promise<T> {
+    this.mustBeOpen();
+    const task: { txg: number; fn: (txg: number) => Promise<unknown>; result?: unknown; error?: unknown } = { txg: this.txg.open, fn };
+    this.syncTasks.push(task);
+    if (command) this.pendingHistory.push({ time: Date.now(), txg: this.txg.open, command });
+    this.dir.dirty = true;
+    this.txg.markDirty(0);
+    await this.txg.syncNow();
+    if (task.error) throw task.error;
+    return task.result as T;
+  }
+
   async createDataset(name: string, type: DatasetType, props: Record<string, string>, opts: { sparse?: boolean; command?: string } = {}): Promise<void> {
     this.mustBeOpen();
     validateDatasetName(name);
@@ -240,16 +264,31 @@ export class Pool {
     const gone = [...kids.reverse(), name];
     for (const n of gone) {
       const r = this.dir.get(n);
-      const obj = this.objects.get(r.id);
-      if (obj) {
-        // Drop unsynced changes; the committed tree is freed by the next sync.
-        obj.dirty.clear();
-        this.freeQueue.push(obj);
-        this.objects.delete(r.id);
-      }
-      this.dir.datasets.delete(n);
+      const clones = r.snapshots.flatMap((s) => s.clones ?? []).filter((c) => !gone.includes(c));
+      if (clones.length) throw err.busy(`cannot destroy '${n}': its snapshots have dependent clones (${clones.join(', ')}); destroy or promote them first`);
+      const held = r.snapshots.filter((s) => Object.keys(s.holds ?? {}).length);
+      if (held.length) throw err.busy(`cannot destroy '${n}': snapshot '${n}@${held[0]!.name}' is held`);
     }
-    await this.commit(opts.command ?? `destroy ${name}`);
+    await this.syncTask(async () => {
+      for (const n of gone) {
+        const r = this.dir.get(n);
+        const obj = this.objects.get(r.id);
+        // Everything this dataset owns: the head's tree and every dead list (see deadlist.ts).
+        const deads = [r.dead, ...r.snapshots.map((s) => s.dead)].filter((d): d is NonNullable<typeof d> => !!d);
+        if (obj) {
+          obj.dirty.clear();
+          this.objects.delete(r.id);
+        }
+        this.freeQueue.push({ dnode: obj ? obj.dnode : null, after: r.originTxg ?? 0, deads });
+        this.pendingDead.delete(r.id);
+        if (r.origin) {
+          const at = r.origin.indexOf('@');
+          const s = this.dir.datasets.get(r.origin.slice(0, at))?.snapshots.find((x) => x.name === r.origin!.slice(at + 1));
+          if (s) s.clones = (s.clones ?? []).filter((c) => c !== n);
+        }
+        this.dir.datasets.delete(n);
+      }
+    }, opts.command ?? `destroy ${name}`);
     return gone;
   }
 
@@ -343,7 +382,7 @@ export class Pool {
 
   usedBy(name: string): number {
     const rec = this.dir.get(name);
-    let used = rec.referenced + this.unusedReservation(rec);
+    let used = usedByDataset(rec) + usedBySnapshots(rec) + this.unusedReservation(rec);
     for (const k of this.dir.children(name)) used += this.usedBy(k);
     return used;
   }
@@ -375,10 +414,13 @@ export class Pool {
     stat('logicalused', rec.logical);
     stat('logicalreferenced', rec.logical);
     stat('compressratio', rec.referenced ? (rec.logical / rec.referenced).toFixed(2) + 'x' : '1.00x');
-    stat('usedbydataset', rec.referenced);
-    stat('usedbychildren', this.usedBy(name) - rec.referenced - this.unusedReservation(rec));
+    stat('usedbydataset', usedByDataset(rec));
+    stat('usedbychildren', this.usedBy(name) - usedByDataset(rec) - usedBySnapshots(rec) - this.unusedReservation(rec));
     stat('usedbyrefreservation', this.unusedReservation(rec));
-    stat('usedbysnapshots', 0);
+    stat('usedbysnapshots', usedBySnapshots(rec));
+    stat('written', rec.written ?? rec.referenced);
+    stat('origin', rec.origin ?? '-');
+    stat('snapshot_count', rec.snapshots.length);
     stat('guid', BigInt('0x' + rec.guid).toString());
     stat('createtxg', rec.createTxg);
     for (const def of Object.values(PROPS)) {

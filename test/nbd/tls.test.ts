@@ -80,6 +80,16 @@ describe('NBD over TLS', () => {
     expect(good.TLS).toBe(true);
     const bad = await run('nbdinfo', [nbds(mtls, 'open', caOnly)]);
     expect(bad.code).not.toBe(0);
+    // A client certificate from another CA is refused too.
+    const other = await tempDir('nbd-tls-foreign');
+    try {
+      await makeCerts(other.dir);
+      await copyFile(path.join(tmp.dir, 'ca-cert.pem'), path.join(other.dir, 'ca-cert.pem'));
+      const foreign = await run('nbdinfo', [nbds(mtls, 'open', other.dir)]);
+      expect(foreign.code).not.toBe(0);
+    } finally {
+      await other.cleanup();
+    }
     // The server survived the failed handshake.
     expect(JSON.parse(await ok('nbdinfo', ['--json', nbds(mtls, 'secret')])).TLS).toBe(true);
   });

@@ -11,6 +11,7 @@ import { err } from '../../errors.js';
 import type { DnodeJson } from '../object/dnode.js';
 import { parentOf } from './names.js';
 import { PROPS } from './props.js';
+import type { DeadlistJson } from './deadlist.js';
 
 export type DatasetType = 'filesystem' | 'volume';
 
@@ -25,6 +26,14 @@ export interface SnapshotRecord {
   logical: number;
   userProps: Record<string, string>;
   holds: Record<string, number>;
+  /** Blocks the previous snapshot referenced and this one does not (see deadlist.ts). */
+  dead?: DeadlistJson;
+  /** Datasets cloned from this snapshot. */
+  clones?: string[];
+  /** Bytes born since the previous snapshot that this snapshot references (written@prev). */
+  written?: number;
+  /** The head's originShared when this snapshot was taken (clones). */
+  originShared?: number;
 }
 
 export interface DatasetRecord {
@@ -40,8 +49,19 @@ export interface DatasetRecord {
   referenced: number;
   /** Logical (uncompressed) bytes referenced by the head. */
   logical: number;
+  /** Oldest first. */
   snapshots: SnapshotRecord[];
+  /** Clones: 'vol@snap' they were cloned from. */
   origin?: string | null;
+  /** Txg of the origin snapshot (clones), else 0: blocks born at or before it are the origin's. */
+  originTxg?: number;
+  /** Txg of the latest snapshot (or originTxg): kills of blocks born at or before it go to the dead list. */
+  prevSnapTxg?: number;
+  dead?: DeadlistJson;
+  /** Bytes referenced by the head that were born since the latest snapshot (`written`). */
+  written?: number;
+  /** Clones: bytes the head still shares with its origin (born at or before originTxg). */
+  originShared?: number;
 }
 
 export interface DirectoryJson {

@@ -41,6 +41,18 @@ export interface PipelineStats {
   cksumErrors: number;
 }
 
+/**
+ * ARC key of a block: where its first copy lives AND its birth txg. A place is
+ * reused only after its block is freed and TXG_DEFER txgs pass, so (place,
+ * birth) names one block forever. Keyed by place alone, a reader still walking
+ * an old tree could re-insert a just-freed block after free() dropped it, and
+ * once the place was reused for another data block (data is not cached on
+ * write) reads of that block returned the old contents, unverified.
+ */
+export function arcKey(bp: BlockPointer): string {
+  return `${dvaKey(bp.dvas[0]!)}@${bp.birth}`;
+}
+
 function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
@@ -102,7 +114,7 @@ export class BlockPipeline {
       cksum: prep.cksum,
     };
     // The logical data is what readers want; caching it saves a read+decompress right after a sync.
-    if (p.level > 0 || p.type !== 1) this.arc.set(dvaKey(dvas[0]!), data, data.length);
+    if (p.level > 0 || p.type !== 1) this.arc.set(arcKey(bp), data, data.length);
     return bp;
   }
 
@@ -171,13 +183,28 @@ export class BlockPipeline {
 
   /** Read and verify a block; returns the logical contents (shared: do not mutate). */
   async read(bp: BlockPointer): Promise<Buffer> {
-    const key = dvaKey(bp.dvas[0]!);
+    const key = arcKey(bp);
     const hit = this.arc.get(key);
     if (hit) return hit;
-    const data = await this.readUncached(bp);
-    this.arc.set(key, data, data.length);
-    return data;
+    // One device read per block at a time: a volume read of N blocks under one
+    // uncached indirect block used to issue N reads of that indirect (and count N
+    // checksum errors for one bad copy). Keyed by checksum too, so a stale reader's
+    // freed block never shares a read with the block that reuses its place.
+    const fkey = `${key}:${bp.cksum.toString('hex')}`;
+    const pending = this.inflight.get(fkey);
+    if (pending) return pending;
+    const p = this.readUncached(bp).then((data) => {
+      this.arc.set(key, data, data.length);
+      return data;
+    });
+    this.inflight.set(fkey, p);
+    try {
+      return await p;
+    } finally {
+      this.inflight.delete(fkey);
+    }
   }
+  private inflight = new Map<string, Promise<Buffer>>();
 
   /**
    * Read many blocks, coalescing physically adjacent ones on linear
@@ -200,7 +227,7 @@ export class BlockPipeline {
       const bp = bps[i];
       if (!bp) continue;
       const d = bp.dvas[0]!;
-      const hit = this.arc.get(dvaKey(d));
+      const hit = this.arc.get(arcKey(bp));
       if (hit) {
         out[i] = hit;
         continue;
@@ -235,7 +262,7 @@ export class BlockPipeline {
               const data = bp.comp === 'off' ? (bp.lsize === phys.length ? phys : phys.subarray(0, bp.lsize)) : decompressBlock(bp.comp, phys, bp.lsize);
               this.stats.readOps++;
               this.stats.readBytes += bp.psize;
-              this.arc.set(dvaKey(bp.dvas[0]!), data, data.length);
+              this.arc.set(arcKey(bp), data, data.length);
               out[i] = data;
             } else {
               out[i] = await this.read(bp);
@@ -275,7 +302,7 @@ export class BlockPipeline {
 
   /** Free a block in txg (deferred) and drop it from the cache. */
   free(bp: BlockPointer, txg: number, logged: boolean): number {
-    for (const d of bp.dvas) this.arc.delete(dvaKey(d));
+    this.arc.delete(arcKey(bp));
     this.alloc.freeDvas(bp.dvas, txg, logged);
     return bpAsize(bp);
   }

@@ -11,7 +11,7 @@
  * an indirect block being updated is copied first.
  */
 import { decodeBp, encodeBp, isHole, ObjType, type BlockPointer } from '../blkptr.js';
-import type { BlockPipeline, WriteProps } from '../io/pipeline.js';
+import { arcKey, type BlockPipeline, type WriteProps } from '../io/pipeline.js';
 import { IND_FANOUT, IND_SHIFT, IND_SIZE, levelsFor, type Dnode } from './dnode.js';
 
 export interface SyncHooks {
@@ -95,6 +95,27 @@ export class BlockTree {
   }
 
   /**
+   * Every block (all levels) born after txg `after`, skipping whole subtrees
+   * born at or before it: in a copy-on-write tree a parent is never older
+   * than its children, so such a subtree is unchanged since `after`.
+   * Used to free what a rollback or a clone's destroy uniquely owns.
+   */
+  async walkBorn(d: Dnode, after: number, visit: (bp: BlockPointer) => void | Promise<void>): Promise<void> {
+    if (isHole(d.root) || d.root!.birth <= after) return;
+    const rec = async (bp: BlockPointer, level: number): Promise<void> => {
+      if (level > 0) {
+        const ind = await this.io.read(bp);
+        for (let i = 0; i < IND_FANOUT; i++) {
+          const child = decodeBp(ind, i * 128);
+          if (!isHole(child) && child!.birth > after) await rec(child!, level - 1);
+        }
+      }
+      await visit(bp);
+    };
+    await rec(d.root!, d.levels);
+  }
+
+  /**
    * Copy-on-write sync: write the dirty blocks and every indirect block
    * above them, return the new dnode. Blocks at or beyond `d.nblocks` in
    * `dirty` are ignored (a shrink makes them holes through the dirty map).
@@ -169,7 +190,7 @@ export class BlockTree {
       );
       toWrite.forEach((w, i) => {
         const bp = bps[i]!;
-        this.io.arc.set(`${bp.dvas[0]!.vdev}:${bp.dvas[0]!.offset}`, w.buf, w.buf.length);
+        this.io.arc.set(arcKey(bp), w.buf, w.buf.length);
         next.set(w.pid, bp);
       });
       updates = next;

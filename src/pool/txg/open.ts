@@ -19,6 +19,7 @@ import { Directory, type DirectoryJson } from '../dataset/directory.js';
 import { validatePoolName } from '../dataset/names.js';
 import { byteObjectFromJson, readByteObject } from '../object/byte-object.js';
 import { dnodeFromJson } from '../object/dnode.js';
+import { walkDeadlistStorage } from '../dataset/deadlist.js';
 import { ObjectState } from '../object/object-state.js';
 import { BlockTree } from '../object/tree.js';
 import { Pool, type PoolOptions } from '../pool.js';
@@ -250,6 +251,10 @@ async function loadFrom(pool: Pool, rootBp: BlockPointer): Promise<void> {
   claim(rootBp);
   const tree = new BlockTree(io);
   for (const o of [dirObj, smObj, histObj]) await tree.walkAll(o.dnode, claim);
+  // Dead lists are metadata too.
+  for (const rec of dir.datasets.values()) {
+    for (const dl of [rec.dead, ...rec.snapshots.map((s) => s.dead)]) if (dl) await walkDeadlistStorage(io, dl, claim);
+  }
   pool.dir = dir;
   pool.mos = { dir: dirObj, sm: smObj, smRecords: root.smRecords, history: histObj, rootBp };
   pool.objects.clear();

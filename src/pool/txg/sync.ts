@@ -18,7 +18,9 @@
  * Metadata blocks (directory, space map, history, MOS root) are not logged in
  * the space map: import claims them by walking from the MOS root.
  */
-import { err } from '../../errors.js';
+import { err, isStorageError } from '../../errors.js';
+import { appendDeadlist, emptyDeadlist, killDeadlistStorage, readDeadlist } from '../dataset/deadlist.js';
+import type { DatasetRecord } from '../dataset/directory.js';
 import { bpAsize, ObjType, type BlockPointer } from '../blkptr.js';
 import { dnodeToJson } from '../object/dnode.js';
 import { BlockTree } from '../object/tree.js';
@@ -69,6 +71,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
       }),
       born: (bp) => {
         rec.referenced += bpAsize(bp);
+        rec.written = (rec.written ?? 0) + bpAsize(bp);
         if (bp.level === 0) rec.logical += bp.lsize;
       },
       kill: (bp) => killBlock(pool, rec, bp, txg),
@@ -77,6 +80,29 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     obj.dnode = { ...nd, nblocks: obj.dnode.nblocks };
     obj.dirty.delete(txg);
     rec.object = dnodeToJson(obj.dnode);
+    pool.dir.dirty = true;
+  }
+
+  // 1b. Dead lists: blocks the heads stopped referencing that snapshots still hold.
+  for (const [id, bps] of pool.pendingDead) {
+    pool.pendingDead.delete(id);
+    const name = pool.nameOfId(id);
+    const rec = name !== undefined ? pool.dir.datasets.get(name) : undefined;
+    if (!rec) continue;
+    rec.dead = await appendDeadlist({ io, txg, type: ObjType.DeadList, kill: (bp) => void io.free(bp, txg, false) }, rec.dead ?? emptyDeadlist(), bps);
+    pool.dir.dirty = true;
+  }
+
+  // 1c. Sync tasks (snapshots, clones, rollbacks, destroys) queued for this txg.
+  for (const task of pool.syncTasks.filter((t) => t.txg <= txg)) {
+    pool.syncTasks.splice(pool.syncTasks.indexOf(task), 1);
+    try {
+      task.result = await task.fn(txg);
+    } catch (e) {
+      // A refusal found in syncing context fails that task alone; anything else is fatal.
+      if (isStorageError(e) && e.code !== 'EIO') task.error = e;
+      else throw e;
+    }
     pool.dir.dirty = true;
   }
 
@@ -90,10 +116,12 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   const hist = pool.pendingHistory.filter((h) => h.txg <= txg);
   pool.pendingHistory = pool.pendingHistory.filter((h) => h.txg > txg);
   for (const d of destroyed) {
-    // Step 1 above has already published this txg's tree of the object, if any.
-    const dn = { ...d.dnode };
-    // The tree may have been grown in memory; walk what is on disk.
-    await new BlockTree(io).walkAll(dn, (bp) => void io.free(bp, txg, true));
+    // Tree blocks and dead-list entries born after the origin are this dataset's own.
+    if (d.dnode) await new BlockTree(io).walkBorn(d.dnode, d.after, (bp) => void io.free(bp, txg, true));
+    for (const dl of d.deads) {
+      for (const bp of await readDeadlist(io, dl)) if (bp.birth > d.after) io.free(bp, txg, true);
+      await killDeadlistStorage(io, dl, (bp) => void io.free(bp, txg, false));
+    }
   }
   if (dirDoc) pool.mos.dir = await rewriteByteObject(meta(ObjType.Directory), pool.mos.dir, dirDoc);
 
@@ -164,11 +192,22 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   pool.alloc.synced(txg);
 }
 
-/** A block the head no longer references. Native snapshots keep blocks born before their txg. */
-function killBlock(pool: Pool, rec: { referenced: number; logical: number }, bp: BlockPointer, txg: number): void {
+/**
+ * A block the head no longer references: free it if no snapshot has seen it
+ * (born after the latest snapshot), else it goes on the head's dead list.
+ */
+function killBlock(pool: Pool, rec: DatasetRecord, bp: BlockPointer, txg: number): void {
   rec.referenced -= bpAsize(bp);
   if (bp.level === 0) rec.logical -= bp.lsize;
-  pool.io.free(bp, txg, true);
+  if (rec.originShared && bp.birth <= (rec.originTxg ?? 0)) rec.originShared = Math.max(0, rec.originShared - bpAsize(bp));
+  if (bp.birth > (rec.prevSnapTxg ?? 0)) {
+    rec.written = Math.max(0, (rec.written ?? 0) - bpAsize(bp));
+    pool.io.free(bp, txg, true);
+    return;
+  }
+  let list = pool.pendingDead.get(rec.id);
+  if (!list) pool.pendingDead.set(rec.id, (list = []));
+  list.push(bp);
 }
 
 function usableLeaves(pool: Pool): Leaf[] {

@@ -73,7 +73,11 @@ export class TxgEngine {
     const t = this.open;
     this.changed.add(t);
     if (bytes) this.dirtyBytes.set(t, (this.dirtyBytes.get(t) ?? 0) + bytes);
-    if ((this.dirtyBytes.get(t) ?? 0) > this.dirtyMax / 4) this.kick();
+    // Kick from a microtask, never synchronously: kick() starts the sync at once, which
+    // closes txg t and snapshots its dirty blocks before our caller has recorded the
+    // change it is about to make in t (that change was then dropped with the synced
+    // dirty map: acknowledged writes lost). Callers record synchronously after markDirty.
+    if ((this.dirtyBytes.get(t) ?? 0) > this.dirtyMax / 4) queueMicrotask(() => this.kick());
     else if (!this.timer && !this.running) this.timer = setTimeout(() => this.kick(), this.timeoutMs);
     return t;
   }

@@ -86,6 +86,8 @@ export abstract class AbstractLeaf implements Leaf {
     for (const b of bufs) length += b.length;
     this.checkRange(offset, length);
     if (!leafUsable(this.state)) throw this.refuse();
+    // A device opened read-only is not failing: refuse without counting.
+    if (this.readOnly()) throw err.perm(`${this.path}: opened read-only`);
     try {
       await this.doWrite(offset, bufs);
       this.consecutive = 0;
@@ -129,6 +131,11 @@ export abstract class AbstractLeaf implements Leaf {
         this.setState('FAULTED');
       }
     }
+  }
+
+  /** True when the device was opened read-only (writes are refused, not counted). */
+  protected readOnly(): boolean {
+    return false;
   }
 
   /** State changes go through here so subclasses can react (close handles, notify). */

@@ -102,8 +102,11 @@ export class FileLeaf extends AbstractLeaf {
     return buf;
   }
 
+  protected override readOnly(): boolean {
+    return this.opts.readOnly === true;
+  }
+
   protected async doWrite(offset: number, data: Buffer[]): Promise<void> {
-    if (this.opts.readOnly) throw err.perm(`${this.path}: opened read-only`);
     const fh = this.handle();
     let bufs = data;
     let pos = offset;
@@ -180,6 +183,11 @@ async function blockDeviceSize(path: string, fh: fsp.FileHandle): Promise<number
   } catch {
     // fall through to probing
   }
+  return sizeByBisection(fh);
+}
+
+/** Size of whatever `fh` reads, found by bisection on 1-byte reads (exported for tests). */
+export async function sizeByBisection(fh: fsp.FileHandle): Promise<number> {
   const one = Buffer.alloc(1);
   const readable = async (pos: number): Promise<boolean> => (await fh.read(one, 0, 1, pos)).bytesRead === 1;
   if (!(await readable(0))) return 0;

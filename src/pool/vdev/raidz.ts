@@ -149,10 +149,14 @@ export class RaidzVdev implements TopVdev {
       parityRead = true;
     }
 
+    if (gaps.size > np) {
+      // Too many columns missing to even try: an I/O failure, not a checksum one.
+      throw err.io(`raidz ${this.id}: ${gaps.size} columns of the block at offset ${offset} are unavailable (parity ${np})`);
+    }
     const good = this.solve(m, cols, gaps, verify);
     if (good === undefined) {
-      // Unrecoverable: every column that read fine is suspect (ZFS reports a
-      // checksum error on each, vdev_raidz_io_done_unrecoverable).
+      // Every reconstruction failed: each column that read fine is suspect
+      // (ZFS reports a checksum error on each, vdev_raidz_io_done_unrecoverable).
       for (let c = 0; c < n; c++) if (cols[c] !== undefined) this.blame(m, c);
       throw err.io(`raidz ${this.id}: cannot reconstruct block at offset ${offset} (+${psize})`);
     }

@@ -25,7 +25,7 @@ export class ReplacingLeaf implements Leaf {
   readonly stale = new Set<Leaf>();
 
   constructor(
-    readonly kind: 'replacing' | 'spare',
+    public kind: 'replacing' | 'spare',
     readonly guid: string,
     readonly members: Leaf[],
     readonly memberConfigs: LeafConfig[],

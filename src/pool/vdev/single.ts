@@ -20,6 +20,8 @@ export interface SingleVdevOptions {
   /** The leaf's config entry (type file/disk, path, flags) — echoed back by config(). */
   config: Extract<VdevConfig, { type: 'file' | 'disk' }>;
   events?: VdevEvents;
+  /** Pool imported read-only: writes are refused with EPERM. */
+  readOnly?: boolean;
 }
 
 const NONE = new Set<Leaf>();
@@ -30,6 +32,7 @@ export class SingleVdev implements TopVdev {
   readonly dataRatio = 1;
   private cfg: Extract<VdevConfig, { type: 'file' | 'disk' }>;
   private readonly events: VdevEvents;
+  private readonly readOnly: boolean;
 
   constructor(
     public leaf: Leaf,
@@ -38,6 +41,7 @@ export class SingleVdev implements TopVdev {
     this.id = opts.id;
     this.cfg = opts.config;
     this.events = opts.events ?? {};
+    this.readOnly = opts.readOnly === true;
     const have = leafDataBytes(leaf.size);
     this.capacity = topCapacity(opts.config.asize, have);
     // A device smaller than the space the pool already addresses would lose
@@ -61,6 +65,7 @@ export class SingleVdev implements TopVdev {
 
   async write(offset: number, data: Buffer): Promise<void> {
     checkTopRange(`vdev ${this.id}`, offset, data.length, this.capacity);
+    if (this.readOnly) throw err.perm(`vdev ${this.id}: pool is read-only`);
     if (!leafUsable(this.leaf.state)) throw err.io(`vdev ${this.id} (${this.leaf.path}) is ${this.leaf.state}`);
     try {
       await this.leaf.pwrite(LEAF_DATA_START + offset, data);
@@ -81,7 +86,7 @@ export class SingleVdev implements TopVdev {
     if (verify(data)) {
       // A single device being replaced (a replacing/spare vdev as the whole
       // top-level): copy the verified block onto the new member.
-      if (opts.mode === 'resilver' && childNeedsResilver(this.leaf, NONE)) {
+      if (opts.mode === 'resilver' && !this.readOnly && childNeedsResilver(this.leaf, NONE)) {
         try {
           await this.leaf.pwrite(LEAF_DATA_START + offset, data);
           opts.onRepair?.(this.leaf, LEAF_DATA_START + offset, psize);

@@ -66,6 +66,7 @@ export class VdevTree {
   /** Open every device named by `root`. Missing devices become UNAVAIL leaves; see assertUsable(). */
   static async open(root: VdevRootConfig, opts: OpenTreeOptions = {}): Promise<VdevTree> {
     const reasons = new Map<Leaf, string>();
+    const opened = new Set<Leaf>();
     const openLeaf = async (cfg: LeafConfig): Promise<Leaf> => {
       const path = opts.resolvePath?.(cfg) ?? cfg.path;
       const leaf = opts.openLeaf
@@ -79,6 +80,7 @@ export class VdevTree {
       }
       // An administratively offlined device stays offline across import.
       if (cfg.offline) leaf.state = 'OFFLINE';
+      if (leafUsable(leaf.state)) opened.add(leaf);
       return leaf;
     };
 
@@ -89,7 +91,10 @@ export class VdevTree {
       const id = 'id' in c && c.id !== undefined ? c.id : i;
       if (used.has(id)) throw err.corrupt(`device tree: duplicate top-level id ${id}`);
       used.add(id);
-      tops.push(await openTop(c, id, openLeaf, opts));
+      const top = await openTop(c, id, openLeaf, opts);
+      // Top-levels refuse children too small for their address space.
+      for (const l of top.leaves()) if (opened.has(l) && !leafUsable(l.state)) reasons.set(l, `${l.path} is smaller than its place in the pool`);
+      tops.push(top);
       if ('log' in c && c.log) logIds.add(id);
     }
     const spareCfgs = (root.spares ?? []).filter(isLeafConfig);
@@ -228,11 +233,11 @@ async function openTop(
   switch (c.type) {
     case 'file':
     case 'disk':
-      return new SingleVdev(await openLeaf(c), { id, config: c, events });
+      return new SingleVdev(await openLeaf(c), { id, config: c, events, readOnly: opts.readOnly });
     case 'replacing':
     case 'spare': {
       const { leaf, cfg } = await openChild(c);
-      return new SingleVdev(leaf, { id, config: { ...cfg, id, ...(c.asize !== undefined ? { asize: c.asize } : {}) }, events });
+      return new SingleVdev(leaf, { id, config: { ...cfg, id, ...(c.asize !== undefined ? { asize: c.asize } : {}) }, events, readOnly: opts.readOnly });
     }
     case 'mirror':
     case 'raidz': {

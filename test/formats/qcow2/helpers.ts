@@ -78,3 +78,28 @@ export function pattern(len: number, seed: number): Buffer {
   for (let i = 0; i < len; i += 4) b.writeUInt32LE((r() * 2 ** 32) >>> 0, i);
   return b;
 }
+
+/**
+ * Compile the project (TypeScript 7 is fast) into a throwaway directory under
+ * node_modules/.cache, so child processes can run the real `strata` binary
+ * and library; each caller gets its own directory (test files run in parallel).
+ */
+export function buildProject(tag: string): { root: string; cli: string; cleanup: () => void } {
+  const root = join(process.cwd(), 'node_modules', '.cache', `strata-${tag}-${process.pid}-${Date.now()}`);
+  const r = spawnSync(join(process.cwd(), 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json', '--outDir', root, '--sourceMap', 'false'], {
+    encoding: 'utf8',
+  });
+  const cli = join(root, 'src', 'cli', 'main.js');
+  try {
+    readFileSync(cli);
+  } catch {
+    throw new Error(`build failed: ${r.stdout}${r.stderr}`);
+  }
+  return { root, cli, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** Run the built `strata image ...` with a memory cap; returns status and output. */
+export function strata(cli: string, args: string[], cwd?: string): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--max-old-space-size=192', cli, 'image', ...args], { encoding: 'utf8', cwd, timeout: 60_000 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}

@@ -1,8 +1,8 @@
-import { readFile, stat, truncate, unlink } from 'node:fs/promises';
+import { open, readFile, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError } from '../../../src/errors.js';
-import { createSparseFile, FileLeaf } from '../../../src/pool/vdev/leaf-file.js';
+import { createSparseFile, FileLeaf, sizeByBisection } from '../../../src/pool/vdev/leaf-file.js';
 import { FaultLeaf } from '../../../src/pool/vdev/fault-leaf.js';
 import { MiB, tempDir } from './helpers.js';
 
@@ -118,6 +118,15 @@ describe('FileLeaf', () => {
     expect(b.errors.write).toBe(1);
     await a.close();
     await b.close();
+  });
+
+  it('finds a size by bisection when sysfs is unavailable', async () => {
+    const p = join(dir, 'odd');
+    await createSparseFile(p, 64 * MiB);
+    await truncate(p, 64 * MiB + 12345);
+    const fh = await open(p, 'r');
+    expect(await sizeByBisection(fh)).toBe(64 * MiB + 12345);
+    await fh.close();
   });
 
   it('refuses something that is neither a file nor a block device', async () => {

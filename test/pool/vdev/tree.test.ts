@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildRootConfig, parseLayout, replicationMismatch } from '../../../src/pool/vdev/layout.js';
@@ -100,6 +100,25 @@ describe('VdevTree', () => {
     expect(t2.state()).toBe('UNAVAIL');
     expect(() => t2.assertUsable('tank')).toThrow(new RegExp(`cannot open 'tank'.*${p[0]}.*${p[1]}`));
     await t2.close();
+  });
+
+  it('a truncated device is UNAVAIL with a reason; read-only trees refuse writes without counting errors', async () => {
+    const p = await makeFiles(dir, 3);
+    const cfg = await buildRootConfig(parseLayout(['raidz1', ...p]));
+    const t0 = await VdevTree.open(cfg);
+    const written = t0.config();
+    const d = randomBlock(6);
+    await t0.top(0).write(0, d);
+    await t0.close();
+    await truncate(p[2]!, 40 * MiB);
+    const t = await VdevTree.open(written, { readOnly: true });
+    expect(t.state()).toBe('DEGRADED');
+    expect(t.missing()).toMatchObject([{ path: p[2], state: 'UNAVAIL', reason: expect.stringMatching(/smaller/) }]);
+    expect((await t.top(0).read(0, d.length, verifierFor(d))).equals(d)).toBe(true);
+    await expect(t.top(0).write(0, d)).rejects.toMatchObject({ code: 'EPERM' });
+    await expect(t.leaves()[0]!.pwrite(0, d)).rejects.toMatchObject({ code: 'EPERM' });
+    for (const l of t.leaves()) expect(l.errors).toEqual({ read: 0, write: 0, cksum: 0 });
+    await t.close();
   });
 
   it('a single-device stripe with one device gone is UNAVAIL; a missing log only degrades', async () => {

@@ -1,0 +1,281 @@
+/**
+ * NBD benchmark: fio (ioengine=nbd) against strata serving a raw file, and,
+ * on the same file in the same run, qemu-nbd (-f raw --cache=writeback) and
+ * nbdkit's file plugin. Servers alternate job by job (the order rotates
+ * every round); each number is the median of the rounds. Prints MB/s, IOPS
+ * and strata's ratios, and writes JSON under bench/results/.
+ *
+ *   npm run build && node dist/bench/nbd/run.js [--rounds 3] [--runtime 8]
+ *       [--size 1G] [--dir /dev/shm] [--only strata-raw,nbdkit]
+ *
+ * Extra strata targets (a pool volume, a qcow2 image...) plug in with
+ * strataTarget(name, factory): anything that yields a BlockDevice.
+ * The default file lives on /dev/shm when it exists so the numbers measure
+ * the servers, not the disk's writeback.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { BlockDevice } from '../../src/device/block-device.js';
+import { NbdServer } from '../../src/nbd/index.js';
+import { RawDevice } from '../../formats/raw/index.js';
+
+export interface Running {
+  uri: string;
+  stop(): Promise<void>;
+}
+
+export interface BenchTarget {
+  name: string;
+  start(file: string, port: number): Promise<Running>;
+}
+
+export interface Job {
+  name: string;
+  rw: 'read' | 'write' | 'randread' | 'randwrite';
+  bs: string;
+  iodepth: number;
+}
+
+export const JOBS: Job[] = [
+  { name: 'seq-read-1M-qd16', rw: 'read', bs: '1M', iodepth: 16 },
+  { name: 'seq-write-1M-qd16', rw: 'write', bs: '1M', iodepth: 16 },
+  { name: 'rand-read-4k-qd32', rw: 'randread', bs: '4k', iodepth: 32 },
+  { name: 'rand-write-4k-qd32', rw: 'randwrite', bs: '4k', iodepth: 32 },
+];
+
+/**
+ * The hook for more strata cases: serve whatever BlockDevice `factory`
+ * builds (it receives the benchmark file; a pool volume may ignore it).
+ * `close` runs after the server stops.
+ */
+export function strataTarget(name: string, factory: (file: string) => Promise<BlockDevice>, close?: (dev: BlockDevice) => Promise<void>): BenchTarget {
+  return {
+    name,
+    async start(file, port) {
+      const device = await factory(file);
+      const server = new NbdServer({ exports: { disk: { device } } });
+      await server.listen(port, '127.0.0.1');
+      return {
+        uri: `nbd://127.0.0.1:${port}/disk`,
+        async stop() {
+          await server.close();
+          await (close ? close(device) : device.close());
+        },
+      };
+    },
+  };
+}
+
+function waitPort(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      if (child.exitCode !== null) return reject(new Error(`server exited with ${child.exitCode}`));
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`port ${port} did not open`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+function external(name: string, cmd: string, args: (file: string, port: number) => string[], uri: (port: number) => string): BenchTarget {
+  return {
+    name,
+    async start(file, port) {
+      const child = spawn(cmd, args(file, port), { stdio: ['ignore', 'ignore', 'inherit'] });
+      await waitPort(port, child);
+      return {
+        uri: uri(port),
+        stop: () =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null) return resolve();
+            child.once('exit', () => resolve());
+            child.kill('SIGTERM');
+          }),
+      };
+    },
+  };
+}
+
+export const TARGETS: BenchTarget[] = [
+  strataTarget('strata-raw', (file) => RawDevice.open(file)),
+  external('qemu-nbd', 'qemu-nbd', (f, p) => ['-f', 'raw', '--cache=writeback', '-b', '127.0.0.1', '-p', String(p), '-x', 'disk', '-t', f], (p) => `nbd://127.0.0.1:${p}/disk`),
+  external('nbdkit', 'nbdkit', (f, p) => ['-f', '-i', '127.0.0.1', '-p', String(p), 'file', f], (p) => `nbd://127.0.0.1:${p}/`),
+];
+
+export interface Sample {
+  mbps: number;
+  iops: number;
+}
+
+async function fio(uri: string, job: Job, size: string, runtime: number): Promise<Sample> {
+  const args = [
+    `--name=${job.name}`,
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.bs}`,
+    `--iodepth=${job.iodepth}`,
+    `--size=${size}`,
+    '--time_based',
+    `--runtime=${runtime}`,
+    '--ramp_time=1',
+    '--output-format=json',
+  ];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let s = '';
+    child.stdout.on('data', (d) => (s += d));
+    child.once('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`fio exited ${code}`))));
+  });
+  const j = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
+  const side = job.rw.includes('read') ? j.read : j.write;
+  return { mbps: side.bw_bytes / 1e6, iops: side.iops };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface BenchOptions {
+  dir: string;
+  size: number;
+  runtime: number;
+  rounds: number;
+  targets: BenchTarget[];
+  jobs: Job[];
+  basePort: number;
+  log(line: string): void;
+}
+
+export interface BenchResult {
+  date: string;
+  file: string;
+  size: number;
+  runtime: number;
+  rounds: number;
+  samples: Record<string, Record<string, Sample[]>>;
+  medians: Record<string, Record<string, Sample>>;
+  ratios: Record<string, Record<string, number>>;
+}
+
+/** Write the benchmark file with real (non-zero) data so reads touch data, not holes. */
+async function prepareFile(file: string, size: number): Promise<void> {
+  const fh = await open(file, 'w');
+  const chunk = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < chunk.length; i += 8) chunk.writeUInt32LE((i * 2654435761) >>> 0, i);
+  for (let off = 0; off < size; off += chunk.length) await fh.write(chunk, 0, Math.min(chunk.length, size - off), off);
+  await fh.close();
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
+  const file = path.join(o.dir, `strata-nbd-bench-${process.pid}.raw`);
+  o.log(`preparing ${file} (${o.size} bytes)`);
+  await prepareFile(file, o.size);
+  const running = new Map<string, Running>();
+  const samples: BenchResult['samples'] = {};
+  try {
+    for (const [i, t] of o.targets.entries()) {
+      running.set(t.name, await t.start(file, o.basePort + i));
+      samples[t.name] = Object.fromEntries(o.jobs.map((j) => [j.name, [] as Sample[]]));
+    }
+    for (let round = 0; round < o.rounds; round++) {
+      for (const job of o.jobs) {
+        // Rotate who goes first so page-cache warmth and writeback are shared fairly.
+        const order = o.targets.map((_, k) => o.targets[(k + round) % o.targets.length]!);
+        for (const t of order) {
+          const smp = await fio(running.get(t.name)!.uri, job, `${o.size}`, o.runtime);
+          samples[t.name]![job.name]!.push(smp);
+          o.log(`round ${round + 1} ${job.name.padEnd(20)} ${t.name.padEnd(12)} ${smp.mbps.toFixed(0).padStart(6)} MB/s ${smp.iops.toFixed(0).padStart(8)} IOPS`);
+        }
+      }
+    }
+  } finally {
+    for (const r of running.values()) await r.stop().catch(() => {});
+    await rm(file, { force: true });
+  }
+  const medians: BenchResult['medians'] = {};
+  for (const [t, byJob] of Object.entries(samples)) {
+    medians[t] = Object.fromEntries(
+      Object.entries(byJob).map(([j, xs]) => [j, { mbps: median(xs.map((x) => x.mbps)), iops: median(xs.map((x) => x.iops)) }]),
+    );
+  }
+  const ratios: BenchResult['ratios'] = {};
+  for (const t of Object.keys(medians).filter((n) => n.startsWith('strata'))) {
+    for (const ref of Object.keys(medians).filter((n) => !n.startsWith('strata'))) {
+      ratios[`${t}/${ref}`] = Object.fromEntries(o.jobs.map((j) => [j.name, medians[t]![j.name]!.mbps / medians[ref]![j.name]!.mbps]));
+    }
+  }
+  return { date: new Date().toISOString(), file, size: o.size, runtime: o.runtime, rounds: o.rounds, samples, medians, ratios };
+}
+
+function parseSize(s: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(s);
+  if (!m) throw new Error(`bad size ${s}`);
+  return Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+}
+
+export function report(r: BenchResult): string {
+  const names = Object.keys(r.medians);
+  const jobs = Object.keys(r.medians[names[0]!] ?? {});
+  const lines = [`medians of ${r.rounds} rounds, ${r.runtime}s each (MB/s | IOPS)`];
+  lines.push(['job'.padEnd(20), ...names.map((n) => n.padStart(22))].join(' '));
+  for (const j of jobs) {
+    lines.push([j.padEnd(20), ...names.map((n) => `${r.medians[n]![j]!.mbps.toFixed(0)} | ${r.medians[n]![j]!.iops.toFixed(0)}`.padStart(22))].join(' '));
+  }
+  lines.push('');
+  for (const [pair, byJob] of Object.entries(r.ratios)) {
+    lines.push(`${pair.padEnd(26)} ${Object.entries(byJob).map(([j, x]) => `${j} ${x.toFixed(2)}x`).join('  ')}`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const opt = (name: string, def: string) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 && args[i + 1] ? args[i + 1]! : def;
+  };
+  const only = opt('only', '');
+  const targets = only ? TARGETS.filter((t) => only.split(',').includes(t.name)) : TARGETS;
+  const r = await runBench({
+    dir: opt('dir', existsSync('/dev/shm') ? '/dev/shm' : tmpdir()),
+    size: parseSize(opt('size', '1G')),
+    runtime: Number(opt('runtime', '8')),
+    rounds: Number(opt('rounds', '3')),
+    targets,
+    jobs: JOBS,
+    basePort: Number(opt('port', '10950')),
+    log: (l) => console.log(l),
+  });
+  console.log(`\n${report(r)}`);
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // dist/bench/nbd -> bench/results (or bench/nbd -> bench/results when run from source).
+  const root = here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../../../bench/results') : path.resolve(here, '../results');
+  await mkdir(root, { recursive: true });
+  const out = path.join(root, `nbd-${r.date.replace(/[:.]/g, '-')}.json`);
+  await writeFile(out, JSON.stringify(r, null, 2));
+  console.log(`\nwrote ${out}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,106 @@
+/**
+ * A snapshot of a volume as a read-only BlockDevice: reads and block status
+ * straight from the snapshot's block tree (it never changes).
+ */
+import { err } from '../errors.js';
+import type { BlockDevice, BlockDeviceInfo, Extent } from '../device/block-device.js';
+import type { Pool } from '../pool/pool.js';
+import { dnodeFromJson, type Dnode } from '../pool/object/dnode.js';
+import { BlockTree } from '../pool/object/tree.js';
+import { findSnap } from '../pool/dataset/snapshots.js';
+
+export class SnapshotDevice implements BlockDevice {
+  private dnode: Dnode;
+  private tree: BlockTree;
+  private closed = false;
+
+  constructor(
+    private pool: Pool,
+    private full: string,
+  ) {
+    const { snap } = findSnap(pool, full);
+    if (!snap.object) throw err.inval(`'${full}' is not a volume snapshot`);
+    this.dnode = dnodeFromJson(snap.object);
+    this.tree = new BlockTree(pool.io);
+  }
+
+  private alive(): void {
+    if (this.closed) throw err.shutdown('snapshot device is closed');
+    if (this.pool.closed) throw err.shutdown(`pool '${this.pool.name}' is not open`);
+    findSnap(this.pool, this.full); // throws ENOENT once destroyed
+  }
+
+  info(): BlockDeviceInfo {
+    return {
+      size: this.dnode.nblocks * this.dnode.blockSize,
+      blockSize: this.dnode.blockSize,
+      minBlockSize: 512,
+      maxRequest: 32 * 1024 * 1024,
+      readOnly: true,
+      multiConn: true,
+      canTrim: false,
+      canZero: false,
+      canFastZero: false,
+      canCache: true,
+    };
+  }
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    this.alive();
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const bs = this.dnode.blockSize;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + length - 1) / bs);
+    const ids: number[] = [];
+    for (let b = first; b <= last; b++) ids.push(b);
+    const bps = await Promise.all(ids.map((b) => this.tree.getBp(this.dnode, b)));
+    const datas = await this.pool.io.readMany(bps);
+    ids.forEach((b, i) => {
+      const start = Math.max(offset, b * bs);
+      const end = Math.min(offset + length, (b + 1) * bs);
+      const d = datas[i];
+      if (d) d.copy(out, start - offset, start - b * bs, end - b * bs);
+      else out.fill(0, start - offset, end - offset);
+    });
+    return out;
+  }
+
+  async write(): Promise<void> {
+    throw err.perm('snapshots are read-only');
+  }
+  async writeZeroes(): Promise<void> {
+    throw err.perm('snapshots are read-only');
+  }
+  async trim(): Promise<void> {
+    throw err.perm('snapshots are read-only');
+  }
+  async flush(): Promise<void> {}
+
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    this.alive();
+    const bs = this.dnode.blockSize;
+    const first = Math.floor(offset / bs);
+    const end = Math.min(Math.ceil((offset + length) / bs), this.dnode.nblocks, first + (1 << 20));
+    const out: Extent[] = [];
+    const push = (s0: number, e0: number, data: boolean) => {
+      const s = Math.max(s0, offset);
+      const e = Math.min(e0, offset + length);
+      if (e <= s) return;
+      const last = out[out.length - 1];
+      if (last && last.hole === !data && last.offset + last.length === s) last.length += e - s;
+      else out.push({ offset: s, length: e - s, hole: !data, zero: !data });
+    };
+    let pos = first;
+    await this.tree.walk(this.dnode, first, end, (b) => {
+      if (b > pos) push(pos * bs, b * bs, false);
+      push(b * bs, (b + 1) * bs, true);
+      pos = b + 1;
+    });
+    if (pos < end) push(pos * bs, end * bs, false);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
