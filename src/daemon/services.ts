@@ -15,6 +15,7 @@ import { createPool, findPools, importPool, scanDirectory, type CreateSpec, type
 import { poolOf } from '../pool/dataset/names.js';
 import { parseSize } from '../pool/dataset/units.js';
 import { Volume } from '../volume/volume.js';
+import { replayIntentLog } from '../volume/replay.js';
 import { clearLabels } from '../pool/txg/label.js';
 import {
   splitSnap,
@@ -102,7 +103,7 @@ export class PoolManager {
     try {
       const found = (await findPools(entry.paths)).find((f) => f.guid === entry.guid);
       if (!found) throw err.nxio(`cannot open '${name}': its devices were not found (${entry.paths.join(', ')})`);
-      const pool = await importPool(found, { ...this.opts, history: false });
+      const pool = await importPool(found, { ...this.opts, history: false, replay: replayIntentLog });
       this.pools.set(name, { pool, unlock });
       return pool;
     } catch (e) {
@@ -195,7 +196,7 @@ export class PoolManager {
     if (this.home.readCache()[f.name]) throw err.exist(`cannot import '${f.name}': a pool with that name is already imported`);
     const unlock = this.home.lockPool(f.name);
     try {
-      const pool = await importPool(f, this.opts);
+      const pool = await importPool(f, { ...this.opts, replay: replayIntentLog });
       this.pools.set(f.name, { pool, unlock });
       this.home.setCached(f.name, { guid: pool.guid, paths: pool.leaves().map((l) => l.path) });
     } catch (e) {

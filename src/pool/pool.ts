@@ -30,6 +30,7 @@ import { writeConfig, type LabelConfig, type PoolLabelState } from './txg/label.
 import type { VdevTree } from './vdev/tree.js';
 import type { Leaf } from './vdev/types.js';
 import { syncTxg } from './txg/sync.js';
+import { IntentLog } from './intent-log/zil.js';
 import { usedByDataset, usedBySnapshots } from './dataset/snapshots.js';
 
 export interface PoolOptions {
@@ -110,7 +111,13 @@ export class Pool {
 
   startTxgs(lastSynced: number): void {
     this.txg = new TxgEngine(lastSynced, (t) => syncTxg(this, t), { timeoutMs: this.opts.txgTimeoutMs, dirtyMax: this.opts.dirtyMax });
+    this.zil = new IntentLog(this.vdevs.tops, this.alloc, BigInt('0x' + this.guid), () => this.txg.open);
   }
+
+  /** The MOS root's intent-log header at import (where replay starts). */
+  zilHeader: import('./intent-log/zil.js').ZilHeader | null = null;
+  /** The intent log (sync writes without a txg); set once txgs run. */
+  zil: IntentLog | null = null;
 
   leaves(): Leaf[] {
     return this.vdevs.leaves();

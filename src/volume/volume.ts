@@ -191,6 +191,8 @@ export class Volume implements BlockDevice {
         m.set(b, blk);
       }
       for (const [b, blk] of merged) m.set(b, blk);
+      // Intent log: the new block contents are immutable from here, so records point into them.
+      this.logRange(t, offset, length, m, zeroing);
     } finally {
       for (const r of release) r();
     }
@@ -212,6 +214,7 @@ export class Volume implements BlockDevice {
     const t = this.pool.txg.markDirty(0);
     const m = this.obj.mapFor(t);
     for (const b of targets) if (!this.locks.held(b)) m.set(b, null);
+    this.pool.zil?.log({ op: 'zero', dataset: this.rec.id, txg: t, offset: firstWhole * bs, length: (endWhole - firstWhole) * bs });
     // Blocks under a concurrent partial write get zeroed after it finishes.
     const held = [...targets].filter((b) => this.locks.held(b));
     for (const b of held) {
@@ -225,9 +228,35 @@ export class Volume implements BlockDevice {
     }
   }
 
+  /** Log records for a range just recorded in txg `t` (one per block, pointing into the block buffers). */
+  private logRange(t: number, offset: number, length: number, m: Map<number, Buffer | null>, zeroing: boolean): void {
+    const zil = this.pool.zil;
+    if (!zil) return;
+    if (zeroing) {
+      zil.log({ op: 'zero', dataset: this.rec.id, txg: t, offset, length });
+      return;
+    }
+    const bs = this.bs;
+    for (let b = Math.floor(offset / bs); b <= Math.floor((offset + length - 1) / bs); b++) {
+      const start = Math.max(offset, b * bs);
+      const end = Math.min(offset + length, (b + 1) * bs);
+      const blk = m.get(b);
+      if (blk) zil.log({ op: 'write', dataset: this.rec.id, txg: t, offset: start, length: end - start, data: blk.subarray(start - b * bs, end - b * bs) });
+      else zil.log({ op: 'zero', dataset: this.rec.id, txg: t, offset: start, length: end - start });
+    }
+  }
+
+  /**
+   * Make every completed write durable: through the intent log (one log
+   * write and a device flush), not a whole txg. sync=disabled ignores
+   * flushes, as ZFS does.
+   */
   async flush(): Promise<void> {
     this.alive();
-    await this.pool.txg.syncNow();
+    const mode = this.pool.dir.resolve(this.name, 'sync').value;
+    if (mode === 'disabled') return;
+    if (this.pool.zil) await this.pool.zil.commit();
+    else await this.pool.txg.syncNow();
   }
 
   async blockStatus(offset: number, length: number): Promise<Extent[]> {

@@ -113,6 +113,24 @@ export class Allocation {
     return null;
   }
 
+  /**
+   * One block for the intent log: on a separate log device when the pool
+   * has one, else anywhere. Never space-map logged (the chain is claimed by
+   * walking it at import).
+   */
+  allocLog(size: number): Dva {
+    for (const v of this.exclude) {
+      const top = this.tops[v]!;
+      if (top.state() === 'FAULTED' || top.state() === 'UNAVAIL') continue;
+      const asize = top.asize(size);
+      const off = this.allocators[v]!.alloc(asize);
+      if (off >= 0) return { vdev: v, offset: off, asize };
+    }
+    const d = this.allocOne(size, new Set());
+    if (!d) throw err.nospc('pool is out of space for the intent log');
+    return d;
+  }
+
   /** Free DVAs in txg `txg` (deferred). */
   freeDvas(dvas: Dva[], txg: number, logged: boolean): void {
     let list = this.deferred.get(txg);

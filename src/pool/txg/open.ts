@@ -30,6 +30,8 @@ import { clearLabels, invalidateNewer, readLabels, type LabelConfig } from './la
 import type { MosRootJson } from './sync.js';
 import type { Uberblock } from './uberblock.js';
 import type { BlockPointer } from '../blkptr.js';
+import { readChain } from '../intent-log/zil.js';
+import type { LogRecord } from '../intent-log/log-block.js';
 
 export interface VdevGroupSpec {
   type: 'single' | 'mirror' | 'raidz';
@@ -179,7 +181,14 @@ export async function scanDirectory(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-export async function importPool(found: FoundPool, opts: PoolOptions & { force?: boolean; history?: boolean } = {}): Promise<Pool> {
+/**
+ * Applies intent-log records to their volumes in order (the volume write
+ * path lives above the pool, so the caller supplies it; see
+ * src/volume/replay.ts).
+ */
+export type LogReplayer = (pool: Pool, records: LogRecord[]) => Promise<void>;
+
+export async function importPool(found: FoundPool, opts: PoolOptions & { force?: boolean; history?: boolean; replay?: LogReplayer } = {}): Promise<Pool> {
   const cfg = found.config;
   if (cfg.state === 'destroyed') throw err.noent(`pool '${cfg.name}' was destroyed`);
   assertNotInUse(cfg);
@@ -195,7 +204,15 @@ export async function importPool(found: FoundPool, opts: PoolOptions & { force?:
     const pool = new Pool(cfg.name, cfg.poolGuid, tree, opts, new Directory());
     pool.logged = tree.tops.map((t) => new SpaceAllocator({ capacity: t.capacity, sector: 4096 }));
     const ub = await loadNewest(pool, tree);
+    // Intent log: claim the chain before anything allocates, replay after txgs run.
+    const header = pool.zilHeader;
+    const chain = header ? await readChain(tree.tops, pool.alloc, BigInt('0x' + pool.guid), header, ub.txg) : { records: [], blocks: [] };
     pool.startTxgs(ub.txg);
+    if (chain.records.length) {
+      if (!opts.replay) throw err.notsup(`pool '${cfg.name}' has intent-log records to replay; import it with strata`);
+      await opts.replay(pool, chain.records);
+    }
+    if (chain.blocks.length) pool.alloc.freeDvas(chain.blocks, pool.txg.open, false);
     pool.configDirty = true;
     pool.labelState = 'active';
     // Reopening a pool that is already imported (the pool cache) is not an import worth a history line.
@@ -257,6 +274,7 @@ async function loadFrom(pool: Pool, rootBp: BlockPointer): Promise<void> {
   }
   pool.dir = dir;
   pool.mos = { dir: dirObj, sm: smObj, smRecords: root.smRecords, history: histObj, rootBp };
+  pool.zilHeader = root.zil ?? null;
   pool.objects.clear();
   for (const rec of dir.datasets.values()) {
     if (rec.object) pool.objects.set(rec.id, new ObjectState(dnodeFromJson(rec.object), io));

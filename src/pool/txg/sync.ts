@@ -30,6 +30,7 @@ import type { Pool } from '../pool.js';
 import { FORMAT_VERSION } from './uberblock.js';
 import { writeConfig, writeUberblock } from './label.js';
 import type { Leaf } from '../vdev/types.js';
+import type { ZilHeader } from '../intent-log/zil.js';
 
 export interface MosRootJson {
   version: number;
@@ -40,6 +41,8 @@ export interface MosRootJson {
   sm: ReturnType<typeof byteObjectToJson>;
   smRecords: number;
   history: ReturnType<typeof byteObjectToJson>;
+  /** Where intent-log replay starts (records of txgs after this one). */
+  zil?: ZilHeader | null;
 }
 
 export async function syncTxg(pool: Pool, txg: number): Promise<void> {
@@ -156,6 +159,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     sm: byteObjectToJson(pool.mos.sm),
     smRecords: pool.mos.smRecords,
     history: byteObjectToJson(pool.mos.history),
+    zil: pool.zil ? pool.zil.header(txg) : null,
   };
   const rootBp = await io.write(Buffer.from(JSON.stringify(root), 'utf8'), {
     comp: 'lz4',
@@ -188,8 +192,9 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
 
   if (pool.mos.rootBp) io.free(pool.mos.rootBp, txg, false);
   pool.mos.rootBp = rootBp;
-  // 9. Deferred frees.
+  // 9. Deferred frees; log blocks holding only this txg's records are obsolete.
   pool.alloc.synced(txg);
+  pool.zil?.synced(txg);
 }
 
 /**

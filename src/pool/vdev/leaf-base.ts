@@ -15,7 +15,7 @@
  *    applies through vdev_probe and the zed's io_n threshold.
  */
 import { err, StorageError } from '../../errors.js';
-import type { Leaf, VdevErrors, VdevState } from './types.js';
+import type { Leaf, VdevErrors, VdevIoStats, VdevState } from './types.js';
 
 export interface LeafPolicy {
   /** Consecutive failed I/Os after which the leaf is FAULTED (default 10, like zed's io_n). */
@@ -35,6 +35,7 @@ const GONE = new Set(['ENXIO', 'ENODEV', 'EBADF', 'ENOENT', 'ESTALE']);
 export abstract class AbstractLeaf implements Leaf {
   state: VdevState;
   errors: VdevErrors = { read: 0, write: 0, cksum: 0 };
+  readonly stats: VdevIoStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0 };
   private consecutive = 0;
   private readonly faultAfter: number;
   private readonly probeOnError: boolean;
@@ -72,6 +73,8 @@ export abstract class AbstractLeaf implements Leaf {
     try {
       const b = await this.doRead(offset, length);
       this.consecutive = 0;
+      this.stats.readOps++;
+      this.stats.readBytes += length;
       return b;
     } catch (e) {
       this.errors.read++;
@@ -91,6 +94,8 @@ export abstract class AbstractLeaf implements Leaf {
     try {
       await this.doWrite(offset, bufs);
       this.consecutive = 0;
+      this.stats.writeOps++;
+      this.stats.writeBytes += length;
     } catch (e) {
       this.errors.write++;
       await this.failed(e);

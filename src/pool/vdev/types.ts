@@ -75,6 +75,14 @@ export interface VdevErrors {
   cksum: number;
 }
 
+/** I/O statistics of a leaf (successful operations), for `pool iostat`. */
+export interface VdevIoStats {
+  readOps: number;
+  writeOps: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
 /** Raw I/O on one leaf device (a file or block device). */
 export interface Leaf {
   readonly guid: string;
@@ -83,6 +91,8 @@ export interface Leaf {
   readonly size: number;
   state: VdevState;
   errors: VdevErrors;
+  /** Completed I/O counters (optional so simple test leaves need not keep them). */
+  readonly stats?: VdevIoStats;
   pread(offset: number, length: number): Promise<Buffer>;
   pwrite(offset: number, data: Buffer | Buffer[]): Promise<void>;
   fsync(): Promise<void>;

@@ -74,16 +74,16 @@ function runAndKill(image: string, seed: number, flushes: number): Promise<{ req
 }
 
 describe('SIGKILL during writes leaves a consistent image', () => {
-  const configs: Array<[string, string, string]> = [
-    ['64k clusters', 'cluster_size=65536', '64M'],
-    ['512 B clusters, 64-bit refcounts (refcount table growth)', 'cluster_size=512,refcount_bits=64', '8M'],
-    ['extended L2', 'cluster_size=65536,extended_l2=on', '32M'],
+  const configs: Array<[string, string, string, number]> = [
+    ['64k clusters', 'cluster_size=65536', '64M', 65536],
+    ['512 B clusters, 64-bit refcounts (refcount table growth)', 'cluster_size=512,refcount_bits=64', '8M', 512],
+    ['extended L2', 'cluster_size=65536,extended_l2=on', '32M', 65536],
   ];
-  configs.forEach(([name, opts, size], i) => {
+  configs.forEach(([name, opts, size, clusterSize], i) => {
     it(name, async () => {
       const f = join(t.dir, `crash-${i}.qcow2`);
       qemuImg('create', '-f', 'qcow2', '-o', opts, f, size);
-      const { reqs, lastFlush } = await runAndKill(f, 1234 + i, 12);
+      const { reqs, lastFlush } = await runAndKill(f, 1234 + i, 6);
       expect(lastFlush).toBeGreaterThan(0);
       const c = qemuCheck(f);
       expect(c['check-errors']).toBe(0);
@@ -101,12 +101,17 @@ describe('SIGKILL during writes leaves a consistent image', () => {
           else (later.get(b) ?? later.set(b, []).get(b)!).push(v);
         }
       }
+      // An unflushed request is not atomic: with clusters smaller than a block,
+      // its clusters land independently, so judge each cluster-sized piece.
+      const g = Math.min(BS, clusterSize);
       let bad = 0;
       const zero = Buffer.alloc(BS);
       for (let b = 0; b < nBlocks; b++) {
-        const got = disk.subarray(b * BS, (b + 1) * BS);
-        const ok = [flushed[b]!, ...(later.get(b) ?? [])].some((v) => got.equals(v > 0 ? blockData(v, b) : zero));
-        if (!ok) bad++;
+        const cands = [flushed[b]!, ...(later.get(b) ?? [])].map((v) => (v > 0 ? blockData(v, b) : zero));
+        for (let o = 0; o < BS; o += g) {
+          const got = disk.subarray(b * BS + o, b * BS + o + g);
+          if (!cands.some((c) => got.equals(c.subarray(o, o + g)))) bad++;
+        }
       }
       expect(bad).toBe(0);
     });

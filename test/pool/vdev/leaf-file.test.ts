@@ -45,6 +45,7 @@ describe('FileLeaf', () => {
     expect(got.subarray(0, 4096).equals(a)).toBe(true);
     expect(got.subarray(4096, 12288).equals(b)).toBe(true);
     expect(got.subarray(12288).toString()).toBe('tail');
+    expect(leaf.stats).toEqual({ readOps: 1, writeOps: 2, readBytes: 12292, writeBytes: 12292 });
     await leaf.close();
     // and it is really in the file
     const raw = await readFile(p);
