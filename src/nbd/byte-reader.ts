@@ -37,14 +37,24 @@ export class ByteReader {
   private readonly onEnd = () => this.fail(new ConnectionClosed());
   private readonly onError = (e: Error) => this.fail(e);
 
-  constructor(stream: Duplex) {
-    this.attach(stream);
+  /** With `manual`, the caller feeds bytes through push()/end() (onread sockets) instead of 'data' events. */
+  constructor(stream: Duplex, manual = false) {
+    this.attach(stream, !manual);
   }
 
-  attach(stream: Duplex): void {
+  /** Feed bytes the reader owns (callers copy transient buffers first). */
+  push(chunk: Buffer): void {
+    this.onData(chunk);
+  }
+
+  end(e: Error = new ConnectionClosed()): void {
+    this.fail(e);
+  }
+
+  attach(stream: Duplex, data = true): void {
     this.stream = stream;
     this.failure = null;
-    stream.on('data', this.onData);
+    if (data) stream.on('data', this.onData);
     stream.on('end', this.onEnd);
     stream.on('close', this.onEnd);
     stream.on('error', this.onError);

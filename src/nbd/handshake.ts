@@ -19,6 +19,7 @@ import type { NbdTlsOptions } from './types.js';
 import type { Duplex } from 'node:stream';
 import * as C from './constants.js';
 import { ByteReader } from './byte-reader.js';
+import type { OnreadFeed } from './onread-feed.js';
 import type { ExportTable, OpenedExport } from './exports.js';
 import type { NbdClientContext } from './types.js';
 import type { BlockDeviceInfo } from '../device/block-device.js';
@@ -54,6 +55,8 @@ export interface Negotiated {
   transmissionFlags: number;
   /** Bytes that arrived after the final option (requests pipelined early). */
   leftover: Buffer;
+  /** The onread feed of a plain-TCP socket (null after STARTTLS or when unavailable). */
+  feed: OnreadFeed | null;
 }
 
 export function transmissionFlags(info: BlockDeviceInfo, structured: boolean): number {
@@ -108,9 +111,23 @@ export class Handshake {
   constructor(
     socket: Duplex,
     private readonly deps: HandshakeDeps,
+    private feed: OnreadFeed | null = null,
   ) {
     this.stream = socket;
-    this.reader = new ByteReader(socket);
+    if (feed) {
+      const reader = new ByteReader(socket, true);
+      // The staging buffer is reused by the next read: the reader gets a copy.
+      feed.next = () => feed.staging;
+      feed.sink = (n) => reader.push(Buffer.from(feed.staging.subarray(0, n)));
+      this.reader = reader;
+    } else {
+      this.reader = new ByteReader(socket);
+    }
+  }
+
+  private detachReader(): Buffer {
+    if (this.feed) this.feed.sink = () => {};
+    return this.reader.detach();
   }
 
   private ctx(): NbdClientContext {
@@ -217,7 +234,8 @@ export class Handshake {
     if (!tls) return void this.error(option, C.REP_ERR_POLICY, 'TLS is not configured on this server');
     this.reply(option, C.REP_ACK);
     const raw = this.stream;
-    const early = this.reader.detach();
+    const early = this.detachReader();
+    this.feed = null; // TLS reads through the TLSSocket from now on
     // The client must wait for our ACK before starting TLS; plaintext bytes
     // here would be injected into the session (a known STARTTLS attack).
     if (early.length) throw new ProtocolError('data pipelined after NBD_OPT_STARTTLS');
@@ -370,13 +388,14 @@ export class Handshake {
       structured: this.structured,
       metaContext: this.structured && this.metaExport === opened.name,
       transmissionFlags: flags,
-      leftover: this.reader.detach(),
+      leftover: this.detachReader(),
+      feed: this.feed,
     };
   }
 
   /** Stop reading (used when the handshake fails, before the socket is destroyed). */
   abandon(): Duplex {
-    this.reader.detach();
+    this.detachReader();
     return this.stream;
   }
 }

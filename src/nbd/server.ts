@@ -17,6 +17,7 @@ import type { DeviceStatsSnapshot } from '../device/stats.js';
 import { BufferPool } from './buffer-pool.js';
 import { ExportTable } from './exports.js';
 import { Handshake } from './handshake.js';
+import { OnreadFeed } from './onread-feed.js';
 import { Transmission } from './transmission.js';
 import type { NbdLogger, NbdServerOptions, NbdTlsOptions } from './types.js';
 
@@ -65,7 +66,8 @@ export class NbdServer {
   /** Listen on a TCP port (default 127.0.0.1:10809) or, if `port` is a string, a Unix socket path. */
   listen(port: number | string = 10809, host = '127.0.0.1'): Promise<net.AddressInfo | string> {
     if (this.server) return Promise.reject(new Error('NbdServer is already listening'));
-    const server = net.createServer({ noDelay: true }, (s) => this.handleConnection(s));
+    // pauseOnConnect: nothing is read before handleConnection decides how to read (onread-feed.ts).
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.handleConnection(s));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -81,21 +83,24 @@ export class NbdServer {
   }
 
   /** Serve one already-accepted socket (the daemon may accept on its own listeners). */
-  handleConnection(socket: net.Socket): void {
+  handleConnection(accepted: net.Socket): void {
     if (this.closing) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
-    socket.setNoDelay(true);
-    const remoteAddress = socket.remoteAddress ?? '';
-    const logContext = { remote: `${remoteAddress}:${socket.remotePort}` };
+    accepted.setNoDelay(true);
+    const remoteAddress = accepted.remoteAddress ?? '';
+    const logContext = { remote: `${remoteAddress}:${accepted.remotePort}` };
+    // Plain TCP reads through onread when the accepted socket is still paused and unread.
+    const wrapped = accepted.isPaused() && accepted.readableLength === 0 ? OnreadFeed.wrapAccepted(accepted) : null;
+    const socket = wrapped ? wrapped.socket : accepted;
     const hs = new Handshake(socket, {
       table: this.table,
       tls: this.tls,
       maxRequest: this.maxRequest,
       remoteAddress,
       shuttingDown: () => this.closing,
-    });
+    }, wrapped?.feed ?? null);
     const conn: Conn = { socket, stream: socket, handshake: hs, transmission: null, done: Promise.resolve() };
     this.conns.add(conn);
     const timer = setTimeout(() => {
@@ -132,7 +137,7 @@ export class NbdServer {
           logContext: { ...logContext, export: opened.name },
         });
         conn.transmission = t;
-        t.start(neg.leftover);
+        t.start(neg.leftover, neg.feed);
         if (this.closing) t.drain();
         try {
           await t.finished();
@@ -165,12 +170,15 @@ export class NbdServer {
     this.closing = true;
     const listening = this.server;
     this.server = null;
-    const stopped = listening ? new Promise<void>((r) => listening.close(() => r())) : Promise.resolve();
+    // Not waiting for net.Server's 'close': it counts the accepted socket
+    // objects, and onread connections live on in a re-wrapped socket. Our
+    // own connection set is what close() waits for.
+    listening?.close();
     for (const c of this.conns) {
       if (opts.force || !c.transmission) this.kill(c);
       else c.transmission.drain();
     }
-    await Promise.all([stopped, ...[...this.conns].map((c) => c.done)]);
+    await Promise.all([...this.conns].map((c) => c.done));
   }
 
   /** Number of open client connections (handshake or transmission). */

@@ -27,6 +27,7 @@ import { nbdErrno } from './errno.js';
 import type { BufferPool } from './buffer-pool.js';
 import { ReplyWriter, type Handle } from './reply-writer.js';
 import type { NbdLogger } from './types.js';
+import type { OnreadFeed } from './onread-feed.js';
 
 /** Reads below this size skip the block-status lookup and go out as one data chunk. */
 const SPARSE_READ_MIN = 64 * 1024;
@@ -86,6 +87,9 @@ export class Transmission {
   private readonly size: number;
   private readonly closed: Promise<void>;
   private idle: (() => void) | null = null;
+  private feed: OnreadFeed | null = null;
+  /** onread: the write whose payload buffer the pending socket read targets. */
+  private direct: PendingWrite | null = null;
 
   constructor(
     private readonly stream: Duplex,
@@ -105,11 +109,46 @@ export class Transmission {
     stream.on('close', gone);
   }
 
-  start(leftover: Buffer): void {
-    this.stream.on('data', this.onData);
-    if (leftover.length) this.onData(leftover);
+  /** Start parsing: from 'data' events, or from an onread feed (plain TCP, see onread-feed.ts). */
+  start(leftover: Buffer, feed: OnreadFeed | null = null): void {
+    if (leftover.length) this.consume(leftover, false);
+    if (feed) {
+      this.feed = feed;
+      feed.next = this.nextReadBuffer;
+      feed.sink = this.onRead;
+    } else {
+      this.stream.on('data', this.onData);
+    }
     this.stream.resume();
   }
+
+  /**
+   * onread: the buffer the next socket read lands in. During a write
+   * payload that is the rest of the payload's own buffer, so those bytes
+   * are never copied and the read stops exactly at the payload's end.
+   */
+  private readonly nextReadBuffer = (): Buffer => {
+    const w = this.pending;
+    if (this.state === State.Payload && w) {
+      if (!w.buf) w.buf = this.o.pool.get(w.length);
+      this.direct = w;
+      return w.buf.subarray(w.fill, w.length);
+    }
+    this.direct = null;
+    return this.feed!.staging;
+  };
+
+  private readonly onRead = (n: number): void => {
+    const w = this.direct;
+    if (!w) return this.consume(this.feed!.staging.subarray(0, n), true);
+    if (this.pending !== w) return; // the request was dropped meanwhile (client went away)
+    w.fill += n;
+    if (w.fill === w.length) {
+      this.pending = null;
+      this.state = State.Header;
+      void this.write(w, w.buf!.subarray(0, w.length), w.buf);
+    }
+  };
 
   /** Resolves when the socket is closed and no request is running. */
   async finished(): Promise<void> {
@@ -146,12 +185,19 @@ export class Transmission {
   private stopReading(): void {
     this.state = State.Stopped;
     this.stream.off('data', this.onData);
+    if (this.feed) {
+      // Nothing more is parsed; later reads (a client talking after DISC) land in staging and are ignored.
+      this.feed.next = () => this.feed!.staging;
+      this.feed.sink = () => {};
+      this.direct = null;
+    }
     // A write whose payload will never arrive (client gone mid-payload):
     // drop it without touching the device, and stop charging for it.
     const w = this.pending;
     if (w) {
       this.pending = null;
-      if (w.buf) this.o.pool.put(w.buf);
+      // If a socket read may still land in w.buf (onread), leave it to the GC rather than the pool.
+      if (w.buf && !this.feed) this.o.pool.put(w.buf);
       this.finish(w);
     }
     const d = this.discardReq;
@@ -179,7 +225,14 @@ export class Transmission {
 
   // ---- parsing -----------------------------------------------------------
 
-  private readonly onData = (chunk: Buffer): void => {
+  private readonly onData = (chunk: Buffer): void => this.consume(chunk, false);
+
+  /**
+   * Parse requests out of `chunk`. `transient` chunks (the onread staging
+   * buffer) are overwritten by the next read, so payloads are copied out
+   * of them; other chunks are never reused and may be referenced in place.
+   */
+  private consume(chunk: Buffer, transient: boolean): void {
     const n = chunk.length;
     let pos = 0;
     while (pos < n) {
@@ -203,7 +256,7 @@ export class Transmission {
         case State.Payload: {
           const w = this.pending!;
           const k = Math.min(w.length - w.fill, n - pos);
-          if (w.fill === 0 && k === w.length) {
+          if (w.fill === 0 && k === w.length && !transient) {
             // Whole payload inside this chunk: hand the device a view, no copy.
             this.pending = null;
             this.state = State.Header;
@@ -238,7 +291,7 @@ export class Transmission {
           return;
       }
     }
-  };
+  }
 
   private header(b: Buffer, at: number): void {
     if (b.readUInt32BE(at) !== C.REQUEST_MAGIC) {

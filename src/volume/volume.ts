@@ -20,6 +20,9 @@ import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { ObjectState } from '../pool/object/object-state.js';
 import { BlockLocks } from './block-locks.js';
 
+/** Above this many bytes of unlogged records a flush syncs the txg instead of writing the log. */
+const LOG_BULK_LIMIT = 8 * 1024 * 1024;
+
 export interface VolumeCounters {
   readOps: number;
   readBytes: number;
@@ -255,7 +258,10 @@ export class Volume implements BlockDevice {
     this.alive();
     const mode = this.pool.dir.resolve(this.name, 'sync').value;
     if (mode === 'disabled') return;
-    if (this.pool.zil) await this.pool.zil.commit();
+    // Bulk data is cheaper to commit with the txg than to write twice (log, then pool):
+    // ZFS makes the same trade with logbias and immediate-write thresholds.
+    const zil = this.pool.zil;
+    if (zil && zil.pendingBytes() <= LOG_BULK_LIMIT) await zil.commit();
     else await this.pool.txg.syncNow();
   }
 

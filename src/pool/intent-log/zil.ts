@@ -71,9 +71,17 @@ export class IntentLog {
     this.tail = { dva: this.alloc.allocLog(psize), psize, seq: 1 };
   }
 
+  private pendingBytesN = 0;
+
   /** Record an operation (the data buffer must not change afterwards). */
   log(rec: LogRecord): void {
     this.pending.push(rec);
+    this.pendingBytesN += recordSize(rec);
+  }
+
+  /** Bytes a commit would write now. */
+  pendingBytes(): number {
+    return this.pendingBytesN;
   }
 
   /** Make every record logged so far durable. */
@@ -86,6 +94,7 @@ export class IntentLog {
 
   private async write(): Promise<void> {
     const recs = this.pending.splice(0);
+    this.pendingBytesN = 0;
     // Pack records into blocks, splitting writes that do not fit.
     const blocks: LogRecord[][] = [];
     let cur: LogRecord[] = [];
@@ -159,6 +168,7 @@ export class IntentLog {
    */
   synced(txg: number): void {
     this.pending = this.pending.filter((r) => r.txg > txg);
+    this.pendingBytesN = this.pending.reduce((n, r) => n + recordSize(r), 0);
     let n = 0;
     while (n < this.chain.length && this.chain[n]!.maxTxg <= txg) n++;
     const gone = this.chain.splice(0, n);

@@ -74,6 +74,20 @@ export class SingleVdev implements TopVdev {
     }
   }
 
+  /** Adjacent blocks in one pwritev (no copy into one big buffer). */
+  async writev(offset: number, data: Buffer[]): Promise<void> {
+    let len = 0;
+    for (const b of data) len += b.length;
+    checkTopRange(`vdev ${this.id}`, offset, len, this.capacity);
+    if (this.readOnly) throw err.perm(`vdev ${this.id}: pool is read-only`);
+    if (!leafUsable(this.leaf.state)) throw err.io(`vdev ${this.id} (${this.leaf.path}) is ${this.leaf.state}`);
+    try {
+      await this.leaf.pwrite(LEAF_DATA_START + offset, data);
+    } catch (e) {
+      throw err.io(`write to ${this.leaf.path} failed`, e);
+    }
+  }
+
   async read(offset: number, psize: number, verify: Verify, opts: ReadOptions = {}): Promise<Buffer> {
     checkTopRange(`vdev ${this.id}`, offset, psize, this.capacity);
     if (!leafUsable(this.leaf.state)) throw err.io(`vdev ${this.id} (${this.leaf.path}) is ${this.leaf.state}`);

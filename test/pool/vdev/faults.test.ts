@@ -140,17 +140,18 @@ describe('raidz self-healing, property-based (memory devices)', () => {
           await rz.write(off, data);
           const m = raidzMap(off, data.length, width, np);
           const victims = [...new Set(picks.map((p) => p % m.acols))].slice(0, np);
-          const before = victims.map((c) => Buffer.from(leaves[m.cols[c]!.devidx]!.bytes.subarray(LEAF_DATA_START + m.cols[c]!.offset, LEAF_DATA_START + m.cols[c]!.offset + m.cols[c]!.size)));
+          const before = victims.map((c) => leaves[m.cols[c]!.devidx]!.peek(LEAF_DATA_START + m.cols[c]!.offset, m.cols[c]!.size));
           for (const c of victims) {
             const col = m.cols[c]!;
             const at = LEAF_DATA_START + col.offset + randomInt(0, col.size);
-            leaves[col.devidx]!.bytes[at] ^= 1 + randomInt(0, 255);
+            const leaf = leaves[col.devidx]!;
+            leaf.poke(at, Buffer.from([leaf.peek(at, 1)[0]! ^ (1 + randomInt(0, 255))]));
           }
           const got = await rz.read(off, data.length, verifierFor(data), { mode: 'scrub' });
           expect(got.equals(data)).toBe(true);
           victims.forEach((c, i) => {
             const col = m.cols[c]!;
-            expect(leaves[col.devidx]!.bytes.subarray(LEAF_DATA_START + col.offset, LEAF_DATA_START + col.offset + col.size).equals(before[i]!)).toBe(true);
+            expect(leaves[col.devidx]!.peek(LEAF_DATA_START + col.offset, col.size).equals(before[i]!)).toBe(true);
             expect(leaves[col.devidx]!.errors.cksum).toBe(1);
           });
           expect(leaves.reduce((s, x) => s + x.errors.cksum, 0)).toBe(victims.length);

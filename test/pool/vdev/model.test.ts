@@ -67,7 +67,7 @@ describe.each(layouts)('$name against a model', (l) => {
         };
         const tree = await VdevTree.open(cfg, {
           openLeaf: async (c) => {
-            const m = new MemoryLeaf(c.guid, c.path, 12 * MiB, { probe: false });
+            const m = new MemoryLeaf(c.guid, c.path, 64 * MiB, { probe: false });
             mem.set(c.path, m);
             return m;
           },
@@ -105,7 +105,8 @@ describe.each(layouts)('$name against a model', (l) => {
               }
               if (ranges.length === 0) continue;
               const [s, e] = ranges[o.seed % ranges.length]!;
-              leaf.bytes[s + (o.seed % (e - s))] ^= 0x5a;
+              const at = s + (o.seed % (e - s));
+              leaf.poke(at, Buffer.from([leaf.peek(at, 1)[0]! ^ 0x5a]));
             }
             damaged.add(child);
           } else if (o.op === 'replace') {
@@ -113,7 +114,7 @@ describe.each(layouts)('$name against a model', (l) => {
             const leaf = slotLeaf(child);
             if (leaf.state !== 'FAULTED' || pending.has(child)) continue;
             const c = mk();
-            const neu = new MemoryLeaf(c.guid, c.path, 12 * MiB, { probe: false });
+            const neu = new MemoryLeaf(c.guid, c.path, 64 * MiB, { probe: false });
             mem.set(c.path, neu);
             admin.replace(tree, leaf, neu, c);
             pending.set(child, leaf);
@@ -135,7 +136,7 @@ describe.each(layouts)('$name against a model', (l) => {
         for (const b of blocks) expect((await top.read(b.offset, b.data.length, verifierFor(b.data))).equals(b.data)).toBe(true);
         await tree.close();
       }),
-      { numRuns: 40 },
+      { numRuns: 60 },
     );
   });
 });
