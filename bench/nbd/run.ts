@@ -6,7 +6,7 @@
  * and strata's ratios, and writes JSON under bench/results/.
  *
  *   npm run build && node dist/bench/nbd/run.js [--rounds 3] [--runtime 8]
- *       [--size 1G] [--dir /dev/shm] [--only strata-raw,nbdkit]
+ *       [--size 1G] [--dir /dev/shm] [--only strata-raw,nbdkit] [--jobs rand-read-4k-qd32]
  *
  * Extra strata targets (a pool volume, a qcow2 image...) plug in with
  * strataTarget(name, factory): anything that yields a BlockDevice.
@@ -253,13 +253,15 @@ async function main(): Promise<void> {
   };
   const only = opt('only', '');
   const targets = only ? TARGETS.filter((t) => only.split(',').includes(t.name)) : TARGETS;
+  const jobFilter = opt('jobs', '');
+  const jobs = jobFilter ? JOBS.filter((j) => jobFilter.split(',').includes(j.name)) : JOBS;
   const r = await runBench({
     dir: opt('dir', existsSync('/dev/shm') ? '/dev/shm' : tmpdir()),
     size: parseSize(opt('size', '1G')),
     runtime: Number(opt('runtime', '8')),
     rounds: Number(opt('rounds', '3')),
     targets,
-    jobs: JOBS,
+    jobs,
     basePort: Number(opt('port', '10950')),
     log: (l) => console.log(l),
   });

@@ -8,7 +8,10 @@
  *    in-process (our merged chain index), with `qemu-img bench` on the same
  *    chain as a reference for how QEMU's read cost grows with depth.
  *
- * Usage: node dist/bench/qcow2/run.js [--size-mib N] [--runs N]
+ * Usage: node dist/bench/qcow2/run.js [--size-mib N] [--runs N] [--reads N] [--dir DIR]
+ * Note: qemu-img convert's default cache mode (unsafe) never syncs the
+ * output; strata syncs it (DESIGN: durable when the command returns). On
+ * tmpfs (--dir /dev/shm) syncing is free, so that run compares the codecs.
  * Writes bench/results/qcow2-<date>.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -135,15 +138,17 @@ async function chainBench(dir: string, depths: number[], reads: number) {
   return res;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'strata-bench-qcow2-'));
+// --dir /dev/shm measures the codecs without the host disk's write-back noise.
+const base = process.argv.includes('--dir') ? process.argv[process.argv.indexOf('--dir') + 1]! : tmpdir();
+const dir = mkdtempSync(join(base, 'strata-bench-qcow2-'));
 try {
   const sizeMiB = arg('--size-mib', 1024);
   const runs = arg('--runs', 3);
   const convert = await convertBench(dir, sizeMiB * 1024 * 1024, runs);
   const chain = await chainBench(dir, [1, 10, 50], arg('--reads', 20000));
-  const result = { date: new Date().toISOString(), host: { node: process.version }, sizeMiB, convert, chain };
+  const result = { date: new Date().toISOString(), host: { node: process.version, dir: base }, sizeMiB, convert, chain };
   mkdirSync(join(repo, 'bench', 'results'), { recursive: true });
-  const outFile = join(repo, 'bench', 'results', `qcow2-${result.date.slice(0, 10)}.json`);
+  const outFile = join(repo, 'bench', 'results', `qcow2-${result.date.slice(0, 10)}-${base.replace(/\W+/g, '_')}.json`);
   writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
   console.log(`wrote ${outFile}`);
 } finally {

@@ -94,6 +94,8 @@ export async function openLayers(path: string, opts: OpenChainOptions): Promise<
 
 export class ChainDevice implements BlockDevice {
   private index = new Map<number, Uint16Array>();
+  /** Bumped by every write/zero/trim: an index block built across one is not cached (it may be stale). */
+  private gen = 0;
   private readonly unit: number;
   private readonly top: Layer;
 
@@ -124,6 +126,7 @@ export class ChainDevice implements BlockDevice {
       this.index.set(b, hit);
       return hit;
     }
+    const gen0 = this.gen;
     const own = new Uint16Array(UNITS_PER_BLOCK).fill(UNRESOLVED);
     const start = b * UNITS_PER_BLOCK * this.unit;
     const end = Math.min(this.size, start + UNITS_PER_BLOCK * this.unit);
@@ -154,6 +157,7 @@ export class ChainDevice implements BlockDevice {
       }
     }
     for (let u = 0; u < UNITS_PER_BLOCK; u++) if (own[u] === UNRESOLVED) own[u] = ZERO;
+    if (gen0 !== this.gen) return own;
     if (this.index.size >= MAX_INDEX_BLOCKS) this.index.delete(this.index.keys().next().value as number);
     this.index.set(b, own);
     return own;
@@ -198,6 +202,7 @@ export class ChainDevice implements BlockDevice {
 
   /** Mark units the top layer now owns after a write (its allocation unit rounds outward). */
   private learnWrite(offset: number, length: number): void {
+    this.gen++;
     const tu = this.top.qcow2 ? this.top.qcow2.map.unit : this.unit;
     const a = Math.floor(offset / tu) * tu;
     const z = Math.min(this.size, Math.ceil((offset + length) / tu) * tu);
@@ -208,6 +213,7 @@ export class ChainDevice implements BlockDevice {
   }
 
   private forget(offset: number, length: number): void {
+    this.gen++;
     const span = UNITS_PER_BLOCK * this.unit;
     for (let b = Math.floor(offset / span); b <= Math.floor((offset + length - 1) / span); b++) this.index.delete(b);
   }

@@ -11,6 +11,7 @@
  * is larger; all: everywhere, and COPIED flags too), then checks again.
  */
 import { err } from '../../src/errors.js';
+import { bitmapRanges } from './bitmaps.js';
 import * as C from './constants.js';
 import type { Qcow2Image } from './image.js';
 
@@ -153,25 +154,7 @@ async function scan(img: Qcow2Image): Promise<Scan> {
     inc(off, cs, 'refcount block');
   }
   const bm = img.header.bitmaps;
-  if (bm && bm.directorySize > 0) {
-    if (bm.directorySize > 64 * 1024 * 1024) throw err.corrupt('qcow2: bitmap directory is absurdly large');
-    inc(bm.directoryOffset, bm.directorySize, 'bitmap directory');
-    const dir = await file.readExact(bm.directoryOffset, bm.directorySize, 'bitmap directory');
-    let o = 0;
-    for (let i = 0; i < bm.nbBitmaps && o + 24 <= dir.length; i++) {
-      const tOff = Number(dir.readBigUInt64BE(o));
-      const tSize = dir.readUInt32BE(o + 8);
-      const nameLen = dir.readUInt16BE(o + 18);
-      const extra = dir.readUInt32BE(o + 20);
-      inc(tOff, tSize * 8, 'bitmap table');
-      const t = await file.readExact(tOff, tSize * 8, 'bitmap table');
-      for (let k = 0; k < tSize; k++) {
-        const d = Number(t.readBigUInt64BE(k * 8) & C.OFFSET_MASK);
-        if (d) inc(d, cs, 'bitmap data');
-      }
-      o += Math.ceil((24 + extra + nameLen) / 8) * 8;
-    }
-  }
+  if (bm) for (const [off, len] of await bitmapRanges(file, bm, cs)) inc(off, len, 'bitmap');
   return s;
 }
 

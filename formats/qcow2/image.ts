@@ -16,6 +16,7 @@
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
 import { err } from '../../src/errors.js';
 import { ClusterMap, Kind, type Seg } from './cluster.js';
+import { bitmapRanges } from './bitmaps.js';
 import { decompressCluster } from './compress.js';
 import * as C from './constants.js';
 import { encodeHeader, parseHeader, type Qcow2Header } from './header.js';
@@ -86,8 +87,9 @@ export class Qcow2Image implements BlockDevice {
           header.incompatible &= ~C.INCOMPAT_DIRTY;
           await img.writeHeader();
         }
+        if (header.bitmaps) await img.dropBitmaps();
         if (header.autoclear !== 0n) {
-          // We do not maintain bitmaps: clearing the bit tells QEMU they are stale.
+          // Autoclear features we do not maintain must be cleared before writing.
           header.autoclear = 0n;
           await img.writeHeader();
         }
@@ -116,10 +118,25 @@ export class Qcow2Image implements BlockDevice {
       await this.writeHeader();
       this.metaClusters = null;
     };
+    refs.onBlocksCreated = () => this.invalidateMetadata();
     // An L2 table reaches the disk only after the refcounts it relies on.
     this.map.cache.beforeWrite = () => refs.flush();
     this.refs = refs;
     return refs;
+  }
+
+  /** @internal Drop the bitmaps extension: header first, then free its clusters (see bitmaps.ts). */
+  async dropBitmaps(): Promise<void> {
+    const bm = this.header.bitmaps;
+    if (!bm) return;
+    const refs = await this.loadRefcounts();
+    const cs = this.map.cs;
+    const ranges = await bitmapRanges(this.file, bm, cs);
+    this.header.bitmaps = null;
+    this.header.autoclear &= ~C.AUTOCLEAR_BITMAPS;
+    await this.writeHeader();
+    for (const [off, len] of ranges) for (let c = Math.floor(off / cs); c < Math.ceil((off + len) / cs); c++) refs.free(c);
+    await this.flushLocked();
   }
 
   get clusterSize(): number {
@@ -130,8 +147,7 @@ export class Qcow2Image implements BlockDevice {
     return this.header.size;
   }
 
-  /** Run `fn` with the image to itself (see the header comment). */
-  /** @internal */
+  /** @internal Run `fn` with the image to itself (see the header comment). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(err.shutdown('qcow2 image is closed'));
     const run = this.lock.then(fn, fn);
@@ -154,8 +170,7 @@ export class Qcow2Image implements BlockDevice {
     };
   }
 
-  /** Write the whole header cluster (fields, extensions, backing name). */
-  /** @internal */
+  /** @internal Write the whole header cluster (fields, extensions, backing name), synced. */
   async writeHeader(): Promise<void> {
     await this.file.write(0, encodeHeader(this.header));
     await this.file.sync();
@@ -297,8 +312,7 @@ export class Qcow2Image implements BlockDevice {
     this.metaClusters = null;
   }
 
-  /** Refuse a data write that would land on metadata (QEMU's overlap check). */
-  /** @internal */
+  /** @internal Refuse a data write that would land on metadata (QEMU's overlap check). */
   checkOverlap(host: number, length: number): void {
     const cs = this.map.cs;
     const meta = this.metadataClusters();

@@ -44,6 +44,8 @@ export class Refcounts {
   private byteCursor = 0;
   /** Called with the new table location once it is durable; must persist the header fields. */
   onTableMoved: (offset: number, clusters: number) => Promise<void> = async () => {};
+  /** Called when refcount blocks are created (they are metadata for the overlap check). */
+  onBlocksCreated: () => void = () => {};
 
   private constructor(
     private file: ImageFile,
@@ -156,7 +158,7 @@ export class Refcounts {
       }
       // Past everything in use: the only place known to be free in a damaged image.
       const at = this.endCluster();
-      const need = this.missingFixedPoint(at, 0, [b]) ?? [];
+      const need = this.missingFixedPoint(at, 0, [b]);
       const max = need[need.length - 1] ?? 0;
       if (max >= this.table.length) {
         await this.growTable(max + 1);
@@ -175,9 +177,9 @@ export class Refcounts {
   /**
    * Blocks that must be created so that [from, from+len) is covered, when the
    * new blocks themselves go right after that range (they must be covered
-   * too). Returns null after growing the table (the caller starts over).
+   * too). Blocks past the table are included; the caller grows the table.
    */
-  private missingFixedPoint(from: number, len: number, extra: number[] = []): number[] | null {
+  private missingFixedPoint(from: number, len: number, extra: number[] = []): number[] {
     let k = 0;
     for (;;) {
       const set = new Set(extra);
@@ -209,7 +211,7 @@ export class Refcounts {
     }
     for (let i = 0; i < blocks.length; i++) {
       const c = at + i;
-      if (!fresh.has(this.blockOf(c))) await this.adjustExisting(c);
+      if (!fresh.has(this.blockOf(c))) await this.adjust(c, 1);
     }
     await this.flush();
     await this.file.sync();
@@ -221,10 +223,7 @@ export class Refcounts {
       await this.file.write(this.tableOffset + blocks[i]! * 8, ent);
     }
     this.highWater = Math.max(this.highWater, at + blocks.length);
-  }
-
-  private async adjustExisting(c: number): Promise<void> {
-    await this.adjust(c, 1);
+    this.onBlocksCreated();
   }
 
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset. */
@@ -234,7 +233,6 @@ export class Refcounts {
     for (;;) {
       const start = await this.findFree(n + k);
       const missing = this.missingFixedPoint(start, n);
-      if (missing === null) continue;
       if (missing.length && missing[missing.length - 1]! >= this.table.length) {
         await this.growTable(missing[missing.length - 1]! + 1);
         continue;

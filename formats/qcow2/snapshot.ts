@@ -61,7 +61,18 @@ async function adjustReachable(img: Qcow2Image, l1: Float64Array, delta: 1 | -1)
   const refs = img.refs!;
   const map = img.map;
   const cs = map.cs;
-  const touch = async (c: number) => (delta > 0 ? void (await refs.adjust(c, 1)) : refs.free(c));
+  // Increments are undone if one overflows, so a refused snapshot leaves no leak.
+  const done: number[] = [];
+  const touch = async (c: number) => {
+    if (delta < 0) return refs.free(c);
+    try {
+      await refs.adjust(c, 1);
+    } catch (e) {
+      for (const d of done) await refs.adjust(d, -1);
+      throw e;
+    }
+    done.push(c);
+  };
   for (const l2off of l1) {
     if (!l2off) continue;
     const l2 = await map.cache.get(l2off);

@@ -5,6 +5,7 @@ import { parseSize } from '../pool/dataset/units.js';
 import type { CreateSpec, VdevGroupSpec } from '../pool/txg/open.js';
 import type { CliContext } from './context.js';
 import { printJson, printTable } from './output.js';
+import { registerPoolDeviceCommands } from './pool-devices.js';
 
 /** Parse `[mirror|raidz|raidz2|raidz3] DEV... [log ...] [cache DEV...] [spare DEV...]` like zpool. */
 export function parseVdevSpec(words: string[]): Pick<CreateSpec, 'groups' | 'log' | 'cache' | 'spares'> {
@@ -77,38 +78,8 @@ export function registerPoolCommands(program: Command, ctx: CliContext): void {
       );
     });
 
-  pool
-    .command('status')
-    .description('show pool health and device tree')
-    .argument('[pool]')
-    .option('-v', 'verbose: list affected data')
-    .option('--json', 'JSON output')
-    .action(async (name: string | undefined, o: { json?: boolean }) => {
-      const st = await (await ctx.api()).status(name);
-      if (o.json) return printJson(st);
-      type Node = { name: string; state: string; errors: { read: number; write: number; cksum: number }; children?: Node[] };
-      for (const p of st) {
-        const lines: string[][] = [];
-        const cksum = (p.config as Node[]).reduce((n, c) => n + c.errors.cksum, 0);
-        lines.push([p.name, p.state, '0', '0', String(cksum)]);
-        const walk = (n: Node, depth: number) => {
-          lines.push(['  '.repeat(depth) + n.name, n.state, String(n.errors.read), String(n.errors.write), String(n.errors.cksum)]);
-          for (const c of n.children ?? []) walk(c, depth + 1);
-        };
-        for (const c of p.config as Node[]) walk(c, 1);
-        const w = Math.max(20, ...lines.map((l) => l[0]!.length));
-        process.stdout.write(`  pool: ${p.name}\n state: ${p.state}\n`);
-        if (p.suspended) process.stdout.write(`status: pool I/O is suspended: ${p.suspended}\n`);
-        process.stdout.write(`  scan: none requested\nconfig:\n\n`);
-        process.stdout.write(`\t${'NAME'.padEnd(w)}  STATE     READ WRITE CKSUM\n`);
-        for (const l of lines) process.stdout.write(`\t${l[0]!.padEnd(w)}  ${l[1]!.padEnd(8)} ${l[2]!.padStart(5)} ${l[3]!.padStart(5)} ${l[4]!.padStart(5)}\n`);
-        if ((p.spares as Node[]).length) {
-          process.stdout.write(`\tspares\n`);
-          for (const s of p.spares as Node[]) process.stdout.write(`\t  ${s.name.padEnd(w - 2)}  ${s.state === 'ONLINE' ? 'AVAIL' : s.state}\n`);
-        }
-        process.stdout.write(`\nerrors: ${p.errors ? `${p.errors} data errors, use '-v' for a list` : 'No known data errors'}\n`);
-      }
-    });
+  // status, scrub, wait, attach, detach, replace, offline, online, clear, iostat
+  registerPoolDeviceCommands(pool, ctx);
 
   pool
     .command('destroy')

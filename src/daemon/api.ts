@@ -35,6 +35,16 @@ export const API_METHODS = [
   'holds',
   'diff',
   'snapshotRows',
+  'poolScrub',
+  'poolWait',
+  'poolAttach',
+  'poolDetach',
+  'poolReplace',
+  'poolOffline',
+  'poolOnline',
+  'poolClear',
+  'poolStatus',
+  'poolIostat',
 ] as const;
 
 export type ApiMethod = (typeof API_METHODS)[number];
@@ -68,6 +78,16 @@ export class LocalApi {
   holds = (...a: Parameters<PoolManager['holds']>) => this.mgr.holds(...a);
   diff = (...a: Parameters<PoolManager['diff']>) => this.mgr.diff(...a);
   snapshotRows = (...a: Parameters<PoolManager['snapshotRows']>) => this.mgr.snapshotRows(...a);
+  poolScrub = (...a: Parameters<PoolManager['poolScrub']>) => this.mgr.poolScrub(...a);
+  poolWait = (...a: Parameters<PoolManager['poolWait']>) => this.mgr.poolWait(...a);
+  poolAttach = (...a: Parameters<PoolManager['poolAttach']>) => this.mgr.poolAttach(...a);
+  poolDetach = (...a: Parameters<PoolManager['poolDetach']>) => this.mgr.poolDetach(...a);
+  poolReplace = (...a: Parameters<PoolManager['poolReplace']>) => this.mgr.poolReplace(...a);
+  poolOffline = (...a: Parameters<PoolManager['poolOffline']>) => this.mgr.poolOffline(...a);
+  poolOnline = (...a: Parameters<PoolManager['poolOnline']>) => this.mgr.poolOnline(...a);
+  poolClear = (...a: Parameters<PoolManager['poolClear']>) => this.mgr.poolClear(...a);
+  poolStatus = (...a: Parameters<PoolManager['poolStatus']>) => this.mgr.poolStatus(...a);
+  poolIostat = (...a: Parameters<PoolManager['poolIostat']>) => this.mgr.poolIostat(...a);
   close = () => this.mgr.close();
 }
 

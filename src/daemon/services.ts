@@ -7,6 +7,7 @@
  * open until close(); pools are opened by one process at a time (lock file
  * plus the pid recorded in the labels).
  */
+import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { err } from '../errors.js';
 import { Home } from './home.js';
@@ -20,7 +21,7 @@ import { clearLabels } from '../pool/txg/label.js';
 import {
   splitSnap,
   findSnap,
-  checkDestroySnapshot,
+  checkDestroySnapshots,
   snapshotUnique,
   snapshot as snapshotOp,
   destroySnapshots as destroySnapshotsOp,
@@ -36,6 +37,7 @@ import {
 } from '../pool/dataset/snapshots.js';
 import { SnapshotDevice } from '../volume/snapshot-device.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
+import type { PoolDevices, PoolStatus, IostatRow } from '../pool/devices.js';
 
 function snapshotRow(pool: Pool, name: string, rec: DatasetRecord, index: number): DatasetRow {
   const s = rec.snapshots[index]!;
@@ -125,7 +127,24 @@ export class PoolManager {
   // ------------------------------------------------------------------ pools
 
   async poolCreate(name: string, spec: CreateSpec): Promise<void> {
-    if (this.home.readCache()[name]) throw err.exist(`pool '${name}' already exists`);
+    const cache = this.home.readCache();
+    if (cache[name]) throw err.exist(`pool '${name}' already exists`);
+    // A device of a pool imported here is never reused, -f or not: -f is for devices
+    // of exported pools (or pools of other hosts). Without this, `pool create -f`
+    // on a device of the imported pool wiped its labels and destroyed it.
+    const real = (p: string) => {
+      try {
+        return realpathSync(resolve(p));
+      } catch {
+        return resolve(p);
+      }
+    };
+    const wanted = [...spec.groups.flatMap((g) => g.paths), ...(spec.log ?? []).flatMap((g) => g.paths), ...(spec.spares ?? []), ...(spec.cache ?? [])].map(real);
+    for (const [pool, entry] of Object.entries(cache)) {
+      for (const p of entry.paths) {
+        if (wanted.includes(real(p))) throw err.busy(`device '${p}' is part of active pool '${pool}'`);
+      }
+    }
     const unlock = this.home.lockPool(name);
     try {
       const pool = await createPool(name, spec, this.opts);
@@ -142,7 +161,7 @@ export class PoolManager {
     const rows: PoolRow[] = [];
     for (const n of all) {
       const p = await this.pool(n);
-      const s = p.stats();
+      const s = { ...p.stats(), ...((p.devices as PoolDevices | null)?.space() ?? {}) };
       rows.push({ name: n, size: s.size, alloc: s.alloc, free: s.free, cap: s.size ? Math.round((s.alloc / s.size) * 100) : 0, health: s.state });
     }
     return rows;
@@ -300,6 +319,88 @@ export class PoolManager {
     return out;
   }
 
+  // ---------------------------------------------- devices, scrub, resilver
+
+  private async devs(name: string): Promise<PoolDevices> {
+    const p = await this.pool(name);
+    if (!p.devices) throw err.inval(`pool '${name}' has no device manager`);
+    return p.devices as PoolDevices;
+  }
+
+  /** The pool cache names every device (spares too) so the next open finds them all. */
+  private recache(name: string): void {
+    const p = this.pools.get(name)?.pool;
+    if (!p) return;
+    const paths = [...new Set([...p.leaves(), ...p.vdevs.spares, ...p.vdevs.l2cache].map((l) => l.path))];
+    this.home.setCached(name, { guid: p.guid, paths });
+  }
+
+  async poolScrub(name: string, o: { op?: 'start' | 'pause' | 'stop'; wait?: boolean } = {}): Promise<void> {
+    const d = await this.devs(name);
+    await d.scrub(o.op ?? 'start');
+    if (o.wait && (o.op ?? 'start') === 'start') await d.wait();
+  }
+
+  /** `pool wait`: until no scrub or resilver runs. */
+  async poolWait(name: string): Promise<void> {
+    await (await this.devs(name)).wait();
+  }
+
+  async poolAttach(name: string, dev: string, neu: string, o: { force?: boolean; wait?: boolean } = {}): Promise<void> {
+    const d = await this.devs(name);
+    await d.attachDevice(dev, neu, !!o.force);
+    this.recache(name);
+    if (o.wait) await d.wait();
+  }
+
+  async poolDetach(name: string, dev: string): Promise<void> {
+    await (await this.devs(name)).detachDevice(dev);
+    this.recache(name);
+  }
+
+  async poolReplace(name: string, old: string, neu: string | null, o: { force?: boolean; wait?: boolean } = {}): Promise<void> {
+    const d = await this.devs(name);
+    await d.replaceDevice(old, neu ?? undefined, !!o.force);
+    this.recache(name);
+    if (o.wait) {
+      await d.wait();
+      this.recache(name);
+    }
+  }
+
+  async poolOffline(name: string, dev: string, o: { temporary?: boolean } = {}): Promise<void> {
+    await (await this.devs(name)).offlineDevice(dev, !!o.temporary);
+  }
+
+  async poolOnline(name: string, dev: string, o: { wait?: boolean } = {}): Promise<void> {
+    const d = await this.devs(name);
+    await d.onlineDevice(dev);
+    if (o.wait) await d.wait();
+  }
+
+  async poolClear(name: string, dev?: string | null, o: { wait?: boolean } = {}): Promise<void> {
+    const d = await this.devs(name);
+    await d.clearDevice(dev ?? undefined);
+    if (o.wait) await d.wait();
+  }
+
+  async poolStatus(name?: string | null, verbose = false): Promise<PoolStatus[]> {
+    const names = name ? [name] : Object.keys(this.home.readCache()).sort();
+    const out: PoolStatus[] = [];
+    for (const n of names) out.push((await this.devs(n)).status(verbose));
+    return out;
+  }
+
+  async poolIostat(names: string[] = [], o: { verbose?: boolean } = {}): Promise<{ pool: string; time: number; rows: IostatRow[] }[]> {
+    const all = names.length ? names : Object.keys(this.home.readCache()).sort();
+    const out = [];
+    for (const n of all) {
+      const rows = (await this.devs(n)).iostat();
+      out.push({ pool: n, time: Date.now(), rows: o.verbose ? rows : rows.slice(0, 1) });
+    }
+    return out;
+  }
+
   // -------------------------------------------------------------- snapshots
 
   /** `snapshot [-r] VOL@SNAP...`: atomic, one txg for all names. */
@@ -343,9 +444,8 @@ export class PoolManager {
   async destroySnapshots(spec: string, o: { recursiveClones?: boolean; dryRun?: boolean; force?: boolean; command?: string } = {}): Promise<{ destroyed: string[]; reclaim: number }> {
     const pool = await this.poolFor(spec);
     const snaps = await this.expandSnapshots(spec);
-    const clones: string[] = [];
-    for (const s of snaps) for (const c of findSnap(pool, s).snap.clones ?? []) clones.push(c, ...pool.dir.descendants(c));
-    if (clones.length && !o.recursiveClones) checkDestroySnapshot(pool, snaps.find((s) => (findSnap(pool, s).snap.clones ?? []).length)!);
+    // Every refusal is checked before anything is destroyed; clones come back dependents-first.
+    const clones = checkDestroySnapshots(pool, snaps, !!o.recursiveClones);
     let reclaim = 0;
     for (const s of snaps) {
       const { rec, index } = findSnap(pool, s);
@@ -365,7 +465,9 @@ export class PoolManager {
     if ((this.inUse.get(ds) ?? 0) > 0 && !o.force) throw err.busy(`cannot rollback '${ds}': volume is in use (exported); use -f to force`);
     const { rec, index } = findSnap(pool, full);
     if (o.recursiveClones) {
-      for (const s of rec.snapshots.slice(index + 1)) for (const c of s.clones ?? []) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true });
+      // Refusals (held snapshots, here or in dependent clones) first, then the clones, dependents first.
+      const later = rec.snapshots.slice(index + 1).map((s) => `${splitSnap(full)[0]}@${s.name}`);
+      for (const c of checkDestroySnapshots(pool, later, true)) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true });
     }
     await rollbackOp(pool, full, { destroyLater: !!(o.recursive || o.recursiveClones), command: o.command });
   }

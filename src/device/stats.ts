@@ -36,11 +36,22 @@ function emptyOp(): OpStats {
   return { ops: 0, errors: 0, bytes: 0, totalUs: 0, latencyUs: new Array(LATENCY_BUCKETS).fill(0) };
 }
 
-export class StatsDevice implements BlockDevice {
-  private byOp: Record<OpKind, OpStats>;
+/** The mutable counters behind a StatsDevice; several devices may share one (same export, reopened volume). */
+export type StatsCounters = Record<OpKind, OpStats>;
 
-  constructor(private readonly inner: BlockDevice) {
-    this.byOp = Object.fromEntries(OP_KINDS.map((k) => [k, emptyOp()])) as Record<OpKind, OpStats>;
+export function newStatsCounters(): StatsCounters {
+  return Object.fromEntries(OP_KINDS.map((k) => [k, emptyOp()])) as StatsCounters;
+}
+
+export class StatsDevice implements BlockDevice {
+  private readonly byOp: StatsCounters;
+
+  /** Pass `counters` to keep counting into an existing set (e.g. per export name across reopenings). */
+  constructor(
+    private readonly inner: BlockDevice,
+    counters?: StatsCounters,
+  ) {
+    this.byOp = counters ?? newStatsCounters();
   }
 
   private record(kind: OpKind, bytes: number, start: number, ok: boolean): void {

@@ -7,12 +7,13 @@
  * Filter stack per export: stats( checked( readOnlyView?( device ) ) ).
  * checked() is the one place requests are validated; stats sits outside it
  * so the counters include requests refused by validation (what the client
- * saw). The stack is built once per (name, device, readOnly) and reused, so
- * every connection to an export shares one StatsDevice.
+ * saw). The stack is built once per (name, device, readOnly) and reused;
+ * the counters belong to the export name, so they survive a resolver that
+ * hands out a fresh device object per open (the daemon does).
  */
 import type { BlockDevice, BlockDeviceInfo } from '../device/block-device.js';
 import { readOnlyView } from '../device/read-only.js';
-import { StatsDevice, type DeviceStatsSnapshot } from '../device/stats.js';
+import { newStatsCounters, StatsDevice, type DeviceStatsSnapshot, type StatsCounters } from '../device/stats.js';
 import { checked } from '../device/validate.js';
 import { addressAllowed } from './cidr.js';
 import type { NbdClientContext, NbdExport, NbdExportInfo, NbdExportResolver, NbdExports } from './types.js';
@@ -45,6 +46,7 @@ function isResolver(e: NbdExports): e is NbdExportResolver {
 export class ExportTable {
   private readonly resolver: NbdExportResolver;
   private readonly stacks = new Map<string, Stack>();
+  private readonly counters = new Map<string, StatsCounters>();
   private readonly connections = new Map<string, number>();
 
   constructor(exports: NbdExports) {
@@ -105,7 +107,9 @@ export class ExportTable {
     const readOnly = !!exp.readOnly;
     const cur = this.stacks.get(name);
     if (cur && cur.base === exp.device && cur.readOnly === readOnly) return cur;
-    const stats = new StatsDevice(checked(readOnly ? readOnlyView(exp.device) : exp.device));
+    let counters = this.counters.get(name);
+    if (!counters) this.counters.set(name, (counters = newStatsCounters()));
+    const stats = new StatsDevice(checked(readOnly ? readOnlyView(exp.device) : exp.device), counters);
     const s: Stack = { base: exp.device, readOnly, stats, device: stats };
     this.stacks.set(name, s);
     return s;

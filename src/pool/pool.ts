@@ -84,6 +84,14 @@ export class Pool {
   /** Sync tasks (ZFS's dsl_sync_task): run in syncing context of the txg they were queued in. */
   syncTasks: { txg: number; fn: (txg: number) => Promise<unknown>; result?: unknown; error?: unknown }[] = [];
   configDirty = false;
+  /** Scrub/resilver state, DTLs, error log and device error counters (src/pool/scan), written into the MOS root every txg. */
+  scanPersist: import('./scan/state.js').ScanPersist = { scan: null, dtl: {}, errlog: [], leafErrors: {} };
+  /** While a scan reads a chunk: frees of this txg and later stay deferred (see sync.ts step 9). */
+  scanHoldTxg: number | null = null;
+  /** Device management and scans (src/pool/devices.ts), attached after create/import. */
+  devices: { beforeClose(): Promise<void> } | null = null;
+  /** Vdev event hooks shared by every top-level (filled by devices.ts). */
+  vdevEvents: import('./vdev/child-io.js').VdevEvents = {};
   closed = false;
   /** Set while closing: labels then stop naming this process as the owner. */
   closing = false;
@@ -112,6 +120,10 @@ export class Pool {
   startTxgs(lastSynced: number): void {
     this.txg = new TxgEngine(lastSynced, (t) => syncTxg(this, t), { timeoutMs: this.opts.txgTimeoutMs, dirtyMax: this.opts.dirtyMax });
     this.zil = new IntentLog(this.vdevs.tops, this.alloc, BigInt('0x' + this.guid), () => this.txg.open);
+    // What the intent log may not take: the slop for metadata plus every dirty byte at
+    // the most copies a dataset can ask for (see Allocation.allocLog). Set after the
+    // log's first block is placed, so even a full pool still imports.
+    this.alloc.logReserve = () => this.slop() + this.txg.totalDirty() * 3;
   }
 
   /** The MOS root's intent-log header at import (where replay starts). */
@@ -149,6 +161,12 @@ export class Pool {
   }
 
   // ---------------------------------------------------------------- space
+
+  /** Can the intent log take `bytes` (plus block overhead) without the txgs running short? */
+  logHasRoom(bytes: number): boolean {
+    const need = Math.ceil(bytes * 1.1) + 2 * 1024 * 1024; // headers, splits, the next pre-allocated block
+    return this.alloc.capacity() - this.alloc.allocated() - need >= this.alloc.logReserve();
+  }
 
   /** Space the pool keeps back so a full pool can still sync metadata and free space. */
   slop(): number {
@@ -482,6 +500,8 @@ export class Pool {
     this.closing = true;
     let failure: unknown;
     try {
+      // Stop a running scan first; its state is persisted by the final sync.
+      if (this.devices && !this.txg.suspended) await this.devices.beforeClose();
       await this.txg.close();
       if (!this.txg.suspended) await this.writeLabels(state);
     } catch (e) {

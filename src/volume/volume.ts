@@ -13,7 +13,7 @@
  *
  * Reads and blockStatus see dirty data first, then the committed tree.
  */
-import { err } from '../errors.js';
+import { err, StorageError } from '../errors.js';
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../device/block-device.js';
 import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
@@ -261,8 +261,18 @@ export class Volume implements BlockDevice {
     // Bulk data is cheaper to commit with the txg than to write twice (log, then pool):
     // ZFS makes the same trade with logbias and immediate-write thresholds.
     const zil = this.pool.zil;
-    if (zil && zil.pendingBytes() <= LOG_BULK_LIMIT) await zil.commit();
-    else await this.pool.txg.syncNow();
+    // A nearly full pool has no room for log blocks: the txg is the only safe way
+    // then (log blocks taking the txg's space made its sync fail and the pool suspend).
+    if (zil && zil.pendingBytes() <= LOG_BULK_LIMIT && this.pool.logHasRoom(zil.pendingBytes())) {
+      try {
+        await zil.commit();
+        return;
+      } catch (e) {
+        if (!(e instanceof StorageError) || e.code !== 'ENOSPC') throw e;
+        // Every record is still in its txg's dirty data: syncing it covers them.
+      }
+    }
+    await this.pool.txg.syncNow();
   }
 
   async blockStatus(offset: number, length: number): Promise<Extent[]> {

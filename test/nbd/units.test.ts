@@ -78,7 +78,8 @@ describe('live export resolver', () => {
         const e = live.get(name);
         if (!e) return null;
         opens++;
-        return { ...e, release: () => void releases++ };
+        // A fresh wrapper per open, as the daemon does: counters must still add up per export name.
+        return { ...e, device: checked(e.device), release: () => void releases++ };
       },
     };
     const s = await serve({ exports: resolver });
@@ -88,6 +89,9 @@ describe('live export resolver', () => {
       live.set('tank/new', { device: dev });
       await ok('qemu-io', ['-f', 'raw', '-c', 'write -P 0x21 0 64k', s.uri('tank/new')]);
       expect((await dev.read(0, 2)).toString()).toBe('!!');
+      await ok('qemu-io', ['-f', 'raw', '-c', 'write -P 0x22 64k 64k', s.uri('tank/new')]);
+      expect(s.server.stats()['tank/new']!.byOp.write.ops).toBe(2);
+      expect(s.server.stats()['tank/new']!.bytesWritten).toBe(128 * 1024);
       const list = JSON.parse(await ok('nbdinfo', ['--list', '--json', s.uri('')]));
       expect(list.exports.map((e: { 'export-name': string }) => e['export-name'])).toEqual(['tank/new']);
       live.delete('tank/new');

@@ -1,5 +1,4 @@
 /** `strata image commit` and `strata image rebase`: moving data along a backing chain. */
-
 import { openImage, openImageLayers, probeFormat } from '../../../formats/image-format.js';
 import { Kind, makeEmpty, Qcow2Image, resolveBacking, setBackingFile } from '../../../formats/qcow2/index.js';
 import { err } from '../../errors.js';

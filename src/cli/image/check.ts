@@ -43,12 +43,20 @@ export async function checkCommand(file: string, o: { format?: string; repair?: 
     if (r.corruptions === 0 && r.leaks === 0) out += 'No errors were found on the image.\n';
     if (r.corruptions) out += `\n${r.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n`;
     if (r.leaks) out += `\n${r.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n`;
-    const pct = (n: number) => (r.totalClusters ? ((100 * n) / r.totalClusters).toFixed(2) : '0.00');
-    const pctA = (n: number) => (r.allocatedClusters ? ((100 * n) / r.allocatedClusters).toFixed(2) : '0.00');
+    const pct = (n: number) => (r.totalClusters ? fixed2((100 * n) / r.totalClusters) : '0.00');
+    const pctA = (n: number) => (r.allocatedClusters ? fixed2((100 * n) / r.allocatedClusters) : '0.00');
     out += `${r.allocatedClusters}/${r.totalClusters} = ${pct(r.allocatedClusters)}% allocated, ${pctA(r.fragmentedClusters)}% fragmented, ${pctA(r.compressedClusters)}% compressed clusters\n`;
     out += `Image end offset: ${r.imageEndOffset}\n`;
     process.stdout.write(out);
   }
   if (r.corruptions) throw new ExitCode(2);
   if (r.leaks) throw new ExitCode(3);
+}
+
+/** printf("%.2f") as glibc does it: exact ties round to even (3.125 -> 3.12), unlike toFixed. */
+function fixed2(x: number): string {
+  const scaled = x * 100;
+  const fl = Math.floor(scaled);
+  if (scaled - fl === 0.5 && fl % 2 === 0) return (fl / 100).toFixed(2);
+  return x.toFixed(2);
 }

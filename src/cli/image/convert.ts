@@ -39,53 +39,69 @@ function parseSnapshotArg(l: string): string {
   return l;
 }
 
-/**
- * Copy `src` into a fresh `dst` (which reads as zeroes), skipping zeroes.
- * `granule` is the unit of zero detection and of compressed writes.
- */
-export async function copySparse(
-  src: BlockDevice,
-  dst: BlockDevice,
-  o: { granule: number; compress?: (off: number, data: Buffer) => Promise<void>; onProgress?: (done: number) => void },
-): Promise<void> {
+/** Ranges to copy, aligned to the granule, skipping what the source reports as zero. */
+async function* dataRanges(src: BlockDevice, granule: number): AsyncGenerator<[number, number]> {
   const size = src.info().size;
-  const zero = Buffer.alloc(o.granule);
-  const buf = Buffer.allocUnsafe(CHUNK);
   let pos = 0;
+  let last = 0; // never emit a range twice when granules straddle extents
   while (pos < size) {
     const ext = await src.blockStatus(pos, Math.min(size - pos, 1024 * CHUNK));
     if (ext.length === 0) throw err.io('block status returned nothing');
     for (const e of ext) {
       if (e.zero) continue;
       for (let p = e.offset; p < e.offset + e.length; ) {
-        // Chunks aligned to the granule so compressed writes see whole clusters.
         const end = Math.min(e.offset + e.length, (Math.floor(p / CHUNK) + 1) * CHUNK);
-        const a = Math.floor(p / o.granule) * o.granule;
-        const z = Math.min(size, Math.ceil(end / o.granule) * o.granule);
-        const data = await src.read(a, z - a, buf.subarray(0, z - a));
-        let runStart = -1;
-        const flushRun = async (stop: number) => {
-          if (runStart < 0) return;
-          const piece = data.subarray(runStart, stop);
-          if (o.compress) await o.compress(a + runStart, piece);
-          else await dst.write(a + runStart, piece);
-          runStart = -1;
-        };
-        for (let g = 0; g < data.length; g += o.granule) {
-          const ge = Math.min(data.length, g + o.granule);
-          const isZero = data.subarray(g, ge).equals(zero.subarray(0, ge - g));
-          if (isZero) await flushRun(g);
-          else if (runStart < 0) runStart = g;
-        }
-        await flushRun(data.length);
-        p = z;
-        o.onProgress?.(p);
+        const a = Math.max(last, Math.floor(p / granule) * granule);
+        const z = Math.min(size, Math.ceil(end / granule) * granule);
+        if (z > a) yield [a, z];
+        last = Math.max(last, z);
+        p = end;
       }
     }
-    const last = ext[ext.length - 1]!;
-    pos = last.offset + last.length;
-    o.onProgress?.(pos);
+    const tail = ext[ext.length - 1]!;
+    pos = tail.offset + tail.length;
   }
+}
+
+/**
+ * Copy `src` into a fresh `dst` (which reads as zeroes), skipping zeroes.
+ * `granule` is the unit of zero detection and of compressed writes. The
+ * next chunk is read while the current one is written (two buffers).
+ */
+export async function copySparse(
+  src: BlockDevice,
+  dst: BlockDevice,
+  o: { granule: number; compress?: (off: number, data: Buffer) => Promise<void>; onProgress?: (done: number) => void },
+): Promise<void> {
+  const zero = Buffer.alloc(o.granule);
+  const bufs = [Buffer.allocUnsafe(CHUNK + o.granule), Buffer.allocUnsafe(CHUNK + o.granule)];
+  const writeRuns = async (a: number, data: Buffer) => {
+    let runStart = -1;
+    const flushRun = async (stop: number) => {
+      if (runStart < 0) return;
+      const piece = data.subarray(runStart, stop);
+      if (o.compress) await o.compress(a + runStart, piece);
+      else await dst.write(a + runStart, piece);
+      runStart = -1;
+    };
+    for (let g = 0; g < data.length; g += o.granule) {
+      const ge = Math.min(data.length, g + o.granule);
+      if (data.subarray(g, ge).equals(zero.subarray(0, ge - g))) await flushRun(g);
+      else if (runStart < 0) runStart = g;
+    }
+    await flushRun(data.length);
+    o.onProgress?.(a + data.length);
+  };
+  let writing: Promise<void> = Promise.resolve();
+  let k = 0;
+  for await (const [a, z] of dataRanges(src, o.granule)) {
+    const reading = src.read(a, z - a, bufs[k++ % 2]!.subarray(0, z - a));
+    await writing; // the buffer we read into next time is free once this is done
+    const data = await reading;
+    writing = writeRuns(a, data);
+  }
+  await writing;
+  o.onProgress?.(src.info().size);
   await dst.flush();
 }
 

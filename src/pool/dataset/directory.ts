@@ -163,6 +163,10 @@ export class Directory {
     }
     for (const rec of this.datasets.values()) {
       if (rec.origin && (rec.origin.startsWith(from + '@') || rec.origin.startsWith(from + '/'))) rec.origin = to + rec.origin.slice(from.length);
+      // Origin snapshots name their clones: renamed clones must stay destroyable and listed.
+      for (const s of rec.snapshots) {
+        if (s.clones?.length) s.clones = s.clones.map((c) => (c === from || c.startsWith(from + '/') ? to + c.slice(from.length) : c));
+      }
     }
     this.dirty = true;
   }

@@ -126,6 +126,44 @@ export function checkDestroySnapshot(pool: Pool, full: string): void {
   if (snap.clones?.length) throw err.busy(`cannot destroy snapshot '${full}': it has dependent clones (${snap.clones.join(', ')}); use -R to destroy them too`);
 }
 
+/**
+ * Every clone that depends on these snapshots, transitively (clones of the
+ * clones' snapshots, and their dataset descendants), in an order that can be
+ * destroyed front to back: dependents before what they depend on.
+ */
+export function dependentClones(pool: Pool, snaps: string[]): string[] {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const visit = (ds: string) => {
+    if (seen.has(ds) || !pool.dir.has(ds)) return;
+    seen.add(ds);
+    const all = [ds, ...pool.dir.descendants(ds)];
+    for (const d of all) for (const s of pool.dir.get(d).snapshots) for (const c of s.clones ?? []) visit(c);
+    for (const d of all.reverse()) if (!order.includes(d)) order.push(d);
+  };
+  for (const full of snaps) for (const c of findSnap(pool, full).snap.clones ?? []) visit(c);
+  return order;
+}
+
+/**
+ * Refusals of `destroy [-R] SNAP...`, all checked before anything changes:
+ * a held snapshot, clones without -R, and with -R a held snapshot in any
+ * dependent clone.
+ */
+export function checkDestroySnapshots(pool: Pool, snaps: string[], recursiveClones: boolean): string[] {
+  for (const full of snaps) {
+    const holds = Object.keys(findSnap(pool, full).snap.holds ?? {});
+    if (holds.length) throw err.busy(`cannot destroy snapshot '${full}': it is held (tags: ${holds.join(', ')})`);
+  }
+  const clones = dependentClones(pool, snaps);
+  if (clones.length && !recursiveClones) checkDestroySnapshot(pool, snaps.find((s) => (findSnap(pool, s).snap.clones ?? []).length)!);
+  for (const c of clones) {
+    const held = pool.dir.get(c).snapshots.find((s) => Object.keys(s.holds ?? {}).length);
+    if (held) throw err.busy(`cannot destroy snapshot '${snaps[0]}': dependent clone '${c}' has a held snapshot '${c}@${held.name}'`);
+  }
+  return clones;
+}
+
 /** Applied in syncing context. Frees what only this snapshot held. */
 export async function destroySnapshotSync(pool: Pool, txg: number, full: string): Promise<number> {
   checkDestroySnapshot(pool, full);

@@ -140,6 +140,12 @@ export class IntentLog {
       at = next;
     }
     this.tail = at;
+    // Join the chain in the same tick the tail moves past these blocks: a txg
+    // sync while they are in flight must name the first of them in its MOS root
+    // (header()). Pushed after the await, header() named the new, unwritten
+    // tail, and a crash lost every acknowledged record in these blocks whose
+    // txg had not committed (found by test/pool/engine/crash.test.ts).
+    this.chain.push(...written);
     this.nextSize = Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, roundUp(total + LOG_HEADER + LOG_TRAILER, 4096)));
     try {
       await Promise.all(writes);
@@ -147,7 +153,6 @@ export class IntentLog {
     } catch (e) {
       throw err.io(`intent log write failed: ${(e as Error).message}`, e);
     }
-    this.chain.push(...written);
     this.stats.commits++;
     this.stats.blocks += written.length;
     this.stats.records += recs.length;

@@ -33,6 +33,8 @@ export class Allocation {
   private deferred = new Map<number, Dva[]>();
   /** Bytes freed but not yet allocatable. */
   private deferredBytes = 0;
+  /** Free bytes the intent log must leave to the txgs (set by the pool: slop + dirty data). */
+  logReserve: () => number = () => 0;
 
   /**
    * `tops` is indexed by top-level id (the DVA's vdev field). Ids in
@@ -126,6 +128,10 @@ export class Allocation {
       const off = this.allocators[v]!.alloc(asize);
       if (off >= 0) return { vdev: v, offset: off, asize };
     }
+    // Log blocks come from the space the open and syncing txgs are counting on (their
+    // dirty data and the slop for metadata): taking it let a nearly full pool fail
+    // its next sync with ENOSPC and suspend. Refuse instead; the caller syncs the txg.
+    if (this.capacity() - this.allocated() - size < this.logReserve()) throw err.nospc('pool is out of space for the intent log');
     const d = this.allocOne(size, new Set());
     if (!d) throw err.nospc('pool is out of space for the intent log');
     return d;

@@ -32,6 +32,9 @@ import type { Uberblock } from './uberblock.js';
 import type { BlockPointer } from '../blkptr.js';
 import { readChain } from '../intent-log/zil.js';
 import type { LogRecord } from '../intent-log/log-block.js';
+import type { VdevEvents } from '../vdev/child-io.js';
+import { PoolDevices } from '../devices.js';
+import { emptyScanPersist } from '../scan/state.js';
 
 export interface VdevGroupSpec {
   type: 'single' | 'mirror' | 'raidz';
@@ -114,7 +117,8 @@ export async function createPool(name: string, spec: CreateSpec, opts: PoolOptio
   if (spec.spares?.length) root.spares = spec.spares.map((p) => leafCfg(resolve(p)));
   if (spec.cache?.length) root.l2cache = spec.cache.map((p) => leafCfg(resolve(p)));
 
-  const tree = await VdevTree.open(root);
+  const events: VdevEvents = {};
+  const tree = await VdevTree.open(root, { events });
   try {
     tree.assertUsable(name);
     for (const l of [...tree.leaves(), ...tree.spares, ...tree.l2cache]) await clearLabels(l);
@@ -124,6 +128,7 @@ export async function createPool(name: string, spec: CreateSpec, opts: PoolOptio
   }
   // Record each top-level's size so a larger replacement never moves the end.
   const pool = new Pool(name, Pool.newGuid(), tree, opts, new Directory());
+  pool.vdevEvents = events;
   pool.logged = tree.tops.map((t) => new SpaceAllocator({ capacity: t.capacity, sector: 4096 }));
   pool.dir.add(name, 'filesystem', 1, {}, null);
   pool.startTxgs(0);
@@ -131,6 +136,7 @@ export async function createPool(name: string, spec: CreateSpec, opts: PoolOptio
   pool.labelState = 'active';
   try {
     await pool.commit(`pool create ${name}`);
+    await PoolDevices.attach(pool);
   } catch (e) {
     await tree.close();
     throw e;
@@ -176,6 +182,16 @@ export async function findPools(candidates: string[]): Promise<FoundPool[]> {
 
 /** Files (and block devices) directly inside a directory. */
 export async function scanDirectory(dir: string): Promise<string[]> {
+  // `pool import -d` also takes a device file itself (as zpool import -d does); a
+  // missing path is the user's mistake, not an internal error (ENOTDIR/ENOENT leaked).
+  let st;
+  try {
+    st = await stat(dir);
+  } catch {
+    throw err.noent(`cannot search '${dir}': no such directory or device`);
+  }
+  if (st.isFile() || st.isBlockDevice()) return [resolve(dir)];
+  if (!st.isDirectory()) throw err.inval(`cannot search '${dir}': not a directory or device`);
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true })) if (e.isFile() || e.isBlockDevice()) out.push(join(dir, e.name));
   return out.sort();
@@ -192,7 +208,9 @@ export async function importPool(found: FoundPool, opts: PoolOptions & { force?:
   const cfg = found.config;
   if (cfg.state === 'destroyed') throw err.noent(`pool '${cfg.name}' was destroyed`);
   assertNotInUse(cfg);
+  const events: VdevEvents = {};
   const tree = await VdevTree.open(cfg.tree, {
+    events,
     resolvePath: (c) => found.paths.get(c.guid) ?? c.path,
     identify: async (leaf) => {
       const { config } = await readLabels(leaf);
@@ -202,6 +220,7 @@ export async function importPool(found: FoundPool, opts: PoolOptions & { force?:
   try {
     tree.assertUsable(cfg.name);
     const pool = new Pool(cfg.name, cfg.poolGuid, tree, opts, new Directory());
+    pool.vdevEvents = events;
     pool.logged = tree.tops.map((t) => new SpaceAllocator({ capacity: t.capacity, sector: 4096 }));
     const ub = await loadNewest(pool, tree);
     // Intent log: claim the chain before anything allocates, replay after txgs run.
@@ -216,7 +235,10 @@ export async function importPool(found: FoundPool, opts: PoolOptions & { force?:
     pool.configDirty = true;
     pool.labelState = 'active';
     // Reopening a pool that is already imported (the pool cache) is not an import worth a history line.
+    PoolDevices.restoreCounters(pool);
     await pool.commit(opts.history === false ? undefined : `pool import ${cfg.name}`);
+    // Resume an unfinished scrub or resilver; hot spares for missing devices.
+    await PoolDevices.attach(pool);
     return pool;
   } catch (e) {
     await tree.close();
@@ -275,6 +297,7 @@ async function loadFrom(pool: Pool, rootBp: BlockPointer): Promise<void> {
   pool.dir = dir;
   pool.mos = { dir: dirObj, sm: smObj, smRecords: root.smRecords, history: histObj, rootBp };
   pool.zilHeader = root.zil ?? null;
+  pool.scanPersist = { ...emptyScanPersist(), ...(root.scan ?? {}) };
   pool.objects.clear();
   for (const rec of dir.datasets.values()) {
     if (rec.object) pool.objects.set(rec.id, new ObjectState(dnodeFromJson(rec.object), io));

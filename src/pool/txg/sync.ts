@@ -31,6 +31,8 @@ import { FORMAT_VERSION } from './uberblock.js';
 import { writeConfig, writeUberblock } from './label.js';
 import type { Leaf } from '../vdev/types.js';
 import type { ZilHeader } from '../intent-log/zil.js';
+import type { ScanPersist } from '../scan/state.js';
+import { TXG_DEFER } from '../io/allocate.js';
 
 export interface MosRootJson {
   version: number;
@@ -43,6 +45,8 @@ export interface MosRootJson {
   history: ReturnType<typeof byteObjectToJson>;
   /** Where intent-log replay starts (records of txgs after this one). */
   zil?: ZilHeader | null;
+  /** Scrub/resilver state, DTLs, error log, device error counters (src/pool/scan/state.ts). */
+  scan?: ScanPersist;
 }
 
 export async function syncTxg(pool: Pool, txg: number): Promise<void> {
@@ -160,6 +164,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     smRecords: pool.mos.smRecords,
     history: byteObjectToJson(pool.mos.history),
     zil: pool.zil ? pool.zil.header(txg) : null,
+    scan: { ...pool.scanPersist, leafErrors: leafErrors(pool) },
   };
   const rootBp = await io.write(Buffer.from(JSON.stringify(root), 'utf8'), {
     comp: 'lz4',
@@ -181,6 +186,10 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   if (pool.configDirty) {
     pool.configDirty = false;
     for (const leaf of usableLeaves(pool)) await writeConfig(leaf, { ...pool.labelConfig(leaf, pool.labelState), txg });
+    // Idle hot spares carry the pool's label too, so import can tell them from strangers.
+    for (const leaf of pool.vdevs.spares) {
+      if ((leaf.state === 'ONLINE' || leaf.state === 'DEGRADED') && !pool.leaves().includes(leaf)) await writeConfig(leaf, { ...pool.labelConfig(leaf, pool.labelState), txg }).catch(() => {});
+    }
   }
 
   // 8. The uberblock, then flush: the txg is committed.
@@ -193,7 +202,8 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   if (pool.mos.rootBp) io.free(pool.mos.rootBp, txg, false);
   pool.mos.rootBp = rootBp;
   // 9. Deferred frees; log blocks holding only this txg's records are obsolete.
-  pool.alloc.synced(txg);
+  // A scan reading blocks a concurrent txg may free holds those frees back (scan/runner.ts).
+  pool.alloc.synced(pool.scanHoldTxg === null ? txg : Math.min(txg, pool.scanHoldTxg - 1 + TXG_DEFER));
   pool.zil?.synced(txg);
 }
 
@@ -213,6 +223,15 @@ function killBlock(pool: Pool, rec: DatasetRecord, bp: BlockPointer, txg: number
   let list = pool.pendingDead.get(rec.id);
   if (!list) pool.pendingDead.set(rec.id, (list = []));
   list.push(bp);
+}
+
+/** Error counters of every device, persisted until `pool clear` (ZFS keeps them in memory only; we survive CLI processes). */
+function leafErrors(pool: Pool): ScanPersist['leafErrors'] {
+  const out: ScanPersist['leafErrors'] = {};
+  for (const l of [...pool.leaves(), ...pool.vdevs.spares]) {
+    if (l.errors.read || l.errors.write || l.errors.cksum) out[l.guid] = { ...l.errors };
+  }
+  return out;
 }
 
 function usableLeaves(pool: Pool): Leaf[] {

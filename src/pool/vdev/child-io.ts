@@ -5,7 +5,7 @@
  */
 import { err } from '../../errors.js';
 import { leafUsable } from './leaf-base.js';
-import { LEAF_DATA_START, LEAF_TAIL_RESERVE, SECTOR, type Leaf } from './types.js';
+import { LEAF_DATA_START, LEAF_TAIL_RESERVE, SECTOR, type Leaf, type VdevState } from './types.js';
 
 /** Notifications from the vdev layer to the pool engine (zpool events, DTLs, statistics). */
 export interface VdevEvents {
@@ -15,6 +15,8 @@ export interface VdevEvents {
   onWriteMissed?(leaf: Leaf, leafOffset: number, length: number): void;
   /** A bad or missing copy was rewritten on `leaf` (self-healing). */
   onRepair?(leaf: Leaf, leafOffset: number, length: number): void;
+  /** A device changed state (FAULTED after errors, REMOVED, reopened...): activate a spare, persist the config. */
+  onStateChange?(leaf: Leaf, from: VdevState, to: VdevState): void;
 }
 
 /** Bytes of the data area [LEAF_DATA_START, size - tail) of a leaf of `size` bytes, in whole sectors. */

@@ -120,6 +120,8 @@ export class FaultLeaf extends AbstractLeaf {
   }
 
   async close(): Promise<void> {
+    // Closing is not a failure: nobody is told the device went away.
+    this.onStateChange = undefined;
     if (this.state !== 'OFFLINE') this.state = 'UNAVAIL';
     await this.inner.close();
   }

@@ -33,7 +33,9 @@ export function leafUsable(state: VdevState): boolean {
 const GONE = new Set(['ENXIO', 'ENODEV', 'EBADF', 'ENOENT', 'ESTALE']);
 
 export abstract class AbstractLeaf implements Leaf {
-  state: VdevState;
+  private current: VdevState;
+  /** Called on every state change (the tree forwards it to VdevEvents.onStateChange: spares, config updates). */
+  onStateChange: ((leaf: Leaf, from: VdevState, to: VdevState) => void) | undefined;
   errors: VdevErrors = { read: 0, write: 0, cksum: 0 };
   readonly stats: VdevIoStats = { readOps: 0, writeOps: 0, readBytes: 0, writeBytes: 0 };
   private consecutive = 0;
@@ -47,7 +49,7 @@ export abstract class AbstractLeaf implements Leaf {
     state: VdevState,
     policy: LeafPolicy = {},
   ) {
-    this.state = state;
+    this.current = state;
     this.faultAfter = policy.faultAfter ?? 10;
     this.probeOnError = policy.probe ?? true;
   }
@@ -143,7 +145,17 @@ export abstract class AbstractLeaf implements Leaf {
     return false;
   }
 
-  /** State changes go through here so subclasses can react (close handles, notify). */
+  get state(): VdevState {
+    return this.current;
+  }
+
+  set state(s: VdevState) {
+    const from = this.current;
+    if (from === s) return;
+    this.current = s;
+    this.onStateChange?.(this, from, s);
+  }
+
   protected setState(s: VdevState): void {
     this.state = s;
   }

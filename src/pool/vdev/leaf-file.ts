@@ -147,6 +147,8 @@ export class FileLeaf extends AbstractLeaf {
   }
 
   async close(): Promise<void> {
+    // Closing is not a failure: nobody is told the device went away.
+    this.onStateChange = undefined;
     const fh = this.fh;
     this.fh = undefined;
     if (this.state !== 'OFFLINE') this.state = 'UNAVAIL';

@@ -62,6 +62,8 @@ export class MemoryLeaf extends AbstractLeaf {
   }
 
   async close(): Promise<void> {
+    // Closing is not a failure: nobody is told the device went away.
+    this.onStateChange = undefined;
     if (this.state !== 'OFFLINE') this.state = 'UNAVAIL';
   }
 }

@@ -77,14 +77,22 @@ export class MirrorVdev implements TopVdev {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
-    checkTopRange(`mirror ${this.id}`, offset, data.length, this.capacity);
+    await this.writev(offset, [data]);
+  }
+
+  /** Adjacent blocks in one pwritev per child (no copy into one big buffer). */
+  async writev(offset: number, data: Buffer[]): Promise<void> {
+    let len = 0;
+    for (const b of data) len += b.length;
+    checkTopRange(`mirror ${this.id}`, offset, len, this.capacity);
     if (this.opts.readOnly) throw err.perm(`mirror ${this.id}: pool is read-only`);
     const at = LEAF_DATA_START + offset;
-    const ok = await Promise.all(this.children.map((c) => tryWrite(c, at, data)));
+    const payload = data.length === 1 ? data[0]! : data;
+    const ok = await Promise.all(this.children.map((c) => tryWrite(c, at, payload)));
     let good = 0;
     ok.forEach((w, i) => {
       if (w) good++;
-      else this.events.onWriteMissed?.(this.children[i]!, at, data.length);
+      else this.events.onWriteMissed?.(this.children[i]!, at, len);
     });
     if (good === 0) throw err.io(`mirror ${this.id}: write at ${offset} failed on every child`);
   }

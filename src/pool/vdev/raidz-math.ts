@@ -235,6 +235,16 @@ function mulAcc(dst: Buffer, src: Buffer, c: number): void {
     return;
   }
   const row = GF_MUL.subarray(c * 256, c * 256 + 256);
+  if (dst.byteOffset % 4 === 0 && src.byteOffset % 4 === 0 && n % 4 === 0) {
+    // Four table lookups per 32-bit word: fewer loads and stores than bytewise.
+    const d = new Uint32Array(dst.buffer, dst.byteOffset, n >>> 2);
+    const s = new Uint32Array(src.buffer, src.byteOffset, n >>> 2);
+    for (let i = 0; i < d.length; i++) {
+      const x = s[i]!;
+      d[i] ^= row[x & 255]! | (row[(x >>> 8) & 255]! << 8) | (row[(x >>> 16) & 255]! << 16) | (row[x >>> 24]! << 24);
+    }
+    return;
+  }
   for (let i = 0; i < n; i++) dst[i] ^= row[src[i]!]!;
 }
 

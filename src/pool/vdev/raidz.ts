@@ -49,6 +49,14 @@ export interface RaidzVdevOptions {
   readOnly?: boolean;
 }
 
+/** A reconstruction that verified: the block, each column's correct contents (parity computed on demand). */
+interface Solution {
+  data: Buffer;
+  col(c: number): Buffer;
+  /** True when silent damage was searched for (every column read fine, or extra columns were assumed bad). */
+  searched: boolean;
+}
+
 /** Why a column holds no data for this read. */
 type Gap = 'unusable' | 'resilvering' | 'ioerror';
 
@@ -137,16 +145,22 @@ export class RaidzVdev implements TopVdev {
     };
     const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
 
-    // Normal reads skip parity; scrub and resilver check it too.
-    let parityRead = mode !== 'normal';
-    await Promise.all(range(parityRead ? 0 : np, n).map(readCol));
-    if (!parityRead && gaps.size === 0) {
-      const data = Buffer.concat(cols.slice(np) as Buffer[], psize);
-      if (verify(data)) return data;
-    }
-    if (!parityRead) {
+    // Normal reads skip parity unless a data column is known to be missing
+    // (then parity is needed anyway: fetch it in the same round, as ZFS
+    // does); scrub and resilver check it always.
+    const knownMissing = range(np, n).some((c) => {
+      const leaf = this.children[m.cols[c]!.devidx]!;
+      return !leafUsable(leaf.state) || childStale(leaf, this.resilvering);
+    });
+    const parityFirst = mode !== 'normal' || knownMissing;
+    await Promise.all(range(parityFirst ? 0 : np, n).map(readCol));
+    if (!parityFirst) {
+      if (gaps.size === 0) {
+        const data = Buffer.concat(cols.slice(np) as Buffer[], psize);
+        if (verify(data)) return data;
+      }
+      // A read error or a checksum mismatch: now parity is needed.
       await Promise.all(range(0, np).map(readCol));
-      parityRead = true;
     }
 
     if (gaps.size > np) {
@@ -161,15 +175,14 @@ export class RaidzVdev implements TopVdev {
       throw err.io(`raidz ${this.id}: cannot reconstruct block at offset ${offset} (+${psize})`);
     }
     await this.heal(m, cols, gaps, good, opts);
-    return Buffer.concat(good.slice(np) as Buffer[], psize);
+    return good.data;
   }
 
   /**
    * Find column contents that verify: first with only the unreadable columns
-   * rebuilt, then assuming 1, 2, ... more columns silently bad. Returns the
-   * full set of columns (parity regenerated) or undefined.
+   * rebuilt, then assuming 1, 2, ... more columns silently bad.
    */
-  private solve(m: RaidzMap, cols: (Buffer | undefined)[], gaps: Map<number, Gap>, verify: Verify): Buffer[] | undefined {
+  private solve(m: RaidzMap, cols: (Buffer | undefined)[], gaps: Map<number, Gap>, verify: Verify): Solution | undefined {
     const np = this.nparity;
     const n = m.acols;
     const known = [...gaps.keys()];
@@ -186,16 +199,21 @@ export class RaidzVdev implements TopVdev {
         reconstruct(m, trial, erased);
         const data = Buffer.concat(trial.slice(np) as Buffer[]);
         if (!verify(data)) continue;
-        const parity = generateParity(trial.slice(np), m.cols[0]!.size, np);
-        return [...parity, ...(trial.slice(np) as Buffer[])];
+        let parity: Buffer[] | undefined;
+        return {
+          data,
+          col: (c) => (c >= np ? trial[c]! : (parity ??= generateParity(trial.slice(np), m.cols[0]!.size, np))[c]!),
+          searched: extra > 0 || known.length === 0,
+        };
       }
     }
     return undefined;
   }
 
   /** Rewrite every column that was unreadable or wrong; blame the wrong ones. */
-  private async heal(m: RaidzMap, cols: (Buffer | undefined)[], gaps: Map<number, Gap>, good: Buffer[], opts: ReadOptions): Promise<void> {
+  private async heal(m: RaidzMap, cols: (Buffer | undefined)[], gaps: Map<number, Gap>, good: Solution, opts: ReadOptions): Promise<void> {
     const mode = opts.mode ?? 'normal';
+    const np = this.nparity;
     const fix: number[] = [];
     for (let c = 0; c < m.acols; c++) {
       const gap = gaps.get(c);
@@ -203,7 +221,10 @@ export class RaidzVdev implements TopVdev {
       if (gap === 'ioerror') fix.push(c);
       else if (gap === 'resilvering') {
         if (mode === 'resilver' || mode === 'scrub') fix.push(c);
-      } else if (cols[c] !== undefined && !cols[c]!.equals(good[c]!)) {
+      } else if (cols[c] !== undefined && (c >= np || mode !== 'normal' || good.searched) && !cols[c]!.equals(good.col(c))) {
+        // Parity read only to rebuild a missing column is not checked on a
+        // normal read (regenerating Q/R costs a pass over the block); scrub
+        // and any read that had to search for a bad column check it.
         this.blame(m, c);
         fix.push(c);
       } else if (mode === 'resilver' && childNeedsResilver(this.children[m.cols[c]!.devidx]!, this.resilvering)) {
@@ -217,7 +238,7 @@ export class RaidzVdev implements TopVdev {
         const col = m.cols[c]!;
         const leaf = this.children[col.devidx]!;
         const at = LEAF_DATA_START + col.offset;
-        if (await tryWrite(leaf, at, good[c]!)) {
+        if (await tryWrite(leaf, at, good.col(c))) {
           opts.onRepair?.(leaf, at, col.size);
           this.events.onRepair?.(leaf, at, col.size);
         }

@@ -83,6 +83,7 @@ export function attach(tree: VdevTree, existing: Leaf, neu: Leaf, cfg: LeafConfi
   if (composite) throw err.notsup(`${existing.path} is being replaced; wait for the resilver or detach first`);
   checkSize(top, neu);
   if (top instanceof RaidzVdev) throw err.notsup('cannot attach to a raidz device: raidz expansion is not supported');
+  tree.watch(neu);
   if (top instanceof MirrorVdev) {
     top.addChild(neu, cfg);
     return top;
@@ -169,6 +170,7 @@ export function replace(tree: VdevTree, old: Leaf, neu: Leaf, cfg: LeafConfig, k
   }
   const { top, child, composite } = locate(tree, old);
   checkSize(top, neu);
+  tree.watch(neu);
   if (composite) {
     // Replacing a device a spare stands in for: the new device joins the
     // spare vdev, which becomes a replacing vdev; at the end the original

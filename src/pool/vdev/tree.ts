@@ -14,7 +14,7 @@
  * is missing and write nothing.
  */
 import { err } from '../../errors.js';
-import { leafUsable, type LeafPolicy } from './leaf-base.js';
+import { AbstractLeaf, leafUsable, type LeafPolicy } from './leaf-base.js';
 import { FileLeaf } from './leaf-file.js';
 import { isLeafConfig, leafConfigOf, type LeafConfig } from './leaf-config.js';
 import type { VdevEvents } from './child-io.js';
@@ -67,11 +67,13 @@ export class VdevTree {
   static async open(root: VdevRootConfig, opts: OpenTreeOptions = {}): Promise<VdevTree> {
     const reasons = new Map<Leaf, string>();
     const opened = new Set<Leaf>();
+    const all: Leaf[] = [];
     const openLeaf = async (cfg: LeafConfig): Promise<Leaf> => {
       const path = opts.resolvePath?.(cfg) ?? cfg.path;
       const leaf = opts.openLeaf
         ? await opts.openLeaf(cfg, path)
         : await FileLeaf.openOrUnavail(path, cfg.guid, { readOnly: opts.readOnly, ...opts.leafPolicy });
+      all.push(leaf);
       if (leaf instanceof FileLeaf && leaf.openError) reasons.set(leaf, leaf.openError.message);
       if (leafUsable(leaf.state) && opts.identify && !(await opts.identify(leaf, cfg))) {
         await leaf.close();
@@ -83,6 +85,23 @@ export class VdevTree {
       if (leafUsable(leaf.state)) opened.add(leaf);
       return leaf;
     };
+    try {
+      return await VdevTree.build(root, opts, openLeaf, opened, reasons, all);
+    } catch (e) {
+      // A config we cannot build (corrupt, unsupported) leaves nothing open.
+      await Promise.allSettled(all.map((l) => l.close()));
+      throw e;
+    }
+  }
+
+  private static async build(
+    root: VdevRootConfig,
+    opts: OpenTreeOptions,
+    openLeaf: (cfg: LeafConfig) => Promise<Leaf>,
+    opened: Set<Leaf>,
+    reasons: Map<Leaf, string>,
+    all: Leaf[],
+  ): Promise<VdevTree> {
 
     const tops: TopVdev[] = [];
     const logIds = new Set<number>();
@@ -101,6 +120,9 @@ export class VdevTree {
     const cacheCfgs = (root.l2cache ?? []).filter(isLeafConfig);
     const spares = await Promise.all(spareCfgs.map(openLeaf));
     const l2cache = await Promise.all(cacheCfgs.map(openLeaf));
+    // Only now, with the tree's own adjustments (too small, offline) done,
+    // do state changes start to be reported.
+    for (const l of all) watchLeaf(l, opts);
     return new VdevTree(root.guid, tops, spares, l2cache, { spares: spareCfgs, l2cache: cacheCfgs }, logIds, reasons, opts);
   }
 
@@ -109,6 +131,11 @@ export class VdevTree {
     const t = this.tops.find((x) => x.id === id);
     if (!t) throw err.inval(`no top-level vdev ${id}`);
     return t;
+  }
+
+  /** Forward a device's state changes to events.onStateChange (for devices added by attach/replace). */
+  watch(leaf: Leaf): void {
+    watchLeaf(leaf, this.options);
   }
 
   /** Config entry of a spare or cache device, by leaf. */
@@ -207,6 +234,11 @@ export class VdevTree {
   async close(): Promise<void> {
     await Promise.allSettled([...this.tops.map((t) => t.close()), ...[...this.spares, ...this.l2cache].map((l) => l.close())]);
   }
+}
+
+function watchLeaf(leaf: Leaf, opts: OpenTreeOptions): void {
+  const cb = opts.events?.onStateChange;
+  if (leaf instanceof AbstractLeaf && cb) leaf.onStateChange = (l, from, to) => cb(l, from, to);
 }
 
 async function openTop(

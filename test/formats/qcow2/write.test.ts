@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createImage, openImage } from '../../../formats/image-format.js';
-import { Qcow2Image } from '../../../formats/qcow2/index.js';
+import { checkImage, Qcow2Image } from '../../../formats/qcow2/index.js';
 import type { BlockDevice } from '../../../src/device/block-device.js';
 import { pattern, qemuCheck, qemuImg, qemuIo, qemuRaw, rng, tempDir } from './helpers.js';
 
@@ -131,5 +131,24 @@ describe('qcow2 writes pass qemu-img check and compare', () => {
       const info = JSON.parse(qemuImg('info', '--output=json', f)) as { 'format-specific': { data: { 'compression-type': string } } };
       expect(info['format-specific'].data['compression-type']).toBe(ct);
     }
+  });
+
+  it('an image with persistent bitmaps: check counts them; writing drops them without leaks', async () => {
+    const f = join(t.dir, 'bitmaps.qcow2');
+    qemuImg('create', '-f', 'qcow2', f, '4M');
+    qemuIo(f, ['write -P 1 0 1M']);
+    qemuImg('bitmap', '--add', f, 'b0');
+    qemuImg('bitmap', '--add', '-g', '65536', f, 'b1');
+    qemuIo(f, ['write -P 2 0 64k']);
+    const ro = await Qcow2Image.open(f, { readOnly: true });
+    const r = await ro.exclusive(() => checkImage(ro));
+    await ro.close();
+    expect(r.corruptions + r.leaks).toBe(0);
+    const mirror = qemuRaw(f, t.dir);
+    const dev = await Qcow2Image.open(f);
+    await workload(dev, mirror, 21, 40, 65536);
+    await dev.close();
+    expectClean(f);
+    expect(qemuRaw(f, t.dir).equals(mirror)).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -112,6 +113,31 @@ describe('RawDevice', () => {
   it('reports missing files and non-files as storage errors', async () => {
     await expect(RawDevice.open(path.join(dir, 'missing.raw'))).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(RawDevice.open(dir)).rejects.toMatchObject({ code: 'ENOTSUP' });
+  });
+
+  it('inline small I/O (auto on tmpfs, or forced) reads and writes the same bytes', async () => {
+    const dirs = [dir, ...(existsSync('/dev/shm') ? ['/dev/shm'] : [])];
+    for (const d of dirs) {
+      const p = path.join(d, `strata-inline-${process.pid}.raw`);
+      try {
+        for (const mode of ['auto', 'always', 'never'] as const) {
+          const dev = await RawDevice.create(p, 4 * MiB, { overwrite: true, inlineIo: mode });
+          if (mode === 'always') expect(dev.inline).toBe(true);
+          if (mode === 'never') expect(dev.inline).toBe(false);
+          if (mode === 'auto' && d === '/dev/shm') expect(dev.inline).toBe(true);
+          for (const [off, len] of [[1, 1024], [4096, 65536], [MiB - 3, MiB + 5]] as const) {
+            const data = Buffer.alloc(len, (off + len) & 0xff);
+            await dev.write(off, data);
+            expect((await dev.read(off, len)).equals(data), `${d} ${mode} ${off}+${len}`).toBe(true);
+          }
+          await dev.writeZeroes(4096, 4096);
+          expect((await dev.read(4096, 4096)).every((b) => b === 0)).toBe(true);
+          await dev.close();
+        }
+      } finally {
+        await rm(p, { force: true });
+      }
+    }
   });
 
   it('a closed device fails with ESHUTDOWN', async () => {

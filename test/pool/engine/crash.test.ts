@@ -72,6 +72,11 @@ async function crashRounds(opts: { rounds: number; volsize: string; blocksize: s
       const ex = await w.exited;
       expect(ex.signal, `writer should have been killed, stderr: ${w.stderr()}`).toBe('SIGKILL');
 
+      if (process.env['STRATA_KEEP']) {
+        const { copyFileSync } = await import('node:fs');
+        copyFileSync(join(dir, 'd1.img'), join(dir, 'pre-import.img'));
+        copyFileSync(join(state, 'model.bin'), join(dir, 'pre-model.bin'));
+      }
       // The pool imports (the pool cache still names it; the dead owner's lock is stale).
       mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
       const pool = await mgr.pool('tank');

@@ -83,4 +83,38 @@ describe('full pool', () => {
       await m2.close();
     });
   }
+  it('near full, a flushed write that fits the pool but not pool + intent log does not suspend it', async () => {
+    const { dir, cleanup } = await tempDir();
+    cleanups.push(cleanup);
+    const { mgr, pool, home } = await newPool(dir, { size: 96 * MiB, dirtyMax: 64 * MiB });
+    await mgr.create('tank/big', { volsize: '512M', sparse: true });
+    const { volume, release } = await mgr.openVolume('tank/big');
+    let n = 0;
+    for (;;) {
+      try {
+        await volume.write(n * MiB, randomBytes(MiB));
+      } catch (e) {
+        expect((e as StorageError).code).toBe('ENOSPC');
+        break;
+      }
+      if (++n % 16 === 0) await volume.flush();
+    }
+    await volume.flush();
+    // Free 7 MiB: a 6.5 MiB write fits, but not twice (log copy + txg copy).
+    await volume.trim(0, 7 * MiB);
+    for (let i = 0; i < 4; i++) await pool.commit();
+    const data = randomBytes(6.5 * MiB);
+    await volume.write(300 * MiB, data);
+    await volume.flush();
+    await pool.commit();
+    expect(pool.txg.suspended).toBeNull();
+    release();
+    await mgr.poolExport('tank');
+    const m2 = new PoolManager(home, { txgTimeoutMs: 60_000 });
+    await m2.poolImport('tank', dir);
+    const { volume: v2 } = await m2.openVolume('tank/big');
+    expect((await v2.read(300 * MiB, data.length)).equals(data)).toBe(true);
+    expect((await v2.read(0, 7 * MiB)).equals(Buffer.alloc(7 * MiB))).toBe(true);
+    await m2.close();
+  });
 });

@@ -171,5 +171,11 @@ describe('raidz self-healing, property-based (memory devices)', () => {
     for (let i = 0; i < 2; i++) expect((await mir.read(0, d.length, verifierFor(d))).equals(d)).toBe(true);
     expect(a.errors).toEqual({ read: 1, write: 0, cksum: 0 });
     expect(b.errors).toEqual({ read: 0, write: 0, cksum: 0 });
+    // writev: adjacent blocks in one device write per child
+    const e = Buffer.alloc(SECTOR, 1);
+    const f = Buffer.alloc(3 * SECTOR, 2);
+    await mir.writev(8 * SECTOR, [e, f]);
+    expect((await mir.read(9 * SECTOR, f.length, verifierFor(f))).equals(f)).toBe(true);
+    expect(b.peek(LEAF_DATA_START + 8 * SECTOR, SECTOR).equals(e)).toBe(true);
   });
 });

@@ -168,6 +168,26 @@ describe('reconstruct', () => {
     );
   });
 
+  it('works on misaligned column buffers (views at odd offsets)', () => {
+    const m = raidzMap(0, 9 * SECTOR, 6, 3);
+    const data = Buffer.alloc(9 * SECTOR);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 0xff;
+    const dataCols = splitData(m, data);
+    const full = [...generateParity(dataCols, m.cols[0]!.size, 3), ...dataCols];
+    const odd = (b: Buffer): Buffer => {
+      const big = Buffer.alloc(b.length + 3);
+      b.copy(big, 1);
+      return big.subarray(1, 1 + b.length);
+    };
+    const par = generateParity(dataCols.map(odd), m.cols[0]!.size, 3);
+    par.forEach((p, j) => expect(p.equals(full[j]!)).toBe(true));
+    const cols: (Buffer | undefined)[] = full.map(odd);
+    const erase = [0, 3, 5];
+    for (const c of erase) cols[c] = undefined;
+    reconstruct(m, cols, erase);
+    cols.forEach((b, c) => expect(b!.equals(full[c]!)).toBe(true));
+  });
+
   it('refuses more erasures than parity', () => {
     const m = raidzMap(0, 8 * SECTOR, 5, 1);
     expect(() => reconstruct(m, [], [1, 2])).toThrow(RangeError);

@@ -161,6 +161,24 @@ describe('VdevTree', () => {
     await w.close();
   });
 
+  it('an unsupported config is refused and leaves nothing open', async () => {
+    const opened: MemoryLeaf[] = [];
+    const leaf = (i: number) => ({ type: 'file' as const, guid: `l${i}`, path: `mem${i}` });
+    const cfg: VdevRootConfig = {
+      type: 'root',
+      guid: '1',
+      children: [leaf(0), { type: 'raidz', guid: '2', nparity: 1, children: [leaf(1), { type: 'mirror', guid: '3', children: [leaf(2), leaf(3)] }] }],
+    };
+    const open = async (c: { guid: string; path: string }) => {
+      const m = new MemoryLeaf(c.guid, c.path, 64 * MiB);
+      opened.push(m);
+      return m;
+    };
+    await expect(VdevTree.open(cfg, { openLeaf: open })).rejects.toMatchObject({ code: 'ENOTSUP' });
+    expect(opened.length).toBeGreaterThan(0);
+    for (const m of opened) expect(m.state).toBe('UNAVAIL');
+  });
+
   it('accepts injected leaves (memory, fault) through openLeaf', async () => {
     const cfg: VdevRootConfig = {
       type: 'root',
@@ -174,5 +192,38 @@ describe('VdevTree', () => {
     await top.write(0, d);
     expect((await top.read(0, d.length, verifierFor(d))).equals(d)).toBe(true);
     await t.close();
+  });
+});
+
+describe('state change events', () => {
+  it('report a device faulting (for spare activation) but not a clean close', async () => {
+    const { FaultLeaf } = await import('../../../src/pool/vdev/fault-leaf.js');
+    const { activateSpare } = await import('../../../src/pool/vdev/tree-admin.js');
+    const seen: string[] = [];
+    const cfg: VdevRootConfig = {
+      type: 'root',
+      guid: '1',
+      children: [{ type: 'mirror', guid: '2', children: [0, 1].map((i) => ({ type: 'file' as const, guid: `l${i}`, path: `mem${i}` })) }],
+      spares: [{ type: 'file', guid: 's', path: 'spare' }],
+    };
+    let tree: VdevTree | undefined;
+    tree = await VdevTree.open(cfg, {
+      openLeaf: async (c) => new FaultLeaf(new MemoryLeaf(c.guid, c.path, 64 * MiB)),
+      events: {
+        onStateChange: (leaf, from, to) => {
+          seen.push(`${leaf.path}:${from}->${to}`);
+          if (to === 'FAULTED' && tree) activateSpare(tree, leaf);
+        },
+      },
+    });
+    const d = randomBlock(2);
+    await tree.top(0).write(0, d);
+    const bad = tree.findLeaf('mem0') as InstanceType<typeof FaultLeaf>;
+    bad.inject({ op: 'read', kind: 'error' });
+    for (let i = 0; i < 2; i++) expect((await tree.top(0).read(0, d.length, verifierFor(d))).equals(d)).toBe(true);
+    expect(seen).toEqual(['mem0:ONLINE->FAULTED']);
+    expect(tree.config().children[0]).toMatchObject({ children: [{ type: 'spare' }, {}] });
+    await tree.close();
+    expect(seen).toEqual(['mem0:ONLINE->FAULTED']);
   });
 });

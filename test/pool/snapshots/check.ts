@@ -1,0 +1,118 @@
+/** State checks shared by the snapshot model tests: the engine must read and list exactly what the model says. */
+import type { PoolManager } from '../../../src/daemon/services.js';
+import type { Pool } from '../../../src/pool/pool.js';
+import { bpAsize, type BlockPointer } from '../../../src/pool/blkptr.js';
+import { BlockTree } from '../../../src/pool/object/tree.js';
+import { dnodeFromJson } from '../../../src/pool/object/dnode.js';
+import { SnapshotDevice } from '../../../src/volume/snapshot-device.js';
+import { Volume } from '../../../src/volume/volume.js';
+// @ts-expect-error plain JS module shared with the crash child
+import { POOL } from './model-lib.mjs';
+
+interface MSnap {
+  name: string;
+  data: Buffer;
+  holds: Set<string>;
+}
+interface MVol {
+  bs: number;
+  size: number;
+  data: Buffer;
+  snaps: MSnap[];
+  origin: MSnap | null;
+}
+export interface ModelLike {
+  vols: Map<string, MVol>;
+  volNames(): string[];
+  fullName(s: MSnap): string;
+  clonesOf(s: MSnap): string[];
+}
+
+function firstDiff(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+async function readWhole(dev: { info(): { size: number }; read(o: number, n: number): Promise<Buffer> }): Promise<Buffer> {
+  const size = dev.info().size;
+  const out = Buffer.alloc(size);
+  const step = 1 << 20;
+  for (let o = 0; o < size; o += step) (await dev.read(o, Math.min(step, size - o))).copy(out, o);
+  return out;
+}
+
+/** Names, origins, snapshot lists, holds, clones and every byte of every volume and snapshot. Returns a list of problems. */
+export async function compareState(pool: Pool, model: ModelLike, opts: { data?: boolean } = {}): Promise<string[]> {
+  const problems: string[] = [];
+  const names = [...pool.dir.datasets.keys()].filter((n) => n !== POOL).sort();
+  const want = model.volNames();
+  if (JSON.stringify(names) !== JSON.stringify(want)) problems.push(`datasets: engine ${JSON.stringify(names)} model ${JSON.stringify(want)}`);
+  for (const n of want) {
+    const rec = pool.dir.datasets.get(n);
+    if (!rec) continue;
+    const mv = model.vols.get(n)!;
+    const origin = mv.origin ? model.fullName(mv.origin) : null;
+    if ((rec.origin ?? null) !== origin) problems.push(`${n}: origin ${rec.origin} expected ${origin}`);
+    const sn = rec.snapshots.map((s) => s.name);
+    const msn = mv.snaps.map((s) => s.name);
+    if (JSON.stringify(sn) !== JSON.stringify(msn)) problems.push(`${n}: snapshots ${JSON.stringify(sn)} expected ${JSON.stringify(msn)}`);
+    for (const s of mv.snaps) {
+      const es = rec.snapshots.find((x) => x.name === s.name);
+      if (!es) continue;
+      const holds = Object.keys(es.holds ?? {}).sort();
+      if (JSON.stringify(holds) !== JSON.stringify([...s.holds].sort())) problems.push(`${n}@${s.name}: holds ${holds} expected ${[...s.holds]}`);
+      const clones = [...(es.clones ?? [])].sort();
+      const mc = model.clonesOf(s);
+      if (JSON.stringify(clones) !== JSON.stringify(mc)) problems.push(`${n}@${s.name}: clones ${JSON.stringify(clones)} expected ${JSON.stringify(mc)}`);
+    }
+    if (opts.data === false) continue;
+    const vol = Volume.open(pool, n);
+    const got = await readWhole(vol);
+    if (!got.equals(mv.data)) problems.push(`${n}: data differs at byte ${firstDiff(got, mv.data)} (size ${got.length} vs ${mv.data.length})`);
+    for (const s of mv.snaps) {
+      if (!rec.snapshots.some((x) => x.name === s.name)) continue;
+      const dev = new SnapshotDevice(pool, `${n}@${s.name}`);
+      const sd = await readWhole(dev);
+      if (!sd.equals(s.data)) problems.push(`${n}@${s.name}: data differs at byte ${firstDiff(sd, s.data)}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Space: after a sync, the space map's data bytes equal exactly the distinct
+ * blocks reachable from every head and snapshot tree (no leak), and every
+ * one of them is allocated (no early free).
+ */
+export async function checkSpace(pool: Pool): Promise<string[]> {
+  await pool.txg.syncNow();
+  const problems: string[] = [];
+  const tree = new BlockTree(pool.io);
+  const seen = new Map<string, number>();
+  const visit = (bp: BlockPointer) => {
+    const key = `${bp.dvas[0]!.vdev}:${bp.dvas[0]!.offset}`;
+    seen.set(key, bpAsize(bp));
+    for (const d of bp.dvas) {
+      const a = pool.alloc.allocators[d.vdev]!;
+      for (let o = d.offset; o < d.offset + d.asize; o += 4096) {
+        if (!a.isAllocated(o, 4096)) {
+          problems.push(`live block ${d.vdev}:${o} (birth ${bp.birth}) is free in the allocator`);
+          return;
+        }
+      }
+    }
+  };
+  for (const [, rec] of pool.dir.datasets) {
+    const obj = pool.objects.get(rec.id);
+    if (obj) await tree.walkAll(obj.dnode, visit);
+    for (const s of rec.snapshots) if (s.object) await tree.walkAll(dnodeFromJson(s.object), visit);
+  }
+  let reachable = 0;
+  for (const v of seen.values()) reachable += v;
+  const logged = pool.logged.reduce((n, a) => n + a.allocatedBytes(), 0);
+  if (logged !== reachable) problems.push(`space map holds ${logged} data bytes, trees reach ${reachable} (${logged > reachable ? 'leak' : 'double free'} of ${Math.abs(logged - reachable)})`);
+  return problems.slice(0, 10);
+}
+
+export type { PoolManager };

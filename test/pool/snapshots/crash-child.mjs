@@ -1,0 +1,43 @@
+/**
+ * Crash child: runs a seeded random sequence of snapshot operations on pool
+ * `tank` of a home (through PoolManager from dist/), journaling each action
+ * durably before (`B json`) and after (`D code`) it runs, until SIGKILLed.
+ * Writes are flushed, so every completed action is durable.
+ *
+ * usage: node crash-child.mjs DIST HOME JOURNAL SEED
+ */
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Model, execute, randomOp, rng } from './model-lib.mjs';
+
+const [dist, home, journal, seedArg] = process.argv.slice(2);
+const { PoolManager } = await import(pathToFileURL(join(dist, 'src/daemon/services.js')).href);
+
+const fd = openSync(journal, 'a');
+const log = (line) => {
+  writeSync(fd, line + '\n');
+  fsyncSync(fd);
+};
+
+const mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
+await mgr.pool('tank');
+const model = new Model();
+const r = rng(Number(seedArg));
+let done = 0;
+for (let i = 0; i < 100_000; i++) {
+  const op = i === 0 ? { t: 'create', size: 2 << 20, bs: 8192 } : randomOp(r, { noRecursiveClones: true });
+  const a = model.resolve(op);
+  if (!a) continue;
+  log('B ' + JSON.stringify(a));
+  const expected = model.apply(a);
+  const got = await execute({ mgr, flushWrites: true }, a);
+  if (got !== expected) {
+    process.stderr.write(`model mismatch at ${JSON.stringify(a)}: engine ${got}, model ${expected}\n`);
+    process.exit(3);
+  }
+  log('D ' + JSON.stringify(got));
+  process.stdout.write(`done ${++done}\n`);
+}
+closeSync(fd);
+await mgr.close();
