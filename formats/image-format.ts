@@ -63,6 +63,8 @@ export interface CreateImageOptions extends Partial<Qcow2CreateOptions> {
   size: number;
   /** Return the new image alone, without opening its backing chain. */
   noOpenBacking?: boolean;
+  /** qcow2: never sync (see Qcow2OpenOptions.unsafeNoSync). */
+  unsafeNoSync?: boolean;
 }
 
 /** Create an image (overwriting) and open it read-write. */
@@ -71,5 +73,5 @@ export async function createImage(path: string, opts: CreateImageOptions): Promi
   if (format === 'raw') return RawDevice.create(path, opts.size, { overwrite: true });
   await createQcow2(path, { ...opts, size: opts.size });
   if (opts.backingFile && !opts.noOpenBacking) return openImage(path, { format: 'qcow2' });
-  return Qcow2Image.open(path);
+  return Qcow2Image.open(path, { unsafeNoSync: opts.unsafeNoSync });
 }

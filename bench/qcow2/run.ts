@@ -9,9 +9,9 @@
  *    chain as a reference for how QEMU's read cost grows with depth.
  *
  * Usage: node dist/bench/qcow2/run.js [--size-mib N] [--runs N] [--reads N] [--dir DIR]
- * Note: qemu-img convert's default cache mode (unsafe) never syncs the
- * output; strata syncs it (DESIGN: durable when the command returns). On
- * tmpfs (--dir /dev/shm) syncing is free, so that run compares the codecs.
+ * qemu-img convert's default cache mode (unsafe) never syncs the output;
+ * strata syncs it by default (DESIGN: durable when the command returns), so
+ * both pairings are measured. On tmpfs (--dir /dev/shm) syncing is free.
  * Writes bench/results/qcow2-<date>.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -66,22 +66,29 @@ async function convertBench(dir: string, size: number, runs: number) {
   makeHalfData(raw, size);
   const q = join(dir, 'src.qcow2');
   execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, q]);
-  const out: Record<string, { strata: number[]; qemu: number[] }> = { 'raw->qcow2': { strata: [], qemu: [] }, 'qcow2->raw': { strata: [], qemu: [] } };
+  // Two pairings: durable output (strata's default vs qemu-img -t writeback,
+  // both sync at the end) and unsafe (strata -t unsafe vs qemu-img's default,
+  // neither syncs).
+  const cases: Array<{ name: string; strata: string[]; qemu: string[] }> = [];
+  for (const [mode, sArgs, qArgs] of [
+    ['durable', [], ['-t', 'writeback']],
+    ['unsafe', ['-t', 'unsafe'], []],
+  ] as Array<[string, string[], string[]]>) {
+    cases.push({ name: `raw->qcow2 ${mode}`, strata: [...sArgs, '-f', 'raw', '-O', 'qcow2', raw], qemu: [...qArgs, '-f', 'raw', '-O', 'qcow2', raw] });
+    cases.push({ name: `qcow2->raw ${mode}`, strata: [...sArgs, '-f', 'qcow2', '-O', 'raw', q], qemu: [...qArgs, '-f', 'qcow2', '-O', 'raw', q] });
+  }
+  const out: Record<string, { strata: number[]; qemu: number[] }> = {};
+  for (const c of cases) out[c.name] = { strata: [], qemu: [] };
   for (let i = 0; i < runs; i++) {
-    // Alternate which tool goes first so cache warmth favours neither.
-    const order = i % 2 === 0 ? ['strata', 'qemu'] : ['qemu', 'strata'];
-    for (const who of order) {
-      const d1 = join(dir, `o-${who}.qcow2`);
-      const d2 = join(dir, `o-${who}.raw`);
-      if (who === 'strata') {
-        out['raw->qcow2']!.strata.push(timed(process.execPath, [cli, 'image', 'convert', '-f', 'raw', '-O', 'qcow2', raw, d1]));
-        out['qcow2->raw']!.strata.push(timed(process.execPath, [cli, 'image', 'convert', '-f', 'qcow2', '-O', 'raw', q, d2]));
-      } else {
-        out['raw->qcow2']!.qemu.push(timed('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, d1]));
-        out['qcow2->raw']!.qemu.push(timed('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', q, d2]));
+    for (const c of cases) {
+      // Alternate which tool goes first so cache warmth favours neither.
+      const order = i % 2 === 0 ? ['strata', 'qemu'] : ['qemu', 'strata'];
+      for (const who of order) {
+        const dst = join(dir, `out-${who}`);
+        if (who === 'strata') out[c.name]!.strata.push(timed(process.execPath, [cli, 'image', 'convert', ...c.strata, dst]));
+        else out[c.name]!.qemu.push(timed('qemu-img', ['convert', ...c.qemu, dst]));
+        rmSync(dst, { force: true });
       }
-      rmSync(d1, { force: true });
-      rmSync(d2, { force: true });
     }
   }
   const res: Record<string, unknown> = {};

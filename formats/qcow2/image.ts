@@ -31,6 +31,12 @@ export interface Qcow2OpenOptions {
   cacheBytes?: number;
   /** Open even if the dirty bit is set and we are read-only (reads do not need refcounts). */
   allowDirty?: boolean;
+  /**
+   * cache=unsafe: flush() orders writes but never syncs, so the image is
+   * consistent after a process crash but not after a power loss. For
+   * throw-away conversions only (qemu-img convert's default).
+   */
+  unsafeNoSync?: boolean;
 }
 
 const MAX_REQUEST = 32 * 1024 * 1024;
@@ -61,7 +67,7 @@ export class Qcow2Image implements BlockDevice {
 
   static async open(path: string, opts: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
     const readOnly = opts.readOnly ?? false;
-    const file = await ImageFile.open(path, readOnly);
+    const file = await ImageFile.open(path, readOnly, opts.unsafeNoSync);
     try {
       const first = await file.readZeroFill(0, Math.min(2 * 1024 * 1024, Math.max(file.size, 72)));
       const header = parseHeader(first.subarray(0, 2 ** Math.min(21, Math.max(9, first.readUInt32BE(20)))), file.size);

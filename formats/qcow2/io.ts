@@ -12,9 +12,11 @@ export class ImageFile {
     private fh: FileHandle,
     private _size: number,
     readonly readOnly: boolean,
+    /** cache=unsafe: never sync (qemu-img convert's default). Write order is kept; durability is not. */
+    private readonly noSync = false,
   ) {}
 
-  static async open(path: string, readOnly: boolean): Promise<ImageFile> {
+  static async open(path: string, readOnly: boolean, noSync = false): Promise<ImageFile> {
     let fh: FileHandle;
     try {
       fh = await open(path, readOnly ? 'r' : 'r+');
@@ -26,7 +28,7 @@ export class ImageFile {
       await fh.close();
       throw err.inval(`'${path}' is not a file`);
     }
-    return new ImageFile(path, fh, st.size, readOnly);
+    return new ImageFile(path, fh, st.size, readOnly, noSync);
   }
 
   static async create(path: string): Promise<ImageFile> {
@@ -82,7 +84,7 @@ export class ImageFile {
   }
 
   async sync(): Promise<void> {
-    if (!this.readOnly) await this.fh.datasync();
+    if (!this.readOnly && !this.noSync) await this.fh.datasync();
   }
 
   /** Bytes actually allocated on the host file system (qemu-img's "disk size"). */

@@ -57,6 +57,7 @@ export function registerImageCommands(program: Command): void {
     .option('-o, --options <list>', 'output creation options', collect)
     .option('-l, --snapshot <spec>', 'snapshot.name=NAME, snapshot.id=ID, or NAME')
     .option('-p, --progress', 'show progress')
+    .option('-t, --cache <mode>', 'output cache mode: writeback (default, output durable at exit) or unsafe (no sync)')
     .argument('<src>')
     .argument('<dst>')
     .action(action((src: string, dst: string, o: Parameters<typeof convertCommand>[2]) => convertCommand(src, dst, o)));

@@ -117,8 +117,9 @@ export class NbdServer {
         clearTimeout(timer);
         conn.handshake = null;
         if (!neg) {
-          // NBD_OPT_ABORT: the ACK is queued; end() sends it, then closes.
+          // NBD_OPT_ABORT: the ACK is queued; end() sends it, then closes (the client must drop too).
           socket.end();
+          setTimeout(() => socket.destroy(), 5000).unref();
           return;
         }
         conn.stream = neg.stream;

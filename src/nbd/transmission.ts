@@ -33,6 +33,8 @@ import type { OnreadFeed } from './onread-feed.js';
 const SPARSE_READ_MIN = 64 * 1024;
 /** Fixed charge per request so floods of payload-less commands are bounded too. */
 const REQUEST_OVERHEAD = 4096;
+/** How long a closed connection waits for the client's FIN before it is destroyed. */
+const CLOSE_GRACE_MS = 5000;
 /** Most extents returned by one BLOCK_STATUS reply. */
 const MAX_EXTENTS = 4096;
 
@@ -98,7 +100,7 @@ export class Transmission {
     this.writer = new ReplyWriter(stream);
     this.minBlock = Math.max(1, o.info.minBlockSize);
     this.size = o.info.size;
-    this.closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+    this.closed = new Promise<void>((resolve) => (stream.destroyed ? resolve() : stream.once('close', () => resolve())));
     stream.on('error', (e) => o.log.debug({ ...o.logContext, err: e.message }, 'nbd connection error'));
     const gone = () => {
       // Client closed its side without NBD_CMD_DISC: finish what it sent, then close.
@@ -107,6 +109,8 @@ export class Transmission {
     };
     stream.on('end', gone);
     stream.on('close', gone);
+    // The client may have gone between the handshake and now.
+    if (stream.destroyed || stream.readableEnded) queueMicrotask(gone);
   }
 
   /** Start parsing: from 'data' events, or from an onread feed (plain TCP, see onread-feed.ts). */
@@ -218,8 +222,12 @@ export class Transmission {
           this.o.log.warn({ ...this.o.logContext, err: (e as Error).message }, 'nbd flush at shutdown failed');
         }
       }
-      // end() shuts TLS down cleanly (close_notify) before the TCP FIN.
-      if (!this.stream.destroyed) this.stream.end();
+      // end() shuts TLS down cleanly (close_notify) before the TCP FIN; a
+      // client that never closes its side is cut off after a grace period.
+      if (!this.stream.destroyed) {
+        this.stream.end();
+        setTimeout(() => this.stream.destroy(), CLOSE_GRACE_MS).unref();
+      }
     });
   }
 

@@ -71,7 +71,7 @@ async function* dataRanges(src: BlockDevice, granule: number): AsyncGenerator<[n
 export async function copySparse(
   src: BlockDevice,
   dst: BlockDevice,
-  o: { granule: number; compress?: (off: number, data: Buffer) => Promise<void>; onProgress?: (done: number) => void },
+  o: { granule: number; compress?: (off: number, data: Buffer) => Promise<void>; onProgress?: (done: number) => void; noSync?: boolean },
 ): Promise<void> {
   const zero = Buffer.alloc(o.granule);
   const bufs = [Buffer.allocUnsafe(CHUNK + o.granule), Buffer.allocUnsafe(CHUNK + o.granule)];
@@ -102,17 +102,21 @@ export async function copySparse(
   }
   await writing;
   o.onProgress?.(src.info().size);
-  await dst.flush();
+  if (!o.noSync) await dst.flush();
 }
 
 export async function convertCommand(
   srcPath: string,
   dstPath: string,
-  o: { format?: string; outputFormat?: string; compress?: boolean; options?: string[]; snapshot?: string; progress?: boolean },
+  o: { format?: string; outputFormat?: string; compress?: boolean; options?: string[]; snapshot?: string; progress?: boolean; cache?: string },
 ): Promise<void> {
   const outFmt = checkFormatName(o.outputFormat ?? 'raw')!;
   if (o.compress && outFmt !== 'qcow2') throw err.inval('compression (-c) needs -O qcow2');
   const co = createOptionsFrom(outFmt, o.options);
+  const cache = o.cache ?? 'writeback';
+  if (!['writeback', 'unsafe', 'none', 'writethrough', 'directsync'].includes(cache)) throw err.inval(`invalid cache mode '${cache}'`);
+  // Only 'unsafe' changes anything: every other mode ends with the output durable.
+  const noSync = cache === 'unsafe';
   if (co.backingFile) throw err.notsup('convert with a backing file for the output is not supported');
   const { device, layers } = await openImageLayers(srcPath, { format: checkFormatName(o.format), readOnly: true });
   let src: BlockDevice = device;
@@ -125,7 +129,7 @@ export async function convertCommand(
       src = view;
     }
     const size = src.info().size;
-    const dst = await createImage(dstPath, { ...co, format: outFmt, size });
+    const dst = await createImage(dstPath, { ...co, format: outFmt, size, unsafeNoSync: noSync });
     try {
       const bar = progress(!!o.progress, size);
       const granule = dst instanceof Qcow2Image ? dst.clusterSize : 65536;
@@ -133,6 +137,7 @@ export async function convertCommand(
         granule,
         compress: o.compress ? (off, data) => (dst as Qcow2Image).writeCompressed(off, data) : undefined,
         onProgress: (d) => bar.update(d),
+        noSync,
       });
       bar.stop();
     } finally {

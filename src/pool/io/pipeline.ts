@@ -144,6 +144,10 @@ export class BlockPipeline {
           const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
           allocated.push(dvas);
           out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
+          // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
+          // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
+          // immutable, so sharing them with the ARC is safe.
+          this.arc.set(dvaKey(dvas[0]!), data, data.length);
           for (const d of dvas) {
             const w = open.get(d.vdev);
             if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
