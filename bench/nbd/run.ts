@@ -71,6 +71,18 @@ export function strataTarget(name: string, factory: (file: string) => Promise<Bl
   };
 }
 
+/** A port nobody listens on right now (for servers that need a number up front). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 function waitPort(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -159,6 +171,7 @@ export interface BenchOptions {
   rounds: number;
   targets: BenchTarget[];
   jobs: Job[];
+  /** First port to use (targets get consecutive ports); 0 picks free ports. */
   basePort: number;
   log(line: string): void;
 }
@@ -191,7 +204,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const samples: BenchResult['samples'] = {};
   try {
     for (const [i, t] of o.targets.entries()) {
-      running.set(t.name, await t.start(file, o.basePort + i));
+      running.set(t.name, await t.start(file, o.basePort ? o.basePort + i : await freePort()));
       samples[t.name] = Object.fromEntries(o.jobs.map((j) => [j.name, [] as Sample[]]));
     }
     for (let round = 0; round < o.rounds; round++) {
@@ -262,7 +275,7 @@ async function main(): Promise<void> {
     rounds: Number(opt('rounds', '3')),
     targets,
     jobs,
-    basePort: Number(opt('port', '10950')),
+    basePort: Number(opt('port', '0')), // 0: pick free ports
     log: (l) => console.log(l),
   });
   console.log(`\n${report(r)}`);

@@ -17,7 +17,7 @@ import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } 
 import { err } from '../../src/errors.js';
 import { ClusterMap, Kind, type Seg } from './cluster.js';
 import { bitmapRanges } from './bitmaps.js';
-import { decompressCluster } from './compress.js';
+import { loadCodec, type ClusterCodec } from './compress.js';
 import * as C from './constants.js';
 import { encodeHeader, parseHeader, type Qcow2Header } from './header.js';
 import { ImageFile } from './io.js';
@@ -48,9 +48,12 @@ export class Qcow2Image implements BlockDevice {
   /** @internal */ snapshots: SnapshotEntry[] = [];
   /** @internal */ snapshotTableBytes = 0;
   backing: BlockDevice | null = null;
+  /** @internal The image's compression codec (zlib or zstd). */
+  codec!: ClusterCodec;
   private lock: Promise<unknown> = Promise.resolve();
   private lastCompressed: { host: number; data: Buffer } | null = null;
   private metaClusters: Set<number> | null = null;
+  private fixedMeta: Set<number> | null = null;
   private closed = false;
 
   private constructor(
@@ -79,6 +82,7 @@ export class Qcow2Image implements BlockDevice {
       const ext = (header.incompatible & C.INCOMPAT_EXTL2) !== 0n;
       const map = new ClusterMap(file, header.clusterBits, ext, l1Raw, header.l1TableOffset, header.size, cacheBytes);
       const img = new Qcow2Image(path, file, header, map, readOnly, cacheBytes);
+      img.codec = await loadCodec(header.compressionType);
       if (header.nbSnapshots > 0) {
         const t = await readSnapshotTable(file, header.snapshotsOffset, header.nbSnapshots, map.cs, header.size);
         img.snapshots = t.entries;
@@ -224,7 +228,7 @@ export class Qcow2Image implements BlockDevice {
     let data = this.lastCompressed?.host === s.host ? this.lastCompressed.data : null;
     if (!data) {
       const raw = await this.file.readZeroFill(s.host, Math.min(s.csize, Math.max(0, this.file.size - s.host)));
-      data = decompressCluster(this.header.compressionType, raw, cs);
+      data = this.codec.decompress(raw, cs);
       this.lastCompressed = { host: s.host, data };
     }
     data.copy(dst, 0, s.offset - clusterStart, s.offset - clusterStart + s.length);
@@ -233,13 +237,13 @@ export class Qcow2Image implements BlockDevice {
   /** @internal Decompressed contents of a compressed cluster (for COW). */
   async compressedCluster(host: number, csize: number): Promise<Buffer> {
     const raw = await this.file.readZeroFill(host, Math.min(csize, Math.max(0, this.file.size - host)));
-    return decompressCluster(this.header.compressionType, raw, this.map.cs);
+    return this.codec.decompress(raw, this.map.cs);
   }
 
   write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     return this.exclusive(async () => {
       this.lastCompressed = null;
-      await writeData(this, offset, data, null);
+      await writeData(this, offset, data, false);
       if (opts?.fua) await this.flushLocked();
     });
   }
@@ -248,7 +252,7 @@ export class Qcow2Image implements BlockDevice {
   writeCompressed(offset: number, data: Buffer): Promise<void> {
     return this.exclusive(async () => {
       this.lastCompressed = null;
-      await writeData(this, offset, data, this.header.compressionType);
+      await writeData(this, offset, data, true);
     });
   }
 
@@ -302,15 +306,28 @@ export class Qcow2Image implements BlockDevice {
       for (let c = Math.floor(off / cs); c < Math.ceil((off + bytes) / cs); c++) set.add(c);
     };
     addRange(this.map.l1Offset, this.map.l1.length * 8);
-    for (const o of this.map.l1) if (o) set.add(o / cs);
     if (this.refs) {
       addRange(this.refs.tableOffset, this.refs.tableClusters * cs);
       for (const o of this.refs.table) if (o) set.add(o / cs);
     }
     if (this.header.nbSnapshots) addRange(this.header.snapshotsOffset, this.snapshotTableBytes);
     for (const s of this.snapshots) addRange(s.l1Offset, s.l1Size * 8);
+    // L2 tables last: `fixedMeta` is everything that must never be taken for an L2 table.
+    this.fixedMeta = new Set(set);
+    for (const o of this.map.l1) if (o) set.add(o / cs);
     this.metaClusters = set;
     return set;
+  }
+
+  /**
+   * @internal Refuse to modify an L2 table that sits on other metadata (a
+   * crafted or damaged L1 entry pointing at the header, a refcount block...).
+   */
+  checkL2Placement(off: number): void {
+    this.metadataClusters();
+    if (this.fixedMeta!.has(off / this.map.cs)) {
+      throw err.corrupt(`qcow2: an L1 entry points at other metadata (cluster ${off / this.map.cs}); refusing to write`);
+    }
   }
 
   /** @internal */

@@ -44,6 +44,8 @@ export class Refcounts {
   private byteCursor = 0;
   /** Called with the new table location once it is durable; must persist the header fields. */
   onTableMoved: (offset: number, clusters: number) => Promise<void> = async () => {};
+  /** Refcount table entries that point somewhere no refcount block can be (see load()). */
+  invalid = new Set<number>();
   /** Called when refcount blocks are created (they are metadata for the overlap check). */
   onBlocksCreated: () => void = () => {};
 
@@ -68,13 +70,22 @@ export class Refcounts {
     const cs = 2 ** layout.clusterBits;
     const raw = await file.readExact(layout.tableOffset, layout.tableClusters * cs, 'refcount table');
     const table = new Float64Array(raw.length / 8);
+    const invalid = new Set<number>();
+    const tableEnd = layout.tableOffset + layout.tableClusters * cs;
     for (let i = 0; i < table.length; i++) {
       const hi = raw.readUInt32BE(i * 8);
       const lo = raw.readUInt32BE(i * 8 + 4);
-      // Reserved low bits are ignored on read (check reports misalignment).
       table[i] = (hi & 0x00ffffff) * 2 ** 32 + ((lo >>> 9) << 9 >>> 0);
+      const off = table[i]!;
+      // A block that is unaligned, past EOF, on the header or on the table itself is
+      // never read or written: using it would read garbage or overwrite metadata.
+      if (off !== 0 && (off % cs !== 0 || (lo & 0x1ff) !== 0 || off + cs > file.size || off < cs || (off >= layout.tableOffset && off < tableEnd))) {
+        invalid.add(i);
+      }
     }
-    return new Refcounts(file, layout, table, cacheBytes);
+    const r = new Refcounts(file, layout, table, cacheBytes);
+    r.invalid = invalid;
+    return r;
   }
 
   blockOf(cluster: number): number {
@@ -128,6 +139,7 @@ export class Refcounts {
     const b = this.blockOf(cluster);
     const off = b < this.table.length ? this.table[b]! : 0;
     if (off === 0) return 0;
+    if (this.invalid.has(b)) throw err.corrupt(`qcow2: refcount table entry ${b} (${off}) is invalid`);
     const buf = this.cache.peek(off) ?? (await this.cache.get(off));
     return this.readEntry(buf, cluster % this.epb);
   }
@@ -137,6 +149,7 @@ export class Refcounts {
     const b = this.blockOf(cluster);
     const off = b < this.table.length ? this.table[b]! : 0;
     if (off === 0) throw err.corrupt(`qcow2: no refcount block for cluster ${cluster}`);
+    if (this.invalid.has(b)) throw err.corrupt(`qcow2: refcount table entry ${b} (${off}) is invalid`);
     const buf = this.cache.peek(off) ?? (await this.cache.get(off));
     const i = cluster % this.epb;
     const v = this.readEntry(buf, i) + delta;

@@ -15,7 +15,6 @@
  */
 import { err } from '../../src/errors.js';
 import { type L2Entry, Kind } from './cluster.js';
-import { compressCluster } from './compress.js';
 import * as C from './constants.js';
 import type { Qcow2Image } from './image.js';
 
@@ -45,7 +44,7 @@ async function writable(img: Qcow2Image) {
   return img.refs ?? (await img.loadRefcounts());
 }
 
-export async function writeData(img: Qcow2Image, offset: number, data: Buffer, compress: number | null): Promise<void> {
+export async function writeData(img: Qcow2Image, offset: number, data: Buffer, compress: boolean): Promise<void> {
   const refs = await writable(img);
   const map = img.map;
   let pos = 0;
@@ -56,12 +55,13 @@ export async function writeData(img: Qcow2Image, offset: number, data: Buffer, c
     const tableEnd = Math.min(offset + data.length, (l1i + 1) * map.l2Span);
     const { buf, off } = await map.l2ForWrite(l1i, refs);
     if (!img.metadataClusters().has(off / map.cs)) img.invalidateMetadata();
+    img.checkL2Placement(off);
     await writeInTable(img, buf, off, g, data.subarray(pos, tableEnd - offset), compress);
     pos = tableEnd - offset;
   }
 }
 
-async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: number, chunk: Buffer, compress: number | null): Promise<void> {
+async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: number, chunk: Buffer, compress: boolean): Promise<void> {
   const map = img.map;
   const refs = img.refs!;
   const file = img.file;
@@ -82,8 +82,8 @@ async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: numbe
     const src = chunk.subarray(p - g, p - g + (b - a));
     const e = map.decode(l2, idx);
 
-    if (compress !== null && a === 0 && b === cs) {
-      const z = compressCluster(compress, src);
+    if (compress && a === 0 && b === cs) {
+      const z = img.codec.compress(src);
       if (z) {
         const host = await refs.allocateBytes(z.length);
         img.checkOverlap(host, z.length);
@@ -139,7 +139,7 @@ async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: numbe
     if (a === 0 && b === cs) {
       // A run of whole clusters, none writable in place: one allocation, one write.
       let n = 1;
-      while (compress === null && cStart + (n + 1) * cs <= end && idx + n < map.l2Entries) {
+      while (!compress && cStart + (n + 1) * cs <= end && idx + n < map.l2Entries) {
         const en = map.decode(l2, idx + n);
         if (inPlace(img, en) || (!map.ext && en.zeroFlag && en.host !== 0 && en.copied)) break;
         n++;
@@ -205,6 +205,7 @@ export async function writeZeroRange(img: Qcow2Image, offset: number, length: nu
       const whole = p === c * cs && cEnd === (c + 1) * cs;
       if (whole && (img.header.version === 3 || noBacking)) {
         const { buf, off } = await map.l2ForWrite(l1i, refs);
+        img.checkL2Placement(off);
         const idx = c % map.l2Entries;
         const e = map.decode(buf, idx);
         const ne: L2Entry = { host: 0, copied: false, compressed: false, zeroFlag: false, alloc: 0, zero: 0, csize: 0 };
@@ -219,7 +220,7 @@ export async function writeZeroRange(img: Qcow2Image, offset: number, length: nu
       } else {
         const segs = await map.mapRange(p, cEnd - p);
         const zero = segs.every((s) => s.kind === Kind.Zero || (s.kind === Kind.Unalloc && noBacking));
-        if (!zero) await writeData(img, p, Buffer.alloc(cEnd - p), null);
+        if (!zero) await writeData(img, p, Buffer.alloc(cEnd - p), false);
       }
       p = cEnd;
     }

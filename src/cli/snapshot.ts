@@ -38,11 +38,27 @@ export function registerSnapshotCommands(program: Command, ctx: CliContext): voi
   program
     .command('snapshot')
     .alias('snap')
-    .description('take snapshots (atomic, constant time): VOL@SNAP...')
-    .argument('<names...>')
+    .description('take snapshots (atomic, constant time): VOL@SNAP...; or --auto [DATASET...] to apply snapshot:policy (for cron)')
+    .argument('[names...]')
     .option('-r', 'also every descendant dataset')
-    .action(async (names: string[], o: { r?: boolean }) => {
-      await (await ctx.api()).snapshot(names, { recursive: !!o.r, command: commandLine() });
+    .option('--auto', "take due snapshots and destroy expired ones per the 'snapshot:policy' property")
+    .option('-n', 'with --auto: only print what would be done')
+    .option('-v', 'with --auto: print what was done')
+    .action(async (names: string[], o: { r?: boolean; auto?: boolean; n?: boolean; v?: boolean }) => {
+      const api = await ctx.api();
+      if (o.auto) {
+        if (names.some((n) => n.includes('@'))) throw err.inval('snapshot --auto takes dataset names, not snapshots');
+        const r = await api.autoSnapshot(names, { dryRun: !!o.n });
+        if (o.n || o.v) {
+          const verb = o.n ? 'would ' : '';
+          for (const t of r.taken) process.stdout.write(`${verb}snapshot ${t}\n`);
+          for (const d of r.destroyed) process.stdout.write(`${verb}destroy ${d}\n`);
+          for (const k of r.kept) process.stdout.write(`keep ${k.name} (expired but ${k.why})\n`);
+        }
+        return;
+      }
+      if (names.length === 0) throw err.inval('usage: strata snapshot [-r] VOL@SNAP... | strata snapshot --auto [DATASET...]');
+      await api.snapshot(names, { recursive: !!o.r, command: commandLine() });
     });
 
   program

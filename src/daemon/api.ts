@@ -35,6 +35,7 @@ export const API_METHODS = [
   'holds',
   'diff',
   'snapshotRows',
+  'autoSnapshot',
   'poolScrub',
   'poolWait',
   'poolAttach',
@@ -78,6 +79,7 @@ export class LocalApi {
   holds = (...a: Parameters<PoolManager['holds']>) => this.mgr.holds(...a);
   diff = (...a: Parameters<PoolManager['diff']>) => this.mgr.diff(...a);
   snapshotRows = (...a: Parameters<PoolManager['snapshotRows']>) => this.mgr.snapshotRows(...a);
+  autoSnapshot = (...a: Parameters<PoolManager['autoSnapshot']>) => this.mgr.autoSnapshot(...a);
   poolScrub = (...a: Parameters<PoolManager['poolScrub']>) => this.mgr.poolScrub(...a);
   poolWait = (...a: Parameters<PoolManager['poolWait']>) => this.mgr.poolWait(...a);
   poolAttach = (...a: Parameters<PoolManager['poolAttach']>) => this.mgr.poolAttach(...a);

@@ -99,7 +99,7 @@ export class Daemon {
     }
     const httpAddr = parseAddr(this.opts.http ?? this.config.http ?? '127.0.0.1:8080', 8080);
     if (httpAddr) {
-      this.http = await startHttp(new LocalApi(this.mgr), httpAddr.host, httpAddr.port, () => this.exportList());
+      this.http = await startHttp(new LocalApi(this.mgr), httpAddr.host, httpAddr.port, () => this.exportList(), () => this.nbd?.stats() ?? {});
       this.addresses.http = `${httpAddr.host}:${this.http.port}`;
     }
   }

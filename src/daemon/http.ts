@@ -10,7 +10,13 @@ import type { NbdExportInfo } from '../nbd/index.js';
 
 const STATUS: Record<string, number> = { ENOENT: 404, EEXIST: 409, EBUSY: 409, EINVAL: 400, EPERM: 403, ENOSPC: 507, ENOTSUP: 501 };
 
-export async function startHttp(api: LocalApi, host: string, port: number, exports: () => NbdExportInfo[]): Promise<{ close(): Promise<void>; port: number }> {
+export async function startHttp(
+  api: LocalApi,
+  host: string,
+  port: number,
+  exports: () => NbdExportInfo[],
+  stats: () => Record<string, unknown> = () => ({}),
+): Promise<{ close(): Promise<void>; port: number }> {
   const app = new Koa();
   app.use(async (ctx, next) => {
     try {
@@ -39,6 +45,10 @@ export async function startHttp(api: LocalApi, host: string, port: number, expor
         return;
       case '/api/exports':
         ctx.body = exports();
+        return;
+      case '/api/exports/stats':
+        // Per-export counters kept by the device/ stats filter: ops, bytes, errors, latency histograms.
+        ctx.body = stats();
         return;
       default:
         ctx.status = 404;

@@ -33,6 +33,8 @@ import {
   release as releaseOp,
   diff as diffOp,
   renameSnapshot as renameSnapshotOp,
+  autoSnapshots as autoSnapshotsOp,
+  type AutoSnapshotResult,
   type DiffRange,
 } from '../pool/dataset/snapshots.js';
 import { SnapshotDevice } from '../volume/snapshot-device.js';
@@ -416,6 +418,26 @@ export class PoolManager {
     }
     await snapshotOp(pool, all, o.command);
     return all;
+  }
+
+  /**
+   * `snapshot --auto [DATASET...]` (cron) and the daemon's scheduler: apply
+   * each dataset's `snapshot:policy` at time `now` (ms; default the clock).
+   * No datasets: every imported pool.
+   */
+  async autoSnapshot(datasets: string[] = [], o: { now?: number; dryRun?: boolean } = {}): Promise<AutoSnapshotResult> {
+    const now = o.now ?? Date.now();
+    const byPool = new Map<string, string[]>();
+    if (datasets.length) for (const d of datasets) byPool.set(poolOf(d), [...(byPool.get(poolOf(d)) ?? []), d]);
+    else for (const p of Object.keys(this.home.readCache()).sort()) byPool.set(p, []);
+    const out: AutoSnapshotResult = { taken: [], destroyed: [], kept: [] };
+    for (const [p, roots] of byPool) {
+      const r = await autoSnapshotsOp(await this.pool(p), roots, now, { dryRun: o.dryRun });
+      out.taken.push(...r.taken);
+      out.destroyed.push(...r.destroyed);
+      out.kept.push(...r.kept);
+    }
+    return out;
   }
 
   /** Expand `vol@a%c` (range, inclusive), `vol@a,b` (list) and `vol@%` (all). */

@@ -77,6 +77,7 @@ describe('NbdServer over RawDevice', () => {
       '--verify=crc32c',
       '--do_verify=1',
       '--verify_fatal=1',
+      '--verify_state_save=0', // no state files in the working directory
       '--output-format=json',
     ], { timeoutMs: 90_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -88,7 +89,7 @@ describe('NbdServer over RawDevice', () => {
 
   it('fio verify catches corruption (the check can fail)', async () => {
     // Write with one seed, verify against another: fio must report a mismatch.
-    const common = ['--ioengine=nbd', `--uri=${s.uri('fio')}`, '--bs=64k', '--size=4M', '--verify=crc32c', '--verify_fatal=1', '--output-format=json'];
+    const common = ['--ioengine=nbd', `--uri=${s.uri('fio')}`, '--bs=64k', '--size=4M', '--verify=crc32c', '--verify_fatal=1', '--verify_state_save=0', '--output-format=json'];
     await ok('fio', ['--name=w', '--rw=write', '--do_verify=0', '--randseed=1', ...common]);
     await fioDev.write(MiB, Buffer.alloc(4096, 0xff)); // corrupt behind the client's back
     const r = await run('fio', ['--name=w', '--rw=read', '--verify_only=1', '--randseed=1', ...common]);

@@ -24,7 +24,7 @@ export async function commitCommand(file: string, o: { format?: string; keep?: b
     try {
       const size = Math.min(top.size, base.info().size);
       if (top.size > base.info().size) throw err.notsup('commit into a smaller backing file is not supported');
-      const bar = progress(!!o.progress, size);
+      const bar = await progress(!!o.progress, size);
       for (let pos = 0; pos < size; ) {
         const segs = await top.ownSegments(pos, Math.min(CHUNK * 16, size - pos));
         for (const s of segs) {
@@ -85,7 +85,7 @@ export async function rebaseCommand(file: string, o: { format?: string; backing?
       const nsize = newBase?.info().size ?? 0;
       const oldBase = top.backing;
       const osize = oldBase?.info().size ?? 0;
-      const bar = progress(!!o.progress, size);
+      const bar = await progress(!!o.progress, size);
       const cs = top.clusterSize;
       for (let pos = 0; pos < size; ) {
         const segs = await top.ownSegments(pos, Math.min(CHUNK * 16, size - pos));

@@ -4,7 +4,6 @@
  * skipped, and so is any all-zero granule of data (qemu-img's -S default).
  * With -c, whole qcow2 clusters are written compressed.
  */
-import { SingleBar } from 'cli-progress';
 import { createImage, openImageLayers } from '../../../formats/image-format.js';
 import { openSnapshotView, Qcow2Image } from '../../../formats/qcow2/index.js';
 import type { BlockDevice } from '../../device/block-device.js';
@@ -19,9 +18,10 @@ export interface Progress {
   stop(): void;
 }
 
-/** A progress bar on a TTY (stderr), nothing otherwise. */
-export function progress(enabled: boolean, total: number): Progress {
+/** A progress bar on a TTY (stderr), nothing otherwise (cli-progress is loaded only then). */
+export async function progress(enabled: boolean, total: number): Promise<Progress> {
   if (!enabled || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const { SingleBar } = await import('cli-progress');
   const bar = new SingleBar({ stream: process.stderr, format: '    ({percentage}/100%) [{bar}]', hideCursor: true }, undefined);
   bar.start(100, 0);
   return {
@@ -131,7 +131,7 @@ export async function convertCommand(
     const size = src.info().size;
     const dst = await createImage(dstPath, { ...co, format: outFmt, size, unsafeNoSync: noSync });
     try {
-      const bar = progress(!!o.progress, size);
+      const bar = await progress(!!o.progress, size);
       const granule = dst instanceof Qcow2Image ? dst.clusterSize : 65536;
       await copySparse(src, dst, {
         granule,

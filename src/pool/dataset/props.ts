@@ -7,6 +7,7 @@
  */
 import { err } from '../../errors.js';
 import { parseSize } from './units.js';
+import { formatPolicy, parsePolicy, POLICY_PROP } from './retention.js';
 
 export type PropValue = string;
 
@@ -86,6 +87,8 @@ export function isUserProp(name: string): boolean {
 export function parseProp(name: string, value: string, opts: { creating: boolean; isVolume: boolean }): string {
   if (isUserProp(name)) {
     if (value.length > 8192) throw err.inval(`value of user property '${name}' is too long`);
+    // The snapshot schedule is a user property that strata itself reads: validate and normalize it.
+    if (name === POLICY_PROP) return formatPolicy(parsePolicy(value));
     return value;
   }
   const def = PROPS[name];

@@ -24,6 +24,7 @@ import { validateSnapshotName, validateDatasetName, parentOf } from './names.js'
 import type { DatasetRecord, SnapshotRecord } from './directory.js';
 import { deadBytes, emptyDeadlist, killDeadlistStorage, readDeadlist, rewriteDeadlist } from './deadlist.js';
 import { parseProp } from './props.js';
+import { parsePolicy, plan, POLICY_PROP } from './retention.js';
 
 export function splitSnap(full: string): [string, string] {
   const at = full.indexOf('@');
@@ -166,40 +167,119 @@ export function checkDestroySnapshots(pool: Pool, snaps: string[], recursiveClon
 
 /** Applied in syncing context. Frees what only this snapshot held. */
 export async function destroySnapshotSync(pool: Pool, txg: number, full: string): Promise<number> {
-  checkDestroySnapshot(pool, full);
-  const { rec, snap, index } = findSnap(pool, full);
-  const prevTxg = index > 0 ? rec.snapshots[index - 1]!.createTxg : ownTxg(rec);
-  const isLast = index === rec.snapshots.length - 1;
-  const nextDead = (isLast ? rec.dead : rec.snapshots[index + 1]!.dead) ?? emptyDeadlist();
+  const { rec, index } = findSnap(pool, full);
+  return destroySnapshotRunSync(pool, txg, rec, index, index, [full]);
+}
+
+/**
+ * Destroy the consecutive snapshots [first, last] of one dataset in one
+ * pass (syncing context). With P the snapshot before the run (txg p) and N
+ * the one after it (or the head): every entry of N's and the run's dead
+ * lists born after p was referenced only by the run, so it is freed; the
+ * rest (P still references them) become N's dead list. Each list is read
+ * once, so destroying k neighbours costs their lists, not k passes over a
+ * growing merged list.
+ */
+export async function destroySnapshotRunSync(pool: Pool, txg: number, rec: DatasetRecord, first: number, last: number, names?: string[]): Promise<number> {
+  const ds = pool.nameOfId(rec.id)!;
+  for (const s of rec.snapshots.slice(first, last + 1)) checkDestroySnapshot(pool, `${ds}@${s.name}`);
+  if (names) {
+    // The run must still be exactly these snapshots (syncing context re-check).
+    const now = rec.snapshots.slice(first, last + 1).map((s) => `${ds}@${s.name}`);
+    if (now.join('\n') !== names.join('\n')) throw err.busy(`cannot destroy ${names.join(', ')}: snapshots changed meanwhile`);
+  }
+  const prevTxg = first > 0 ? rec.snapshots[first - 1]!.createTxg : ownTxg(rec);
+  const isLast = last === rec.snapshots.length - 1;
+  const nextDead = (isLast ? rec.dead : rec.snapshots[last + 1]!.dead) ?? emptyDeadlist();
+  const run = rec.snapshots.slice(first, last + 1);
   const keep: BlockPointer[] = [];
   let freed = 0;
-  for (const bp of await readDeadlist(pool.io, nextDead)) {
-    if (bp.birth > prevTxg) {
-      freed += pool.io.free(bp, txg, true);
-    } else keep.push(bp);
+  // Reads in parallel (each list is a separate small object); frees in list order.
+  const lists = await Promise.all([nextDead, ...run.map((s) => s.dead ?? emptyDeadlist())].map((d) => readDeadlist(pool.io, d)));
+  for (const list of lists) {
+    for (const bp of list) {
+      if (bp.birth > prevTxg) freed += pool.io.free(bp, txg, true);
+      else keep.push(bp);
+    }
   }
-  const merged = keep.concat(await readDeadlist(pool.io, snap.dead ?? emptyDeadlist()));
-  const newDead = await rewriteDeadlist(meta(pool, txg), nextDead, merged);
-  if (snap.dead) await killDeadlistStorage(pool.io, snap.dead, (bp) => void pool.io.free(bp, txg, false));
+  const newDead = await rewriteDeadlist(meta(pool, txg), nextDead, keep);
+  const gone: BlockPointer[] = [];
+  await Promise.all(run.map((s) => (s.dead ? killDeadlistStorage(pool.io, s.dead, (bp) => void gone.push(bp)) : undefined)));
+  for (const bp of gone) pool.io.free(bp, txg, false);
+  const written = run.reduce((n, s) => n + (s.written ?? 0), 0);
   if (isLast) {
     rec.dead = newDead;
     // Blocks born after the previous snapshot are now the head's alone.
     rec.prevSnapTxg = prevTxg;
-    rec.written = (rec.written ?? 0) + (snap.written ?? 0);
+    rec.written = (rec.written ?? 0) + written;
   } else {
-    const next = rec.snapshots[index + 1]!;
+    const next = rec.snapshots[last + 1]!;
     next.dead = newDead;
-    next.written = (next.written ?? 0) + (snap.written ?? 0);
+    next.written = (next.written ?? 0) + written;
   }
-  rec.snapshots.splice(index, 1);
+  rec.snapshots.splice(first, last - first + 1);
   return freed;
+}
+
+/**
+ * Dead-list entries one destroy txg may read. A destroy of many snapshots
+ * is split into batches of consecutive snapshots, one sync task (txg) each,
+ * so other writers' txgs keep committing between them instead of waiting
+ * behind one long sync (ZFS users know the stall; this is our answer short
+ * of a full async-destroy queue). The call returns when every batch is
+ * durable.
+ */
+export const DESTROY_TXG_BUDGET = 16_384;
+export const DESTROY_LIST_COST = 256;
+
+/** Split names into per-dataset runs of consecutive snapshots, then into batches under the budget. */
+export function planDestroyBatches(pool: Pool, names: string[], budget = DESTROY_TXG_BUDGET): string[][] {
+  const byDs = new Map<string, Set<string>>();
+  for (const n of names) {
+    const [ds, snap] = splitSnap(n);
+    findSnap(pool, n);
+    if (!byDs.has(ds)) byDs.set(ds, new Set());
+    byDs.get(ds)!.add(snap);
+  }
+  const batches: string[][] = [];
+  for (const [ds, set] of byDs) {
+    const rec = pool.dir.get(ds);
+    let cur: string[] = [];
+    let cost = 0;
+    let prevIdx = -2;
+    rec.snapshots.forEach((s, i) => {
+      if (!set.has(s.name)) return;
+      // Cost: its entries, plus a fixed share for reading and freeing the list object itself.
+      const c = (s.dead?.count ?? 0) + DESTROY_LIST_COST;
+      // A new batch at a gap (runs are per neighbour) or when the budget is spent.
+      if (cur.length && (i !== prevIdx + 1 || cost + c > budget)) {
+        batches.push(cur);
+        cur = [];
+        cost = 0;
+      }
+      cur.push(`${ds}@${s.name}`);
+      cost += c;
+      prevIdx = i;
+    });
+    if (cur.length) batches.push(cur);
+  }
+  return batches;
 }
 
 export async function destroySnapshots(pool: Pool, names: string[], command?: string): Promise<void> {
   for (const n of names) checkDestroySnapshot(pool, n);
-  await pool.syncTask(async (txg) => {
-    for (const n of names) await destroySnapshotSync(pool, txg, n);
-  }, command ?? `destroy ${names.join(',')}`);
+  const batches = planDestroyBatches(pool, names);
+  for (let b = 0; b < batches.length; b++) {
+    const batch = batches[b]!;
+    await pool.syncTask(
+      async (txg) => {
+        const { rec, index } = findSnap(pool, batch[0]!);
+        await destroySnapshotRunSync(pool, txg, rec, index, index + batch.length - 1, batch);
+      },
+      // One history line for the command, with the first batch.
+      b === 0 ? (command ?? `destroy ${names.join(',')}`) : undefined,
+    );
+  }
 }
 
 // ---------------------------------------------------------------- rollback
@@ -212,7 +292,10 @@ export async function rollback(pool: Pool, full: string, opts: { destroyLater?: 
   }
   for (const l of later) checkDestroySnapshot(pool, l);
   await pool.syncTask(async (txg) => {
-    for (const l of later.reverse()) await destroySnapshotSync(pool, txg, l);
+    if (later.length) {
+      const at = findSnap(pool, full).index;
+      await destroySnapshotRunSync(pool, txg, rec, at + 1, at + later.length, later);
+    }
     const { snap } = findSnap(pool, full);
     const obj = pool.objects.get(rec.id);
     if (obj) {
@@ -469,4 +552,51 @@ export async function resetClone(pool: Pool, name: string, command?: string): Pr
     rec.written = 0;
     rec.originShared = snap.referenced;
   }, command ?? `rollback --to-origin ${name}`);
+}
+
+// ------------------------------------------------------ scheduled snapshots
+
+export interface AutoSnapshotResult {
+  taken: string[];
+  destroyed: string[];
+  /** Expired but kept (held or cloned); retried on later runs. */
+  kept: { name: string; why: 'held' | 'cloned' }[];
+}
+
+/**
+ * One run of the snapshot policy (property `snapshot:policy`, see
+ * retention.ts) over `roots` and their descendants (the whole pool when
+ * empty): every due snapshot is taken in one atomic sync task, then the
+ * expired ones are destroyed in another. Held and cloned ones stay.
+ */
+export async function autoSnapshots(pool: Pool, roots: string[], now: number, opts: { dryRun?: boolean } = {}): Promise<AutoSnapshotResult> {
+  const names = new Set<string>();
+  for (const r of roots.length ? roots : [pool.name]) {
+    pool.dir.get(r);
+    names.add(r);
+    for (const d of pool.dir.descendants(r)) names.add(d);
+  }
+  const out: AutoSnapshotResult = { taken: [], destroyed: [], kept: [] };
+  for (const ds of [...names].sort()) {
+    const value = pool.dir.resolve(ds, POLICY_PROP).value;
+    let policy;
+    try {
+      policy = parsePolicy(value);
+    } catch {
+      continue; // an invalid inherited value (set before validation existed) disables the policy here
+    }
+    const rec = pool.dir.get(ds);
+    const p = plan(
+      policy,
+      rec.snapshots.map((s) => ({ name: s.name, held: Object.keys(s.holds ?? {}).length > 0, cloned: (s.clones ?? []).length > 0 })),
+      now,
+    );
+    out.taken.push(...p.take.map((n) => `${ds}@${n}`));
+    out.destroyed.push(...p.destroy.map((n) => `${ds}@${n}`));
+    out.kept.push(...p.kept.map((k) => ({ name: `${ds}@${k.name}`, why: k.why })));
+  }
+  if (opts.dryRun) return out;
+  if (out.taken.length) await snapshot(pool, out.taken, `snapshot --auto (${out.taken.length} taken)`);
+  if (out.destroyed.length) await destroySnapshots(pool, out.destroyed, `destroy --auto ${out.destroyed.join(',')}`);
+  return out;
 }

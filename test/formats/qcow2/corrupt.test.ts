@@ -106,4 +106,26 @@ describe('corrupt qcow2 images are refused cleanly', () => {
     const r = strata(build.cli, ['convert', '-O', 'raw', f, join(t.dir, 'eof.raw')]);
     expect(r.status).toBe(0); // past-EOF data reads as zeroes, as QEMU's file driver does
   });
+
+  it('an L1 entry or refcount table entry pointing at other metadata is never written through', async () => {
+    const { Qcow2Image } = await import('../../../formats/qcow2/index.js');
+    const hdr = Buffer.alloc(72);
+    const fd = openSync(good, 'r');
+    readSync(fd, hdr, 0, 72, 0);
+    closeSync(fd);
+    const l1off = Number(hdr.readBigUInt64BE(40));
+    const rtoff = Number(hdr.readBigUInt64BE(48));
+    // L1 entry 0 -> the refcount table, flagged COPIED so it looks writable in place.
+    const f1 = patched('l1-reftable.qcow2', [[l1off, u64((1n << 63n) | BigInt(rtoff))]]);
+    const a = await Qcow2Image.open(f1);
+    await expect(a.write(0, Buffer.alloc(4096, 1))).rejects.toThrow(/points at other metadata/);
+    await a.close().catch(() => undefined);
+    expect(qemuImg('info', '--output=json', f1)).toMatch(/"virtual-size": 16777216/);
+    // Refcount table entry 0 -> the refcount table itself.
+    const f2 = patched('rb-reftable.qcow2', [[rtoff, u64(BigInt(rtoff))]]);
+    const b = await Qcow2Image.open(f2);
+    await expect(b.write(12 << 20, Buffer.alloc(65536, 2))).rejects.toThrow(/refcount table entry 0 .* is invalid/);
+    await b.close().catch(() => undefined);
+    expect(qemuImg('info', '--output=json', f2)).toMatch(/"virtual-size": 16777216/);
+  });
 });

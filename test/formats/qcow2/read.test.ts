@@ -4,8 +4,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openImage } from '../../../formats/image-format.js';
-import { qemuImg, qemuIo, qemuRaw, readAll, tempDir } from './helpers.js';
+import { openImage, openImageLayers } from '../../../formats/image-format.js';
+import { qemuImg, qemuIo, qemuRaw, readAll, rng, tempDir } from './helpers.js';
 
 const t = tempDir('qcow2-read');
 afterAll(() => t.cleanup());
@@ -108,6 +108,42 @@ describe('qcow2 read matches qemu-img', () => {
       expect(ext[0]!.hole).toBe(false);
     } finally {
       await dev.close();
+    }
+  });
+
+  it('a deep chain (depth 20) reads through the merged index: each layer is asked once per index block', async () => {
+    const d = join(t.dir, 'deep');
+    qemuImg('create', '-f', 'qcow2', `${d}-0.qcow2`, '8M');
+    qemuIo(`${d}-0.qcow2`, ['write -P 1 0 4M']);
+    for (let i = 1; i < 20; i++) {
+      qemuImg('create', '-f', 'qcow2', '-o', `cluster_size=${i % 2 ? 4096 : 65536}`, '-b', `deep-${i - 1}.qcow2`, '-F', 'qcow2', `${d}-${i}.qcow2`);
+      qemuIo(`${d}-${i}.qcow2`, [`write -P ${i + 1} ${i * 300}k 12k`, ...(i % 5 === 0 ? [`write -z ${i * 100}k 64k`] : [])]);
+    }
+    const top = `${d}-19.qcow2`;
+    const want = qemuRaw(top, t.dir);
+    const { device, layers } = await openImageLayers(top, { readOnly: true });
+    try {
+      expect(layers).toHaveLength(20);
+      let calls = 0;
+      for (const l of layers) {
+        const q = l.qcow2!;
+        const orig = q.ownSegments.bind(q);
+        q.ownSegments = (o: number, n: number) => {
+          calls++;
+          return orig(o, n);
+        };
+      }
+      const r = rng(3);
+      for (let i = 0; i < 500; i++) {
+        const off = Math.floor(r() * (want.length - 4096));
+        const got = await device.read(off, 4096);
+        expect(got.equals(want.subarray(off, off + 4096))).toBe(true);
+      }
+      // 8 MiB is one index block at the 4 KiB unit: at most one query per layer in all.
+      expect(calls).toBeLessThanOrEqual(layers.length);
+      expect((await readAll(device)).equals(want)).toBe(true);
+    } finally {
+      await device.close();
     }
   });
 });

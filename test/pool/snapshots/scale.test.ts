@@ -50,7 +50,7 @@ describe('snapshots at scale', () => {
       const lines = r.stdout.trim().split('\n');
       expect(lines).toHaveLength(N);
       expect(lines[0]!.split('\t')[0]).toBe('tank/vm@s0000');
-      expect(lines[N - 1]!.split('\t')[0]).toBe(`tank/vm@s${N - 1}`);
+      expect(lines[N - 1]!.split('\t')[0]).toBe(`tank/vm@s${String(N - 1).padStart(4, "0")}`);
 
       mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
       const pool = await mgr.pool('tank');

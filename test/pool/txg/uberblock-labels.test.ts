@@ -47,10 +47,12 @@ async function twoVersions() {
   const { mgr, home, device } = await newPool(dir, { size: 64 * MiB });
   await mgr.create('tank/v', { volsize: '1M', sparse: true });
   const { volume } = await mgr.openVolume('tank/v');
+  const pool = await mgr.pool('tank');
+  // Commit txgs (a flush would only write the intent log).
   await volume.write(0, Buffer.alloc(16384, 'A'));
-  await volume.flush();
+  await pool.txg.syncNow();
   await volume.write(0, Buffer.alloc(16384, 'B'));
-  await volume.flush();
+  await pool.txg.syncNow();
   await mgr.close();
   return { home, device, T: await newestTxg(device) };
 }
