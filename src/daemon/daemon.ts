@@ -11,7 +11,7 @@ import { err } from '../errors.js';
 import { checked } from '../device/validate.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { NbdServer, type NbdExportInfo, type NbdExport } from '../nbd/index.js';
-import { RawDevice } from '../../formats/raw/index.js';
+import { openImage } from '../../formats/image-format.js';
 import { Home } from './home.js';
 import { PoolManager } from './services.js';
 import { LocalApi } from './api.js';
@@ -81,7 +81,7 @@ export class Daemon {
     if (Object.keys(this.home.readCache()).length === 0) await this.createDefaultPool();
     await this.mgr.openAll();
     for (const [name, img] of Object.entries(this.config.images ?? {})) {
-      this.images.set(name, await RawDevice.open(img.path, { readOnly: !!img.readOnly }));
+      this.images.set(name, await openImage(img.path, { format: img.format, readOnly: !!img.readOnly }));
     }
 
     this.control = serveControl(this.home.controlSocket, new LocalApi(this.mgr), this.log);

@@ -9,31 +9,17 @@ import { resolve } from 'node:path';
 import { err } from '../errors.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { copyDevice, type CopyProgress } from '../device/copy.js';
-import { RawDevice } from '../../formats/raw/index.js';
+import { createImage, openImage } from '../../formats/image-format.js';
 import type { PoolManager } from './services.js';
 
 export type ImageFormat = 'raw' | 'qcow2';
 
-async function openImage(path: string, format: ImageFormat | undefined, readOnly: boolean): Promise<BlockDevice> {
-  try {
-    const mod = (await import('../../formats/image-format.js')) as {
-      openImage?: (p: string, o: { format?: string; readOnly?: boolean }) => Promise<BlockDevice>;
-    };
-    if (mod.openImage) return await mod.openImage(path, { format, readOnly });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-  }
-  if (format && format !== 'raw') throw err.notsup(`image format '${format}' is not available`);
-  return RawDevice.open(path, { readOnly });
+async function openSource(path: string, format: ImageFormat | undefined): Promise<BlockDevice> {
+  return openImage(path, { format, readOnly: true });
 }
 
-async function createImage(path: string, format: ImageFormat, size: number): Promise<BlockDevice> {
-  if (format === 'raw') return RawDevice.create(path, size, { overwrite: true });
-  const mod = (await import('../../formats/image-format.js')) as {
-    createImage?: (p: string, o: { format: string; size: number }) => Promise<BlockDevice>;
-  };
-  if (!mod.createImage) throw err.notsup(`cannot write '${format}' images`);
-  return mod.createImage(path, { format, size });
+async function createTarget(path: string, format: ImageFormat, size: number): Promise<BlockDevice> {
+  return createImage(path, { format, size });
 }
 
 export async function importImage(
@@ -45,7 +31,7 @@ export async function importImage(
   const path = resolve(file);
   if (!existsSync(path)) throw err.noent(`cannot open '${file}': no such file`);
   if (!(await stat(path)).isFile()) throw err.inval(`'${file}' is not a regular file`);
-  const src = await openImage(path, o.format, true);
+  const src = await openSource(path, o.format);
   try {
     const pool = await mgr.poolFor(volume);
     if (pool.dir.has(volume)) throw err.exist(`cannot import into '${volume}': dataset already exists`);
@@ -74,7 +60,7 @@ export async function exportImage(
   const { volume: vol, release } = await mgr.openVolume(volume, { readOnly: true });
   try {
     const size = vol.info().size;
-    const dst = await createImage(resolve(file), o.format ?? 'raw', size);
+    const dst = await createTarget(resolve(file), o.format ?? 'raw', size);
     try {
       const r = await copyDevice(vol, dst, { onProgress: o.onProgress });
       return { size, dataBytes: r.dataBytes };
