@@ -15,13 +15,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BlockDevice } from '../../src/device/block-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
+import { PoolManager } from '../../src/daemon/services.js';
+import { copyDevice } from '../../src/device/copy.js';
 import { RawDevice } from '../../formats/raw/index.js';
 
 export interface Running {
@@ -122,8 +124,39 @@ function external(name: string, cmd: string, args: (file: string, port: number) 
   };
 }
 
+/**
+ * strata serving a pool volume with default properties (lz4, fletcher4, 16K
+ * blocks): a sparse pool device beside the bench file, a volume of the same
+ * size, pre-filled with the bench file's contents so reads read real data.
+ */
+function poolTarget(): BenchTarget {
+  let mgr: PoolManager | null = null;
+  let home = '';
+  return strataTarget(
+    'strata-pool',
+    async (file) => {
+      const size = (await stat(file)).size;
+      home = `${file}.pool`;
+      mgr = new PoolManager(home);
+      await mgr.poolCreate('bench', { groups: [{ type: 'single', paths: [`${home}.dev`] }], createSize: Math.max(2 * size + 512 * 1024 * 1024, 1024 * 1024 * 1024) });
+      await mgr.create('bench/vol', { volsize: String(size), sparse: true });
+      const { volume } = await mgr.openVolume('bench/vol');
+      const src = await RawDevice.open(file, { readOnly: true });
+      await copyDevice(src, volume);
+      await src.close();
+      return volume;
+    },
+    async () => {
+      await mgr?.close();
+      await rm(home, { recursive: true, force: true });
+      await rm(`${home}.dev`, { force: true });
+    },
+  );
+}
+
 export const TARGETS: BenchTarget[] = [
   strataTarget('strata-raw', (file) => RawDevice.open(file)),
+  poolTarget(),
   external('qemu-nbd', 'qemu-nbd', (f, p) => ['-f', 'raw', '--cache=writeback', '-b', '127.0.0.1', '-p', String(p), '-x', 'disk', '-t', f], (p) => `nbd://127.0.0.1:${p}/disk`),
   external('nbdkit', 'nbdkit', (f, p) => ['-f', '-i', '127.0.0.1', '-p', String(p), 'file', f], (p) => `nbd://127.0.0.1:${p}/`),
 ];

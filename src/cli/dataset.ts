@@ -57,20 +57,29 @@ export function registerDatasetCommands(program: Command, ctx: CliContext): void
     .action(async (name: string, o: { V?: string; s?: boolean; b?: string; o: string[]; p?: boolean }) => {
       const api = await ctx.api();
       const props = parseAssignments(o.o);
-      if (o.p) {
-        const parts = name.split('/');
-        for (let i = 2; i < parts.length; i++) {
-          const parent = parts.slice(0, i).join('/');
-          try {
-            await api.create(parent, { command: `create ${parent}` });
-          } catch (e) {
-            if ((e as { code?: string }).code !== 'EEXIST') throw e;
-          }
-        }
-      }
       if (o.s && o.V === undefined) throw err.inval('-s applies only to volumes (-V SIZE)');
       if (o.b && o.V === undefined) throw err.inval('-b applies only to volumes (-V SIZE)');
-      await api.create(name, { volsize: o.V, sparse: o.s, blocksize: o.b, props, command: commandLine() });
+      // Parents made by -p are removed again if the dataset itself is refused (bad size,
+      // property, name...): a refused command changes nothing.
+      const made: string[] = [];
+      try {
+        if (o.p) {
+          const parts = name.split('/');
+          for (let i = 2; i < parts.length; i++) {
+            const parent = parts.slice(0, i).join('/');
+            try {
+              await api.create(parent, { command: `create ${parent}` });
+              made.push(parent);
+            } catch (e) {
+              if ((e as { code?: string }).code !== 'EEXIST') throw e;
+            }
+          }
+        }
+        await api.create(name, { volsize: o.V, sparse: o.s, blocksize: o.b, props, command: commandLine() });
+      } catch (e) {
+        for (const p of made.reverse()) await api.destroy(p, { command: `destroy ${p}` }).catch(() => {});
+        throw e;
+      }
     });
 
   program

@@ -40,6 +40,8 @@ export interface PoolOptions {
   dirtyMax?: number;
   /** ARC size in bytes; default 512 MiB. */
   arcMaxBytes?: number;
+  /** Dead-list entries one snapshot-destroy txg may process (see destroySnapshots in dataset/snapshots.ts). */
+  destroyTxgBudget?: number;
 }
 
 export interface HistoryEntry {
@@ -115,7 +117,7 @@ export class Pool {
     this.mos = { dir: emptyByteObject(), sm: emptyByteObject(), smRecords: 0, history: emptyByteObject(), rootBp: null };
     this.opts = opts;
   }
-  private opts: PoolOptions;
+  readonly opts: PoolOptions;
 
   startTxgs(lastSynced: number): void {
     this.txg = new TxgEngine(lastSynced, (t) => syncTxg(this, t), { timeoutMs: this.opts.txgTimeoutMs, dirtyMax: this.opts.dirtyMax });

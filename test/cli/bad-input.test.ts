@@ -107,6 +107,8 @@ describe('CLI: bad input is refused with one line and changes nothing', () => {
     expectRefused(['create', '-b', '64K', '-V', '80K', 'tank/v3'], /multiple/);
     expectRefused(['set', 'volsize=1000', 'tank/vm1'], /multiple/);
     expectRefused(['create', '-V', 'lots', 'tank/v4'], /invalid size/);
+    // -p must not leave the parents behind when the volume is refused
+    expectRefused(['create', '-p', '-V', '10000', 'tank/p1/p2/v'], /multiple/);
     expect(state(), 'something changed').toBe(before);
   });
 

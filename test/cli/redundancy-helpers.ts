@@ -3,7 +3,19 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { strata, type RunResult } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { strata as strataDefault, type RunResult } from '../helpers/cli.js';
+
+/**
+ * Run the CLI. STRATA_TEST_BIN points at another build of main.js (a private
+ * build, so concurrent rebuilds of dist/ cannot race a long test run).
+ */
+export function strata(home: string, args: string[], opts: { env?: Record<string, string> } = {}): RunResult {
+  const bin = process.env['STRATA_TEST_BIN'];
+  if (!bin) return strataDefault(home, args, opts);
+  const r = spawnSync(process.execPath, [bin, '--home', home, ...args], { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
 
 export const MiB = 1024 * 1024;
 export const DATA_START = 4 * MiB;

@@ -24,7 +24,7 @@ describe('malformed input', () => {
 
   beforeAll(async () => {
     await dev.write(0, Buffer.alloc(2 * MiB, 0x3c));
-    s = await serve({ exports: { disk: { device: dev } }, maxRequest: 4 * MiB, handshakeTimeoutMs: 5000 });
+    s = await serve({ exports: { disk: { device: dev }, other: { device: new MemoryDevice(MiB) } }, maxRequest: 4 * MiB, handshakeTimeoutMs: 5000 });
   });
   afterAll(() => s.server.close());
 
@@ -65,10 +65,9 @@ describe('malformed input', () => {
     c.option(3, randomBytes(200 * 1024)); // LIST with too much data
     expect(await c.optionReply()).toMatchObject({ option: 3, type: ERR_TOO_BIG });
     c.option(3);
-    const r = await c.optionReply();
-    expect(r).toMatchObject({ type: REP_SERVER });
-    expect(r!.data.subarray(4).toString()).toBe('disk');
-    expect(await c.optionReply()).toMatchObject({ type: REP_ACK });
+    const names: string[] = [];
+    for (let r = await c.optionReply(); r && r.type === REP_SERVER; r = await c.optionReply()) names.push(r.data.subarray(4).toString());
+    expect(names).toEqual(['disk', 'other']);
     c.option(2); // ABORT
     expect(await c.optionReply()).toMatchObject({ option: 2, type: REP_ACK });
     await c.done;
@@ -146,10 +145,104 @@ describe('malformed input', () => {
     expect((await dev.read(MiB, 1000)).equals(Buffer.alloc(1000, 0x3c))).toBe(true);
   });
 
+  it('NBD_OPT_EXPORT_NAME ends haggling with 10 bytes under NO_ZEROES, 134 without', async () => {
+    for (const [flags, len] of [[3, 10], [1, 134]] as const) {
+      const c = await client();
+      await c.greet(flags);
+      c.option(1, Buffer.from('disk'));
+      const info = (await c.read(len))!;
+      expect(info.readBigUInt64BE(0)).toBe(16n * BigInt(MiB));
+      expect(info.readUInt16BE(8) & 1).toBe(1); // HAS_FLAGS
+      if (len === 134) expect(info.subarray(10).every((b) => b === 0)).toBe(true);
+      c.request(0, 0, 4, 7);
+      expect(await c.simpleReply()).toEqual({ handle: 7, error: 0 });
+      expect((await c.read(4))!.equals(Buffer.alloc(4, 0x3c))).toBe(true);
+      c.request(2, 0, 0, 8); // DISC
+      await c.done;
+    }
+  });
+
+  it('a meta context selected for one export is not active on another', async () => {
+    const c = await client();
+    await c.greet();
+    c.option(8);
+    expect(await c.optionReply()).toMatchObject({ type: REP_ACK });
+    const name = Buffer.from('disk');
+    const q = Buffer.from('base:allocation');
+    const d = Buffer.alloc(4 + name.length + 4 + 4 + q.length);
+    d.writeUInt32BE(name.length, 0);
+    name.copy(d, 4);
+    d.writeUInt32BE(1, 4 + name.length);
+    d.writeUInt32BE(q.length, 8 + name.length);
+    q.copy(d, 12 + name.length);
+    c.option(10, d);
+    expect(await c.optionReply()).toMatchObject({ type: 4 }); // NBD_REP_META_CONTEXT
+    expect(await c.optionReply()).toMatchObject({ type: REP_ACK });
+    await c.go('other');
+    c.request(7, 0, 4096, 9); // BLOCK_STATUS
+    const h = (await c.read(20))!;
+    expect(h.readUInt32BE(0)).toBe(0x668e33ef);
+    expect(h.readUInt16BE(6)).toBe(0x8001); // NBD_REPLY_TYPE_ERROR
+    const payload = (await c.read(h.readUInt32BE(16)))!;
+    expect(payload.readUInt32BE(0)).toBe(EINVAL);
+    c.destroy();
+  });
+
   it('after all of that, a real client reads and writes correct data', async () => {
     await ok('qemu-io', ['-f', 'raw', '-c', 'read -P 0x3c 0 2M', '-c', 'write -P 0x5d 4M 1M', '-c', 'read -P 0x5d 4M 1M', s.uri('disk')]);
     for (let i = 0; i < 50 && s.server.connectionCount > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(s.server.connectionCount).toBe(0);
+  });
+});
+
+describe('bounded memory', () => {
+  it('stops reading a client whose requests exceed maxInflightBytes', async () => {
+    const inner = new MemoryDevice(256 * MiB);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const stuck: BlockDevice = {
+      ...inner,
+      info: () => inner.info(),
+      read: (o, l, i) => inner.read(o, l, i),
+      write: async (o, d) => {
+        calls++;
+        await gate;
+        await inner.write(o, d);
+      },
+      writeZeroes: (o, l, opts) => inner.writeZeroes(o, l, opts),
+      trim: (o, l) => inner.trim(o, l),
+      flush: () => inner.flush(),
+      blockStatus: (o, l) => inner.blockStatus(o, l),
+      close: () => inner.close(),
+    };
+    // The cap is never below maxRequest, so both are set.
+    const s = await serve({ exports: { stuck: { device: stuck } }, maxInflightBytes: 16 * MiB, maxRequest: 4 * MiB });
+    try {
+      const c = await RawClient.connect(s.port);
+      await c.greet();
+      await c.go('stuck');
+      const payload = Buffer.alloc(MiB, 0x11);
+      for (let i = 0; i < 100; i++) c.request(1, i * MiB, MiB, i, 0, payload);
+      // Wait until the server has taken all it should; a slow machine only makes this smaller.
+      for (let i = 0; i < 200 && calls < 15; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(calls).toBeGreaterThanOrEqual(15); // the 16th header is charged, then reading stops before its payload
+      expect(calls).toBeLessThanOrEqual(18); // 16 MiB of payloads plus the one being parsed
+      release();
+      const seen = new Set<number>();
+      for (let i = 0; i < 100; i++) {
+        const r = await c.simpleReply();
+        expect(r?.error).toBe(0);
+        seen.add(r!.handle);
+      }
+      expect(seen.size).toBe(100);
+      expect(calls).toBe(100);
+      c.destroy();
+    } finally {
+      release(); // a failed assertion must not leave close() waiting on the gated writes
+      await s.server.close();
+    }
   });
 });
 

@@ -10,7 +10,11 @@ import { StatsDevice } from '../../src/device/stats.js';
 import { checked } from '../../src/device/validate.js';
 import { addressAllowed, parseCidr } from '../../src/nbd/cidr.js';
 import type { NbdExport, NbdExportResolver } from '../../src/nbd/index.js';
+import { err, StorageError, type ErrorCode } from '../../src/errors.js';
+import { nbdErrno } from '../../src/nbd/errno.js';
+import type { BlockDevice } from '../../src/device/block-device.js';
 import { ok, run, serve } from './helpers.js';
+import { RawClient } from './raw-client.js';
 
 describe('client address rules', () => {
   it('matches IPv4, IPv6 and IPv4-mapped peers by prefix', () => {
@@ -99,6 +103,47 @@ describe('live export resolver', () => {
       for (let i = 0; i < 50 && s.server.connectionCount > 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(opens).toBeGreaterThan(0);
       expect(releases).toBe(opens);
+    } finally {
+      await s.server.close();
+    }
+  });
+});
+
+describe('error mapping', () => {
+  it('maps StorageError codes to the NBD error values', () => {
+    const want: Partial<Record<ErrorCode, number>> = { EPERM: 1, EIO: 5, EINVAL: 22, ENOSPC: 28, EOVERFLOW: 75, ENOTSUP: 95, ESHUTDOWN: 108, ENOENT: 5, EFAULT: 5 };
+    for (const [code, v] of Object.entries(want)) expect(nbdErrno(new StorageError(code as ErrorCode, 'x')), code).toBe(v);
+    expect(nbdErrno(new Error('a bug below us'))).toBe(5);
+    expect(nbdErrno(undefined)).toBe(5);
+  });
+
+  it('device errors reach the client as NBD errors and the connection carries on', async () => {
+    const m = new MemoryDevice(1 << 20);
+    const failing: BlockDevice = {
+      info: () => m.info(),
+      read: async (o, l, i) => (o === 0 ? Promise.reject(err.io('checksum mismatch')) : m.read(o, l, i)),
+      write: async () => Promise.reject(err.nospc('pool is full')),
+      writeZeroes: async () => Promise.reject(err.notsup('no')),
+      trim: (o, l) => m.trim(o, l),
+      flush: async () => Promise.reject(new TypeError('a bug')),
+      blockStatus: (o, l) => m.blockStatus(o, l),
+      close: () => m.close(),
+    };
+    const s = await serve({ exports: { f: { device: failing } } });
+    try {
+      const c = await RawClient.connect(s.port);
+      await c.greet();
+      await c.go('f');
+      c.request(0, 0, 512, 1);
+      expect(await c.simpleReply()).toEqual({ handle: 1, error: 5 }); // no payload follows an error
+      c.request(1, 0, 4, 2, 0, Buffer.from('abcd'));
+      expect(await c.simpleReply()).toEqual({ handle: 2, error: 28 });
+      c.request(3, 0, 0, 3);
+      expect(await c.simpleReply()).toEqual({ handle: 3, error: 5 });
+      c.request(0, 4096, 4, 4);
+      expect(await c.simpleReply()).toEqual({ handle: 4, error: 0 });
+      expect((await c.read(4))!.equals(Buffer.alloc(4))).toBe(true);
+      c.destroy();
     } finally {
       await s.server.close();
     }

@@ -75,11 +75,21 @@ describe('volume', () => {
     await volume.write(0, randomBytes(8 * MiB));
     await pool.txg.syncNow();
     await volume.write(0, randomBytes(8 * MiB)); // overwrite: the next sync kills the old blocks
-    const syncing = pool.txg.syncNow();
-    await new Promise((r) => setImmediate(r)); // the sync is now writing the volume's blocks
-    release();
-    await mgr.destroy('tank/v');
-    await syncing;
+    // Destroy exactly while the sync is writing the volume's new blocks.
+    const io = pool.io;
+    const orig = io.writeMany.bind(io);
+    let destroyed: Promise<unknown> | null = null;
+    io.writeMany = async (items) => {
+      if (!destroyed && items.some((it) => it.p.level === 0 && it.p.type === 1)) {
+        release();
+        destroyed = mgr.destroy('tank/v');
+      }
+      return orig(items);
+    };
+    await pool.txg.syncNow();
+    expect(destroyed).not.toBeNull();
+    await destroyed;
+    io.writeMany = orig;
     for (let i = 0; i < 3; i++) await pool.commit();
     expect(pool.txg.suspended).toBeNull();
     expect(loggedAllocated(pool)).toBe(0);

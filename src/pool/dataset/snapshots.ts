@@ -266,9 +266,9 @@ export function planDestroyBatches(pool: Pool, names: string[], budget = DESTROY
   return batches;
 }
 
-export async function destroySnapshots(pool: Pool, names: string[], command?: string): Promise<void> {
+export async function destroySnapshots(pool: Pool, names: string[], command?: string, budget = pool.opts.destroyTxgBudget ?? DESTROY_TXG_BUDGET): Promise<void> {
   for (const n of names) checkDestroySnapshot(pool, n);
-  const batches = planDestroyBatches(pool, names);
+  const batches = planDestroyBatches(pool, names, budget);
   for (let b = 0; b < batches.length; b++) {
     const batch = batches[b]!;
     await pool.syncTask(

@@ -112,7 +112,11 @@ export class IntentLog {
     };
     for (let r of recs) {
       while (recordSize(r) > room) {
-        if (r.op === 'write' && room > REC_HEADER + 512) {
+        // Split a record only when even an empty largest block cannot hold it. A record
+        // is one volume block's data; split across two log blocks, a crash that keeps
+        // the first and loses the second replayed half a block (torn: neither old nor
+        // new). Otherwise start it in the next block (this one may go out empty).
+        if (r.op === 'write' && room > REC_HEADER + 512 && cur.length === 0 && size >= MAX_BLOCK) {
           const n = room - REC_HEADER;
           cur.push({ ...r, length: n, data: r.data!.subarray(0, n) });
           r = { ...r, offset: r.offset + n, length: r.length - n, data: r.data!.subarray(n) };

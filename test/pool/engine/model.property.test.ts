@@ -18,6 +18,7 @@ type Cmd =
   | { k: 'write'; o: number; n: number; seed: number }
   | { k: 'zero' | 'trim'; o: number; n: number }
   | { k: 'read'; o: number; n: number }
+  | { k: 'status'; o: number; n: number }
   | { k: 'flush' }
   | { k: 'sync' }
   | { k: 'grow'; by: number }
@@ -41,6 +42,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 2, arbitrary: range.map((r) => ({ k: 'zero' as const, ...r })) },
   { weight: 1, arbitrary: fc.tuple(fc.nat(8 * 1024 * 1024), fc.integer({ min: 1, max: 3 * MiB })).map(([o, n]) => ({ k: 'trim' as const, o, n })) },
   { weight: 2, arbitrary: range.map((r) => ({ k: 'read' as const, ...r })) },
+  { weight: 1, arbitrary: range.map((r) => ({ k: 'status' as const, ...r })) },
   { weight: 1, arbitrary: fc.constant({ k: 'flush' as const }) },
   { weight: 1, arbitrary: fc.constant({ k: 'sync' as const }) },
   { weight: 1, arbitrary: fc.integer({ min: 1, max: 64 }).map((by) => ({ k: 'grow' as const, by })) },
@@ -102,6 +104,21 @@ describe('volume vs model (fast-check)', () => {
                 case 'read': {
                   const { o, n } = clamp(c.o, c.n);
                   expect((await vol.read(o, n)).equals(model.subarray(o, o + n)), `read ${o}+${n}`).toBe(true);
+                  break;
+                }
+                case 'status': {
+                  // Extents tile the range in order; holes and zero extents read as zeroes.
+                  const { o, n } = clamp(c.o, c.n);
+                  const ext = await vol.blockStatus(o, n);
+                  expect(ext.length).toBeGreaterThan(0);
+                  let at = o;
+                  for (const e of ext) {
+                    expect(e.offset).toBe(at);
+                    expect(e.length).toBeGreaterThan(0);
+                    if (e.hole || e.zero) expect(model.subarray(e.offset, e.offset + e.length).equals(Buffer.alloc(e.length)), `extent ${e.offset}+${e.length}`).toBe(true);
+                    at += e.length;
+                  }
+                  expect(at).toBeGreaterThanOrEqual(Math.min(o + n, size));
                   break;
                 }
                 case 'flush':

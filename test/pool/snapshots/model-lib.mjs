@@ -128,7 +128,14 @@ export class Model {
       }
       case 'dsnap': {
         const s = snap();
-        return s ? { k: 'dsnap', snap: s, R: !!op.R } : null;
+        if (!s) return null;
+        if (!op.span) return { k: 'dsnap', snap: s, R: !!op.R };
+        // A range `ds@a%b` of neighbours (one pass over their dead lists in the engine).
+        const owner = this.ownerOf(this.findSnap(s));
+        const list = this.vols.get(owner).snaps;
+        const i = list.indexOf(this.findSnap(s));
+        const j = Math.min(list.length - 1, i + op.span);
+        return { k: 'dsnap', snap: `${owner}@${list[i].name}%${list[j].name}`, R: !!op.R };
       }
       case 'dvol': {
         const n = vol();
@@ -154,6 +161,16 @@ export class Model {
       default:
         throw new Error(`model: unknown op ${op.t}`);
     }
+  }
+
+  /** `ds@a` or the inclusive range `ds@a%b`. */
+  expand(spec) {
+    const at = spec.indexOf('@');
+    const v = this.vols.get(spec.slice(0, at));
+    const [a, b] = spec.slice(at + 1).split('%');
+    const i = v.snaps.findIndex((s) => s.name === a);
+    const j = b === undefined ? i : v.snaps.findIndex((s) => s.name === b);
+    return v.snaps.slice(i, j + 1);
   }
 
   findSnap(full) {
@@ -218,9 +235,9 @@ export class Model {
         return null;
       }
       case 'dsnap': {
-        const s = this.findSnap(a.snap);
-        if (s.holds.size) return 'EBUSY';
-        const direct = this.clonesOf(s);
+        const targets = this.expand(a.snap);
+        if (targets.some((s) => s.holds.size)) return 'EBUSY';
+        const direct = targets.flatMap((s) => this.clonesOf(s));
         if (direct.length && !a.R) return 'EBUSY';
         // Every dependent clone, transitively (clones of the clones' snapshots too).
         const gone = new Set();
@@ -232,8 +249,8 @@ export class Model {
         for (const c of direct) visit(c);
         for (const n of gone) if (this.vols.get(n).snaps.some((x) => x.holds.size)) return 'EBUSY';
         for (const n of gone) this.vols.delete(n);
-        const v = this.vols.get(this.ownerOf(s));
-        v.snaps = v.snaps.filter((x) => x !== s);
+        const v = this.vols.get(this.ownerOf(targets[0]));
+        v.snaps = v.snaps.filter((x) => !targets.includes(x));
         return null;
       }
       case 'dvol': {
@@ -371,7 +388,7 @@ export function randomOp(r, opts = {}) {
     case 'rollback':
       return { t, s, r: r.below(2) === 0 };
     case 'dsnap':
-      return { t, s, R: opts.noRecursiveClones ? false : r.below(3) === 0 };
+      return { t, s, R: opts.noRecursiveClones ? false : r.below(3) === 0, span: r.below(3) === 0 ? 1 + r.below(4) : 0 };
     case 'dvol':
       return { t, v, r: r.below(3) !== 0 };
     case 'hold':

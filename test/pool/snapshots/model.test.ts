@@ -41,6 +41,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ t: fc.constant('promote'), v: idx }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('rollback'), s: idx, r: fc.boolean() }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('dsnap'), s: idx, R: fc.boolean() }), weight: 3 },
+  { arbitrary: fc.record({ t: fc.constant('dsnap'), s: idx, R: fc.boolean(), span: fc.integer({ min: 1, max: 4 }) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('dvol'), v: idx, r: fc.boolean() }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('rsnap'), s: idx, n: fc.nat({ max: 5 }) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('rvol'), v: idx, n: fc.nat({ max: 3 }) }), weight: 1 },
@@ -50,6 +51,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 interface Run {
+  budget?: number;
   mgr: PoolManager;
   pool: Pool;
   home: string;
@@ -60,11 +62,11 @@ async function reopen(run: Run, how: string): Promise<void> {
   if (how === 'export') {
     await run.mgr.poolExport(POOL);
     await run.mgr.close();
-    run.mgr = new PoolManager(run.home, { txgTimeoutMs: 60_000 });
+    run.mgr = new PoolManager(run.home, { txgTimeoutMs: 60_000, destroyTxgBudget: run.budget });
     await run.mgr.poolImport(POOL, run.dir);
   } else {
     await run.mgr.close();
-    run.mgr = new PoolManager(run.home, { txgTimeoutMs: 60_000 });
+    run.mgr = new PoolManager(run.home, { txgTimeoutMs: 60_000, destroyTxgBudget: run.budget });
   }
   run.pool = await run.mgr.pool(POOL);
 }
@@ -91,14 +93,14 @@ async function destroyAll(run: Run, model: ModelLike & { apply(a: Action): strin
   }
 }
 
-async function runSequence(ops: Op[], opts: { checkEvery?: boolean } = {}): Promise<void> {
+async function runSequence(ops: Op[], opts: { checkEvery?: boolean; budget?: number } = {}): Promise<void> {
   const { dir, cleanup } = await tempDir('strata-snapmodel-');
   const log: string[] = [];
   try {
     const home = join(dir, 'home');
-    const mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
+    const mgr = new PoolManager(home, { txgTimeoutMs: 60_000, destroyTxgBudget: opts.budget });
     await mgr.poolCreate(POOL, { groups: [{ type: 'single', paths: [join(dir, 'd1.img')] }], createSize: 256 * MiB });
-    const run: Run = { mgr, pool: await mgr.pool(POOL), home, dir };
+    const run: Run = { mgr, pool: await mgr.pool(POOL), home, dir, budget: opts.budget };
     const model = new Model() as ModelLike & { resolve(o: Op): Action | null; apply(a: Action): string | null };
     // Always start with a volume so the sequence has something to act on.
     for (const op of [{ t: 'create', size: 2 * MiB, bs: 8192 } as Op, ...ops]) {
@@ -132,13 +134,14 @@ async function runSequence(ops: Op[], opts: { checkEvery?: boolean } = {}): Prom
   }
 }
 
-const RUNS = Number(process.env['SNAP_MODEL_RUNS'] ?? 25);
+const RUNS = Number(process.env['SNAP_MODEL_RUNS'] ?? 60);
 
 describe('native snapshots against a model', () => {
   it('random sequences read, refuse and free exactly as the model says', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 60 }), async (ops) => {
-        await runSequence(ops);
+      fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 60 }), fc.boolean(), async (ops, small) => {
+        // Half the runs split multi-snapshot destroys into a txg per snapshot.
+        await runSequence(ops, { budget: small ? 1 : undefined });
       }),
       { numRuns: RUNS, endOnFailure: !!process.env['SNAP_MODEL_NOSHRINK'], ...(process.env['SNAP_MODEL_SEED'] ? { seed: Number(process.env['SNAP_MODEL_SEED']) } : {}) },
     );
@@ -147,6 +150,14 @@ describe('native snapshots against a model', () => {
   it('a hand-written sequence: destroying a middle snapshot keeps the blocks the previous one holds', async () => {
     const w = (seed: number, off: number, len: number): Op => ({ t: 'write', v: 0, off, len, seed, z: false, trim: false });
     await runSequence([w(1, 0, 200_000), { t: 'snap', v: 0, n: 0 }, { t: 'snap', v: 0, n: 1 }, w(2, 0, 200_000), { t: 'dsnap', s: 1, R: false }, w(3, 0, 300_000), { t: 'reopen', how: 'close' }]);
+  });
+
+  it('a hand-written sequence: a range of neighbours destroyed in one pass and in one txg each', async () => {
+    const w = (seed: number, off: number, len: number): Op => ({ t: 'write', v: 0, off, len, seed, z: false, trim: false });
+    const ops: Op[] = [];
+    for (let i = 0; i < 6; i++) ops.push(w(10 + i, (i % 3) * 0.1, 150_000), { t: 'snap', v: 0, n: i });
+    ops.push(w(99, 0, 400_000), { t: 'dsnap', s: 1, R: false, span: 3 } as Op, { t: 'check' }, { t: 'rollback', s: 0, r: true }, { t: 'check' });
+    for (const budget of [undefined, 1]) await runSequence(ops, { checkEvery: true, budget });
   });
 
   it('a hand-written sequence: clone, promote, destroy the old parent, rollback', async () => {
