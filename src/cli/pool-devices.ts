@@ -51,7 +51,8 @@ export function formatStatus(p: PoolStatus, verbose: boolean): string {
   out += `  scan: ${scanLine(p.scan)}\nconfig:\n\n`;
   const lines: [string, string, string, string, string, string][] = [];
   const walk = (r: VdevStatusRow, depth: number, stateOverride?: string) => {
-    lines.push([`${'  '.repeat(depth)}${r.name}`, stateOverride ?? r.state, String(r.read), String(r.write), String(r.cksum), r.note ?? '']);
+    const note = r.note ?? (r.path !== undefined && (r.state === 'UNAVAIL' || r.state === 'REMOVED') ? 'cannot open' : r.state === 'FAULTED' ? 'too many errors' : '');
+    lines.push([`${'  '.repeat(depth)}${r.name}`, stateOverride ?? r.state, String(r.read), String(r.write), String(r.cksum), note]);
     for (const c of r.children) walk(c, depth + 1);
   };
   walk(p.config.pool, 0);

@@ -8,18 +8,24 @@ import type { Pool } from '../pool/pool.js';
 import { dnodeFromJson, type Dnode } from '../pool/object/dnode.js';
 import { BlockTree } from '../pool/object/tree.js';
 import { findSnap } from '../pool/dataset/snapshots.js';
+import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 
 export class SnapshotDevice implements BlockDevice {
   private dnode: Dnode;
   private tree: BlockTree;
   private closed = false;
+  /** The snapshot itself (not its name: a rename or a promote must not break an open export). */
+  private snap: SnapshotRecord;
+  private owner: DatasetRecord;
 
   constructor(
     private pool: Pool,
     private full: string,
   ) {
-    const { snap } = findSnap(pool, full);
+    const { snap, rec } = findSnap(pool, full);
     if (!snap.object) throw err.inval(`'${full}' is not a volume snapshot`);
+    this.snap = snap;
+    this.owner = rec;
     this.dnode = dnodeFromJson(snap.object);
     this.tree = new BlockTree(pool.io);
   }
@@ -27,7 +33,15 @@ export class SnapshotDevice implements BlockDevice {
   private alive(): void {
     if (this.closed) throw err.shutdown('snapshot device is closed');
     if (this.pool.closed) throw err.shutdown(`pool '${this.pool.name}' is not open`);
-    findSnap(this.pool, this.full); // throws ENOENT once destroyed
+    if (this.owner.snapshots.includes(this.snap)) return;
+    // Moved by a promote, or gone: its blocks may be freed from here on.
+    for (const rec of this.pool.dir.datasets.values()) {
+      if (rec.snapshots.includes(this.snap)) {
+        this.owner = rec;
+        return;
+      }
+    }
+    throw err.noent(`snapshot '${this.full}' was destroyed`);
   }
 
   info(): BlockDeviceInfo {

@@ -157,44 +157,59 @@ export class Volume implements BlockDevice {
       const end = Math.min(offset + length, (b + 1) * bs);
       (end - start === bs ? whole : partial).push(b);
     }
-    // Partial blocks: read the current contents first (outside the txg), under the block lock.
-    const merged = new Map<number, Buffer | null>();
+    // Partial blocks whose latest version is not in memory are read first (outside the txg),
+    // under the block lock; the merge itself happens below, synchronously, against the
+    // newest version (which may have become dirty meanwhile).
+    const base = new Map<number, Buffer | null>();
     const release: (() => void)[] = [];
     try {
       for (const b of [...whole, ...partial].sort((x, y) => x - y)) release.push(await this.locks.acquire(b));
       await Promise.all(
         partial.map(async (b) => {
-          const cur = await this.obj.read(b);
-          if (!cur && zeroing) {
-            merged.set(b, null); // zeroing part of a hole: still a hole
-            return;
-          }
-          const blk = Buffer.alloc(bs);
-          if (cur) cur.copy(blk);
-          const start = Math.max(offset, b * bs);
-          const end = Math.min(offset + length, (b + 1) * bs);
-          fill(blk, start - b * bs, start - offset, end - start);
-          merged.set(b, blk);
+          if (this.obj.dirtyBlock(b) !== undefined) return;
+          base.set(b, await this.obj.read(b));
         }),
       );
       const bytes = (whole.length + partial.length) * bs;
       await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies);
       await this.pool.txg.throttle(bytes);
-      // From here to markDirty nothing awaits: the whole write joins one txg.
-      const t = this.pool.txg.markDirty(zeroing ? 0 : bytes);
+      // From here to the end nothing awaits: the whole write joins one txg.
+      const t = this.pool.txg.open;
       const m = this.obj.mapFor(t);
+      let added = 0;
       for (const b of whole) {
+        if (!m.has(b)) added += bs;
         if (zeroing) {
           m.set(b, null);
           continue;
         }
         const blk = Buffer.allocUnsafe(bs);
-        const start = b * bs;
-        fill(blk, 0, start - offset, bs);
+        fill(blk, 0, b * bs - offset, bs);
         m.set(b, blk);
       }
-      for (const [b, blk] of merged) m.set(b, blk);
-      // Intent log: the new block contents are immutable from here, so records point into them.
+      for (const b of partial) {
+        const start = Math.max(offset, b * bs);
+        const end = Math.min(offset + length, (b + 1) * bs);
+        const mine = m.get(b);
+        if (mine) {
+          // Already dirty in this (open) txg: nothing has seen this buffer but readers and
+          // pending log records of this txg, for which the newest bytes are right. Update in place.
+          fill(mine, start - b * bs, start - offset, end - start);
+          continue;
+        }
+        if (mine === undefined) added += bs;
+        const latest = mine === null ? null : (this.obj.dirtyBlock(b) ?? base.get(b) ?? null);
+        if (!latest && zeroing) {
+          m.set(b, null); // zeroing part of a hole: still a hole
+          continue;
+        }
+        const blk = latest ? Buffer.allocUnsafe(bs) : Buffer.alloc(bs);
+        if (latest) latest.copy(blk);
+        fill(blk, start - b * bs, start - offset, end - start);
+        m.set(b, blk);
+      }
+      this.pool.txg.markDirty(zeroing ? 0 : added);
+      // Intent log: records point into the block buffers (see logRange).
       this.logRange(t, offset, length, m, zeroing);
     } finally {
       for (const r of release) r();
@@ -231,7 +246,12 @@ export class Volume implements BlockDevice {
     }
   }
 
-  /** Log records for a range just recorded in txg `t` (one per block, pointing into the block buffers). */
+  /**
+   * Log records for a range just recorded in txg `t`, one per block, pointing
+   * into the block buffers. A later write in the same txg may update a buffer
+   * in place; a commit then logs newer bytes for an older record, which replay
+   * overwrites with the newer record anyway (records replay in order).
+   */
   private logRange(t: number, offset: number, length: number, m: Map<number, Buffer | null>, zeroing: boolean): void {
     const zil = this.pool.zil;
     if (!zil) return;

@@ -148,4 +148,45 @@ describe('pool devices', () => {
     expect(row!.size).toBeGreaterThan(2.5 * leafData);
     expect(row!.size).toBeLessThan(3.01 * leafData);
   });
+
+  it('scrub pause survives export/import, scrub resumes from the bookmark, scrub -s cancels', async () => {
+    process.env['STRATA_SCAN_RATE'] = String(1 * MiB);
+    try {
+      const [a, b] = [file(), file()];
+      await mgr.poolCreate('tank', { groups: [{ type: 'mirror', paths: [a, b] }] });
+      await mgr.create('tank/vol', { volsize: String(8 * MiB), blocksize: '16384' });
+      await fill('tank/vol', 8 * MiB);
+      await mgr.poolScrub('tank');
+      let st = (await mgr.poolStatus('tank'))[0]!;
+      for (let i = 0; i < 200 && st.scan!.examined < 1 * MiB; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        st = (await mgr.poolStatus('tank'))[0]!;
+      }
+      expect(st.scan!.state).toBe('scanning');
+      await mgr.poolScrub('tank', { op: 'pause' });
+      st = (await mgr.poolStatus('tank'))[0]!;
+      expect(st.scan!.paused).toBe(true);
+      const at = st.scan!.examined;
+      expect(at).toBeGreaterThan(0);
+      await mgr.poolExport('tank');
+      await mgr.poolImport('tank', dir);
+      st = (await mgr.poolStatus('tank'))[0]!;
+      expect(st.scan!.state).toBe('scanning');
+      expect(st.scan!.paused).toBe(true);
+      expect(st.scan!.running).toBe(false);
+      expect(st.scan!.examined).toBe(at);
+      await mgr.poolScrub('tank');
+      st = (await mgr.poolStatus('tank'))[0]!;
+      expect(st.scan!.paused).toBe(false);
+      expect(st.scan!.running).toBe(true);
+      expect(st.scan!.examined).toBeGreaterThanOrEqual(at);
+      await mgr.poolScrub('tank', { op: 'stop' });
+      st = (await mgr.poolStatus('tank'))[0]!;
+      expect(st.scan!.state).toBe('canceled');
+      expect(st.scan!.running).toBe(false);
+      await expect(mgr.poolScrub('tank', { op: 'pause' })).rejects.toThrow(/no active scrub/);
+    } finally {
+      delete process.env['STRATA_SCAN_RATE'];
+    }
+  });
 });

@@ -147,7 +147,7 @@ export class BlockPipeline {
           // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
           // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
           // immutable, so sharing them with the ARC is safe.
-          this.arc.set(dvaKey(dvas[0]!), data, data.length);
+          this.arc.set(arcKey(out[i]!), data, data.length);
           for (const d of dvas) {
             const w = open.get(d.vdev);
             if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { PoolManager } from '../../../src/daemon/services.js';
 import type { Pool } from '../../../src/pool/pool.js';
 import { MiB, tempDir } from '../engine/helpers.js';
-import { checkSpace, compareState, type ModelLike } from './check.js';
+import { checkDiff, checkSpace, compareState, type ModelLike } from './check.js';
 // @ts-expect-error plain JS module shared with the crash child
 import { Model, execute, POOL } from './model-lib.mjs';
 
@@ -114,6 +114,7 @@ async function runSequence(ops: Op[], opts: { checkEvery?: boolean; budget?: num
       const problems = await compareState(run.pool, model);
       // Space after every administrative step (those sync anyway; writes stay batched in open txgs between them).
       if (!['write', 'zero', 'trim'].includes(a.k) || opts.checkEvery) problems.push(...(await checkSpace(run.pool)));
+      if (a.k === 'check') problems.push(...(await checkDiff(run.mgr, run.pool, model)));
       if (problems.length) throw new Error(`after step ${log.length} ${JSON.stringify(a)}:\n  ${problems.join('\n  ')}\nsequence:\n${log.join('\n')}`);
     }
     {
