@@ -122,6 +122,13 @@ export class Model {
         const n = vol();
         return n ? { k: 'promote', name: n } : null;
       }
+      case 'resize': {
+        const n = vol();
+        if (!n) return null;
+        const v = this.vols.get(n);
+        const size = Math.max(v.bs, Math.min(4 << 20, Math.round((v.size * op.f) / v.bs) * v.bs));
+        return { k: 'resize', name: n, size };
+      }
       case 'rollback': {
         const s = snap();
         return s ? { k: 'rollback', snap: s, r: !!op.r } : null;
@@ -209,6 +216,14 @@ export class Model {
         this.vols.set(a.name, { bs: this.vols.get(this.ownerOf(s)).bs, size: s.data.length, data: Buffer.from(s.data), snaps: [], origin: s });
         return null;
       }
+      case 'resize': {
+        const v = this.vols.get(a.name);
+        const d = Buffer.alloc(a.size);
+        v.data.copy(d, 0, 0, Math.min(a.size, v.data.length));
+        v.data = d;
+        v.size = a.size;
+        return null;
+      }
       case 'promote': {
         const c = this.vols.get(a.name);
         if (!c.origin) return 'EINVAL';
@@ -232,6 +247,7 @@ export class Model {
         if (later.some((x) => x.holds.size || this.clonesOf(x).length)) return 'EBUSY';
         v.snaps = v.snaps.slice(0, v.snaps.indexOf(s) + 1);
         v.data = Buffer.from(s.data);
+        v.size = s.data.length;
         return null;
       }
       case 'dsnap': {
@@ -330,6 +346,9 @@ export async function execute(ctx, a) {
         break;
       case 'promote':
         await mgr.promote(a.name);
+        break;
+      case 'resize':
+        await mgr.set(a.name, { volsize: String(a.size) });
         break;
       case 'rollback':
         await mgr.rollback(a.snap, { recursive: a.r, force: true });

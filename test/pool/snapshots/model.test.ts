@@ -39,6 +39,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ t: fc.constant('snap'), v: idx, bad: fc.nat({ max: 2 }) }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('clone'), s: idx }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('promote'), v: idx }), weight: 3 },
+  { arbitrary: fc.record({ t: fc.constant('resize'), v: idx, f: fc.constantFrom(0.3, 0.5, 0.9, 1.25, 1.5, 2) }), weight: 2 },
+  // Large zeroing requests take the engine's range path (only allocated blocks are touched).
+  {
+    arbitrary: fc.record({ t: fc.constant('write'), v: idx, off: fc.double({ min: 0, max: 0.999, noNaN: true }), len: fc.integer({ min: 300_000, max: 2 * 1024 * 1024 }), seed: fc.nat(), z: fc.constant(true), trim: fc.boolean() }),
+    weight: 2,
+  },
   { arbitrary: fc.record({ t: fc.constant('rollback'), s: idx, r: fc.boolean() }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('dsnap'), s: idx, R: fc.boolean() }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('dsnap'), s: idx, R: fc.boolean(), span: fc.integer({ min: 1, max: 4 }) }), weight: 2 },
