@@ -1,7 +1,6 @@
 /** `strata serve`: run the daemon in the foreground until SIGTERM/SIGINT (a second signal forces). */
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
-import { Daemon } from '../daemon/daemon.js';
 
 export function registerServeCommand(program: Command, ctx: CliContext): void {
   program
@@ -12,6 +11,8 @@ export function registerServeCommand(program: Command, ctx: CliContext): void {
     .option('--iscsi <addr>', 'iSCSI listen address or off (not available yet)')
     .option('--http <addr>', 'HTTP listen address or off (default 127.0.0.1:8080)')
     .action(async (o: { config?: string; nbd?: string; iscsi?: string; http?: string }) => {
+      // Loaded here: the daemon pulls in Koa and the NBD server, which no other command needs.
+      const { Daemon } = await import('../daemon/daemon.js');
       const daemon = new Daemon({ home: ctx.homeDir, config: o.config, nbd: o.nbd, http: o.http, iscsi: o.iscsi });
       await daemon.start();
       const a = daemon.addresses;
