@@ -92,7 +92,9 @@ async function one(layout: Layout): Promise<Sample> {
     await mgr.poolScrub('tank', { wait: true });
     const st = (await mgr.poolStatus('tank'))[0]!;
     const scrub = mbps(st.scan!.examined, Math.max(1, st.scan!.activeMs || performance.now() - t));
-    // Foreground reads while scrubs run back to back (the scrub backs off for foreground I/O).
+    // Foreground reads while scrubs run back to back (the scrub backs off for foreground I/O),
+    // against an idle read with the same (warm) OS page cache.
+    const warm = await readAll();
     let reading = true;
     const scrubbing = (async () => {
       while (reading) await mgr.poolScrub('tank', { wait: true });
@@ -100,7 +102,7 @@ async function one(layout: Layout): Promise<Sample> {
     const busyRead = await readAll();
     reading = false;
     await scrubbing;
-    const readDuringScrub = busyRead / read;
+    const readDuringScrub = busyRead / warm;
     let degradedRead: number | null = null;
     if (layout.n > 1) {
       await mgr.poolOffline('tank', paths[0]!);

@@ -34,6 +34,7 @@ import {
   diff as diffOp,
   renameSnapshot as renameSnapshotOp,
   autoSnapshots as autoSnapshotsOp,
+  destroySnapshotsBeforeDatasets,
   type AutoSnapshotResult,
   type DiffRange,
 } from '../pool/dataset/snapshots.js';
@@ -241,6 +242,8 @@ export class PoolManager {
     const targets = [name, ...pool.dir.descendants(name)];
     const busy = targets.filter((n) => (this.inUse.get(n) ?? 0) > 0);
     if (busy.length && !o.force) throw err.busy(`cannot destroy '${name}': volume is in use (${busy.join(', ')}); use -f to force`);
+    // Many snapshots: free them in batches first so one huge txg does not stall other writers.
+    await destroySnapshotsBeforeDatasets(pool, name, !!o.recursive, o.command);
     return pool.destroyDataset(name, { recursive: o.recursive, command: o.command });
   }
 

@@ -84,6 +84,17 @@ export class PoolDevices {
     ev.onChecksumError = () => d.kickSpares();
     // Devices missing at import missed everything since they left: their DTL is found when they return.
     await d.serial(async () => {
+      // Devices back after being away (offline -t, missing at an earlier import) missed the
+      // blocks born since their DTL: mark them stale so reads avoid them until resilvered.
+      let back = false;
+      for (const l of pool.leaves()) {
+        if (!leafUsable(l.state) || pool.scanPersist.dtl[l.guid] === undefined || admin.locate(pool.vdevs, l).composite) continue;
+        if ((await d.markReturning(l)) !== null) back = true;
+      }
+      if (back) {
+        pool.configDirty = true;
+        await pool.commit();
+      }
       await d.activateSpares();
       const s = pool.scanPersist.scan;
       if (s && s.state === 'scanning' && !s.paused) d.scanner.resume();
@@ -271,7 +282,7 @@ export class PoolDevices {
   }
 
   /** A device is back: mark it stale in its top-level; resolves to the birth txg to resilver from (null: nothing to do). */
-  private async markReturning(leaf: Leaf): Promise<number | null> {
+  async markReturning(leaf: Leaf): Promise<number | null> {
     const place = admin.locate(this.pool.vdevs, leaf);
     const top = place.top;
     let from = this.pool.scanPersist.dtl[leaf.guid];

@@ -166,7 +166,10 @@ export class Volume implements BlockDevice {
       for (const b of [...whole, ...partial].sort((x, y) => x - y)) release.push(await this.locks.acquire(b));
       await Promise.all(
         partial.map(async (b) => {
-          if (this.obj.dirtyBlock(b) !== undefined) return;
+          // Always keep a base, even for a block dirty now (that read costs nothing): if
+          // it is dirty only in the syncing txg and that sync completes while we wait in
+          // admit()/throttle() below, its dirty copy is gone and, without a base, the
+          // merge treated the block as a hole (its other bytes were lost).
           base.set(b, await this.obj.read(b));
         }),
       );

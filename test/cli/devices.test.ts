@@ -69,7 +69,13 @@ describe('pool devices', () => {
     expect(st.scan!.func).toBe('resilver');
     expect(st.scan!.state).toBe('finished');
     expect(st.config.pool.children[0]!.children[1]!.name).toBe('spare-1');
-    // The spare holds the data: lose the other side too and read.
+    // Still in use after export/import (one device, one leaf), and it holds the data:
+    // lose the other side too and read.
+    await mgr.poolExport('tank');
+    await mgr.poolImport('tank', dir);
+    st = (await mgr.poolStatus('tank'))[0]!;
+    expect(st.config.spares[0]!.state).toBe('INUSE');
+    expect(st.config.pool.children[0]!.children[1]!.name).toBe('spare-1');
     await mgr.poolOffline('tank', a);
     expect((await readAll('tank/vol', 4 * MiB)).equals(data)).toBe(true);
     await mgr.poolOnline('tank', a, { wait: true });
@@ -188,5 +194,28 @@ describe('pool devices', () => {
     } finally {
       delete process.env['STRATA_SCAN_RATE'];
     }
+  });
+
+  it('offline -t: the device is back after export/import and resilvers what it missed', async () => {
+    const [a, b] = [file(), file()];
+    await mgr.poolCreate('tank', { groups: [{ type: 'mirror', paths: [a, b] }] });
+    await mgr.create('tank/vol', { volsize: String(4 * MiB), blocksize: '16384' });
+    const data = await fill('tank/vol', 4 * MiB);
+    await mgr.poolOffline('tank', b, { temporary: true });
+    const late = await fill('tank/vol', 128 * 1024, 2 * MiB);
+    late.copy(data, 2 * MiB);
+    await mgr.poolExport('tank');
+    await mgr.poolImport('tank', dir);
+    await mgr.poolWait('tank');
+    const st = (await mgr.poolStatus('tank'))[0]!;
+    expect(st.state).toBe('ONLINE');
+    expect(st.scan!.func).toBe('resilver');
+    expect(st.scan!.state).toBe('finished');
+    expect(st.scan!.repaired).toBeGreaterThanOrEqual(128 * 1024);
+    expect(st.scan!.repaired).toBeLessThan(1 * MiB);
+    await mgr.poolOffline('tank', a);
+    expect((await readAll('tank/vol', 4 * MiB)).equals(data)).toBe(true);
+    const leaves = (await mgr.poolStatus('tank'))[0]!.config.pool.children[0]!.children;
+    expect(leaves.every((l) => l.cksum === 0)).toBe(true);
   });
 });

@@ -13,11 +13,11 @@ import { corrupt, createArgs, makeDevices, md5, MiB, ok, poolState, readVolume, 
 
 /** The whole issue-3 scenario for one layout (see the test files that call it). */
 export function redundancyScenario(layout: Layout): void {
-    const root = tmp('strata-redund-');
-    const home = join(root, 'home');
-    const devDir = join(root, 'devs');
-    mkdirSync(devDir);
-    try {
+  const root = tmp('strata-redund-');
+  const home = join(root, 'home');
+  const devDir = join(root, 'devs');
+  mkdirSync(devDir);
+  try {
     const devs = makeDevices(devDir, layout);
     ok(strata(home, ['pool', 'create', 'tank', ...createArgs(layout, devs)]));
     const data = writeVolume(home, root, 'tank/vol', 3 * MiB);
@@ -108,7 +108,7 @@ export function redundancyScenario(layout: Layout): void {
       for (const p of lost) expect(r.stderr).toContain(p);
     }
     expect(kept.map(md5)).toEqual(before);
-    } finally {
+  } finally {
     rmSync(root, { recursive: true, force: true });
-    }
+  }
 }

@@ -282,6 +282,31 @@ export async function destroySnapshots(pool: Pool, names: string[], command?: st
   }
 }
 
+/**
+ * `destroy -r DATASET`: destroy the snapshots of everything going first,
+ * batched like any snapshot destroy (see destroySnapshots), so the final
+ * txg that removes the datasets has little left to free and writers are
+ * not stalled behind it. Does nothing when the destroy will be refused
+ * (the caller's destroyDataset then reports why) or when there is little
+ * to gain. Snapshots with clones (inside the destroyed set) stay for the
+ * final txg.
+ */
+export async function destroySnapshotsBeforeDatasets(pool: Pool, name: string, recursive: boolean, command?: string): Promise<void> {
+  if (!recursive || name === pool.name || !pool.dir.has(name)) return;
+  const gone = [name, ...pool.dir.descendants(name)];
+  const snaps: string[] = [];
+  for (const n of gone) {
+    const r = pool.dir.get(n);
+    for (const s of r.snapshots) {
+      if (Object.keys(s.holds ?? {}).length) return;
+      if ((s.clones ?? []).some((c) => !gone.includes(c))) return;
+      if (!(s.clones ?? []).length) snaps.push(`${n}@${s.name}`);
+    }
+  }
+  if (snaps.length < 2) return;
+  await destroySnapshots(pool, snaps, command ? `${command} (snapshots first)` : undefined);
+}
+
 // ---------------------------------------------------------------- rollback
 
 export async function rollback(pool: Pool, full: string, opts: { destroyLater?: boolean; command?: string } = {}): Promise<void> {

@@ -38,6 +38,8 @@ export interface ScanOptions {
   chunkBlocks?: number;
   /** Pause between chunks while foreground I/O is active (ms, default 20). */
   busyDelayMs?: number;
+  /** Scan bandwidth cap while foreground I/O is active (bytes/s, default 32 MiB/s). */
+  busyRate?: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -45,7 +47,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class ScanRunner {
   private loop: Promise<void> | null = null;
   private stopping = false;
-  private lastFg = -1;
   private sessionStart = 0;
   private sessionExamined = 0;
   private lastPersist = 0;
@@ -53,6 +54,8 @@ export class ScanRunner {
   /** Called after a resilver finished and its config committed (the device layer may start another). */
   onResilverDone: (() => Promise<void>) | null = null;
   readonly opts: Required<Omit<ScanOptions, 'rate'>> & { rate: number };
+  private fgOps = -1;
+  private fgAt = 0;
 
   constructor(
     private pool: Pool,
@@ -64,6 +67,7 @@ export class ScanRunner {
       concurrency: opts.concurrency ?? 16,
       chunkBlocks: opts.chunkBlocks ?? 128,
       busyDelayMs: opts.busyDelayMs ?? 20,
+      busyRate: opts.busyRate ?? 32 * 1024 * 1024,
     };
   }
 
@@ -179,12 +183,15 @@ export class ScanRunner {
     if (!this.pool.closed && !this.pool.txg.suspended) this.pool.txg.markDirty(0);
   }
 
+  /** Did the pool serve foreground I/O in the last 100 ms? (Scan reads bypass the pipeline's counters.) */
   private foregroundBusy(): boolean {
     const st = this.pool.io.stats;
     const ops = st.readOps + st.writeOps + this.pool.txg.totalDirty();
-    const busy = this.lastFg >= 0 && ops !== this.lastFg;
-    this.lastFg = ops;
-    return busy;
+    if (ops !== this.fgOps) {
+      if (this.fgOps >= 0) this.fgAt = Date.now();
+      this.fgOps = ops;
+    }
+    return Date.now() - this.fgAt < 100;
   }
 
   private async run(): Promise<void> {
@@ -198,6 +205,8 @@ export class ScanRunner {
         // Hold frees of every txg that could free a block of this chunk (see sync.ts).
         this.pool.scanHoldTxg = this.pool.txg.synced;
         let chunk;
+        const chunkStart = Date.now();
+        const examinedBefore = s.examined;
         try {
           const errors: { item: ScanItem; e: unknown }[] = [];
           chunk = await nextChunk(this.pool, s.bookmark, s.minBirth, this.opts.chunkBlocks, (item, e) => errors.push({ item, e }));
@@ -215,9 +224,11 @@ export class ScanRunner {
         }
         s.bookmark = chunk.next;
         this.persistSoon();
-        // Yield to foreground I/O (scrub delay) and keep under the rate limit.
-        if (this.foregroundBusy()) await sleep(this.opts.busyDelayMs);
-        else await new Promise<void>((r) => setImmediate(r));
+        // Yield to foreground I/O (ZFS's scrub delay): while it is active, scan at most busyRate.
+        if (this.foregroundBusy()) {
+          const due = ((s.examined - examinedBefore) * 1000) / this.opts.busyRate - (Date.now() - chunkStart);
+          await sleep(Math.min(1000, Math.max(this.opts.busyDelayMs, due)));
+        } else await new Promise<void>((r) => setImmediate(r));
         if (this.opts.rate > 0) {
           const ahead = (this.sessionExamined * 1000) / this.opts.rate - (Date.now() - this.sessionStart);
           if (ahead > 0) await sleep(Math.min(ahead, 1000));

@@ -118,7 +118,9 @@ export class VdevTree {
     }
     const spareCfgs = (root.spares ?? []).filter(isLeafConfig);
     const cacheCfgs = (root.l2cache ?? []).filter(isLeafConfig);
-    const spares = await Promise.all(spareCfgs.map(openLeaf));
+    // A hot spare in use is also a member of a spare/replacing vdev: one device, one leaf.
+    const inTops = new Map(tops.flatMap((t) => t.leaves()).map((l) => [l.guid, l]));
+    const spares = await Promise.all(spareCfgs.map((c) => inTops.get(c.guid) ?? openLeaf(c)));
     const l2cache = await Promise.all(cacheCfgs.map(openLeaf));
     // Only now, with the tree's own adjustments (too small, offline) done,
     // do state changes start to be reported.
@@ -219,8 +221,10 @@ export class VdevTree {
     const scrub = (c: VdevConfig): VdevConfig => {
       if (isLeafConfig(c)) {
         if (!temp.has(c.guid)) return c;
+        // Back at the next import, but it missed every write while away: it opens stale
+        // (reads avoid it) and the engine resilvers it from its DTL.
         const { offline: _o, ...rest } = c;
-        return rest;
+        return { ...rest, resilvering: true };
       }
       return { ...c, children: c.children.map(scrub) } as VdevConfig;
     };

@@ -4,7 +4,8 @@
  * and holds. Every action is durable when it returns, so after import the
  * pool must equal the model as of the last completed action, or (for the
  * action in flight) the model after it; a write in flight may have reached
- * some of its blocks. Then space: trees and space map agree, and destroying
+ * some of its blocks, and a `destroy -r` in flight may have destroyed the
+ * volume's snapshots but not yet the volume. Then space: trees and space map agree, and destroying
  * everything leaves no data allocated.
  */
 import { spawn } from 'node:child_process';
@@ -91,6 +92,12 @@ async function round(seed: number, waitOps: number, delayMs: number): Promise<{ 
     if (inflight && inflightOk) {
       candidates.push(after);
       if (['write', 'zero', 'trim'].includes(inflight.k)) candidates.push(await hybrid(model, after, inflight, pool));
+      if (inflight.k === 'dvol' && inflight['r']) {
+        // destroy -r frees the snapshots first (their own txgs), then the volume: the volume may remain without them.
+        const mid = model.clone();
+        mid.vols.get(String(inflight['name']))!.snaps = [];
+        candidates.push(mid);
+      }
     }
     let best: string[] | null = null;
     let state: M = model;
