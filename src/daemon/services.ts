@@ -35,6 +35,7 @@ import {
   renameSnapshot as renameSnapshotOp,
   autoSnapshots as autoSnapshotsOp,
   destroySnapshotsBeforeDatasets,
+  reclaimOf,
   type AutoSnapshotResult,
   type DiffRange,
 } from '../pool/dataset/snapshots.js';
@@ -471,11 +472,7 @@ export class PoolManager {
     const snaps = await this.expandSnapshots(spec);
     // Every refusal is checked before anything is destroyed; clones come back dependents-first.
     const clones = checkDestroySnapshots(pool, snaps, !!o.recursiveClones);
-    let reclaim = 0;
-    for (const s of snaps) {
-      const { rec, index } = findSnap(pool, s);
-      reclaim += snapshotUnique(rec, index);
-    }
+    const reclaim = reclaimOf(pool, snaps);
     if (o.dryRun) return { destroyed: [...clones, ...snaps], reclaim };
     const busy = [...clones, ...snaps].filter((n) => (this.inUse.get(n) ?? 0) > 0);
     if (busy.length && !o.force) throw err.busy(`cannot destroy: in use (${busy.join(', ')}); use -f to force`);

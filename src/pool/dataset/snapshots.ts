@@ -266,6 +266,25 @@ export function planDestroyBatches(pool: Pool, names: string[], budget = DESTROY
   return batches;
 }
 
+/**
+ * Bytes destroying these snapshots frees (`destroy -nv`): per run of
+ * neighbours, every entry of the next list and of the run's lists born
+ * after the snapshot before the run, from the summaries alone. (The sum of
+ * each snapshot's USED would miss blocks shared only inside the run.)
+ */
+export function reclaimOf(pool: Pool, names: string[]): number {
+  let n = 0;
+  for (const run of planDestroyBatches(pool, names, Infinity)) {
+    const { rec, index: first } = findSnap(pool, run[0]!);
+    const last = first + run.length - 1;
+    const prevTxg = first > 0 ? rec.snapshots[first - 1]!.createTxg : ownTxg(rec);
+    const next = last + 1 < rec.snapshots.length ? rec.snapshots[last + 1]!.dead : rec.dead;
+    n += deadBytes(next, prevTxg);
+    for (let i = first; i <= last; i++) n += deadBytes(rec.snapshots[i]!.dead, prevTxg);
+  }
+  return n;
+}
+
 export async function destroySnapshots(pool: Pool, names: string[], command?: string, budget = pool.opts.destroyTxgBudget ?? DESTROY_TXG_BUDGET): Promise<void> {
   for (const n of names) checkDestroySnapshot(pool, n);
   const batches = planDestroyBatches(pool, names, budget);

@@ -5,6 +5,7 @@ import { bpAsize, type BlockPointer } from '../../../src/pool/blkptr.js';
 import { BlockTree } from '../../../src/pool/object/tree.js';
 import { dnodeFromJson } from '../../../src/pool/object/dnode.js';
 import { SnapshotDevice } from '../../../src/volume/snapshot-device.js';
+import { usedByDataset, usedBySnapshots } from '../../../src/pool/dataset/snapshots.js';
 import { Volume } from '../../../src/volume/volume.js';
 // @ts-expect-error plain JS module shared with the crash child
 import { POOL } from './model-lib.mjs';
@@ -110,7 +111,26 @@ export async function checkSpace(pool: Pool): Promise<string[]> {
   }
   let reachable = 0;
   for (const v of seen.values()) reachable += v;
+  // Accounting exact to the block: heads' and snapshots' own bytes add up to the pool's data, and
+  // each head and snapshot REFER is its tree.
+  let used = 0;
+  for (const [name, rec] of pool.dir.datasets) {
+    used += usedByDataset(rec) + usedBySnapshots(rec);
+    const obj = pool.objects.get(rec.id);
+    if (obj) {
+      let refer = 0;
+      await tree.walkAll(obj.dnode, (bp) => void (refer += bpAsize(bp)));
+      if (refer !== rec.referenced) problems.push(`${name}: referenced ${rec.referenced}, tree holds ${refer}`);
+    }
+    for (const s of rec.snapshots) {
+      if (!s.object) continue;
+      let refer = 0;
+      await tree.walkAll(dnodeFromJson(s.object), (bp) => void (refer += bpAsize(bp)));
+      if (refer !== s.referenced) problems.push(`${name}@${s.name}: referenced ${s.referenced}, tree holds ${refer}`);
+    }
+  }
   const logged = pool.logged.reduce((n, a) => n + a.allocatedBytes(), 0);
+  if (used !== logged) problems.push(`usedbydataset + usedbysnapshots over all datasets is ${used}, the pool holds ${logged} data bytes`);
   if (logged !== reachable) problems.push(`space map holds ${logged} data bytes, trees reach ${reachable} (${logged > reachable ? 'leak' : 'double free'} of ${Math.abs(logged - reachable)})`);
   return problems.slice(0, 10);
 }

@@ -115,7 +115,18 @@ async function runSequence(ops: Op[], opts: { checkEvery?: boolean; budget?: num
       log.push(JSON.stringify(a));
       const expected = model.apply(a);
       if (a.k === 'reopen') await reopen(run, String(a['how']));
+      // destroy -n's "would reclaim" is exactly what the destroy frees (no clones involved).
+      let dry: { reclaim: number; before: number } | null = null;
+      if (a.k === 'dsnap' && expected === null && !a['R']) {
+        await run.pool.txg.syncNow();
+        const r = await run.mgr.destroySnapshots(String(a['snap']), { dryRun: true });
+        dry = { reclaim: r.reclaim, before: run.pool.logged.reduce((n, x) => n + x.allocatedBytes(), 0) };
+      }
       const got = await execute({ mgr: run.mgr }, a);
+      if (dry && got === null) {
+        const freed = dry.before - run.pool.logged.reduce((n, x) => n + x.allocatedBytes(), 0);
+        if (freed !== dry.reclaim) throw new Error(`step ${log.length}: ${JSON.stringify(a)}: destroy -n said ${dry.reclaim} bytes, it freed ${freed}\n${log.join('\n')}`);
+      }
       if (got !== expected) throw new Error(`step ${log.length}: ${JSON.stringify(a)}: engine ${got ?? 'succeeded'}, model ${expected ?? 'succeeds'}\n${log.join('\n')}`);
       const problems = await compareState(run.pool, model);
       // Space after every administrative step (those sync anyway; writes stay batched in open txgs between them).
