@@ -17,6 +17,7 @@ import { PoolManager } from './services.js';
 import { LocalApi } from './api.js';
 import { serveControl } from './control.js';
 import { startHttp } from './http.js';
+import { Scheduler } from './scheduler.js';
 
 export interface ServeOptions {
   home?: string;
@@ -58,6 +59,7 @@ export class Daemon {
   private images = new Map<string, BlockDevice>();
   addresses: { nbd?: string; http?: string } = {};
   private log: (m: string) => void;
+  private scheduler: Scheduler | null = null;
 
   constructor(private opts: ServeOptions) {
     this.home = new Home(opts.home);
@@ -83,6 +85,10 @@ export class Daemon {
     for (const [name, img] of Object.entries(this.config.images ?? {})) {
       this.images.set(name, await openImage(img.path, { format: img.format, readOnly: !!img.readOnly }));
     }
+
+    // Scheduled snapshots with retention (snapshot:policy), every minute.
+    this.scheduler = new Scheduler(this.mgr, { log: this.log });
+    this.scheduler.start();
 
     this.control = serveControl(this.home.controlSocket, new LocalApi(this.mgr), this.log);
     await new Promise<void>((r) => this.control!.once('listening', () => r()));
@@ -158,6 +164,7 @@ export class Daemon {
   /** Graceful stop: no new connections, in-flight requests finish, everything flushed and closed. */
   async stop(force = false): Promise<void> {
     const errors: unknown[] = [];
+    await this.scheduler?.stop();
     const step = async (f: () => Promise<void> | void) => {
       try {
         await f();

@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { PoolManager } from '../../../src/daemon/services.js';
 import { Volume } from '../../../src/volume/volume.js';
-import { ensureBuilt, ROOT } from '../engine/build.js';
+import { buildProject } from '../../formats/qcow2/helpers.js';
 import { MiB, rng, tempDir } from '../engine/helpers.js';
 import { checkSpace, compareState, type ModelLike } from './check.js';
 // @ts-expect-error plain JS module shared with the crash child
@@ -54,7 +54,7 @@ async function hybrid(before: M, after: M, a: Action, pool: import('../../../src
   return m;
 }
 
-async function round(seed: number, waitOps: number, delayMs: number): Promise<{ done: number; inflight: string | null }> {
+async function round(dist: string, seed: number, waitOps: number, delayMs: number): Promise<{ done: number; inflight: string | null }> {
   const { dir, cleanup } = await tempDir('strata-snapcrash-');
   try {
     const home = join(dir, 'home');
@@ -63,7 +63,7 @@ async function round(seed: number, waitOps: number, delayMs: number): Promise<{ 
     await mgr.poolCreate('tank', { groups: [{ type: 'single', paths: [join(dir, 'd1.img')] }], createSize: 256 * MiB });
     await mgr.close();
 
-    const child = spawn(process.execPath, [CHILD, join(ROOT, 'dist'), home, journal, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CHILD, dist, home, journal, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
@@ -138,13 +138,18 @@ async function round(seed: number, waitOps: number, delayMs: number): Promise<{ 
 
 describe('snapshots survive SIGKILL at random points', () => {
   it('the pool equals the model as of the last durable action', async () => {
-    await ensureBuilt();
+    // A private build: other suites rebuilding dist/ meanwhile cannot break the child.
+    const build = buildProject('snapcrash');
     const r = rng(Number(process.env['SNAP_CRASH_SEED'] ?? 20261123));
     const rounds = Number(process.env['SNAP_CRASH_ROUNDS'] ?? 8);
     const seen: string[] = [];
-    for (let i = 0; i < rounds; i++) {
-      const res = await round(r.next(), 3 + r.below(40), r.below(120));
-      seen.push(`${res.done}+${res.inflight ?? '-'}`);
+    try {
+      for (let i = 0; i < rounds; i++) {
+        const res = await round(build.root, r.next(), 3 + r.below(40), r.below(120));
+        seen.push(`${res.done}+${res.inflight ?? '-'}`);
+      }
+    } finally {
+      build.cleanup();
     }
     // Visible in the log: how far each round got and what was in flight.
     console.log(`crash rounds (completed+in flight): ${seen.join(' ')}`);
