@@ -188,6 +188,21 @@ export class Pool {
     return rec.type === 'volume' ? Number(rec.props['volsize'] ?? 0) : 0;
   }
 
+  /**
+   * Raw allocated bytes as usable bytes: raidz space includes parity, so
+   * `list` deflates it with the ratio of a 128K block, as ZFS does (small
+   * blocks' padding then shows as used). 1 for single devices and mirrors.
+   */
+  deflate(n: number): number {
+    let raw = 0;
+    let usable = 0;
+    for (const t of this.vdevs.dataTops()) {
+      raw += t.capacity;
+      usable += t.capacity * (131072 / t.asize(131072));
+    }
+    return raw ? Math.round((n * usable) / raw) : n;
+  }
+
   /** Bytes a dataset may still write (AVAIL). */
   available(name: string): number {
     const rec = this.dir.get(name);
@@ -416,7 +431,7 @@ export class Pool {
 
   datasetInfo(name: string): DatasetInfo {
     const rec = this.dir.get(name);
-    const info: DatasetInfo = { name, type: rec.type, used: this.usedBy(name), avail: this.available(name), refer: rec.referenced };
+    const info: DatasetInfo = { name, type: rec.type, used: this.deflate(this.usedBy(name)), avail: this.deflate(this.available(name)), refer: this.deflate(rec.referenced) };
     if (rec.type === 'volume') {
       info.volsize = Number(rec.props['volsize']);
       info.volblocksize = Number(rec.props['volblocksize']);
@@ -433,18 +448,19 @@ export class Pool {
     const rec = this.dir.get(name);
     const out: { property: string; value: string; source: string }[] = [];
     const stat = (property: string, value: string | number) => out.push({ property, value: String(value), source: '-' });
+    const sz = (n: number) => this.deflate(n);
     stat('type', rec.type);
     stat('creation', Math.floor(rec.creation / 1000));
-    stat('used', this.usedBy(name));
-    stat('available', this.available(name));
-    stat('referenced', rec.referenced);
+    stat('used', sz(this.usedBy(name)));
+    stat('available', sz(this.available(name)));
+    stat('referenced', sz(rec.referenced));
     stat('logicalused', rec.logical);
     stat('logicalreferenced', rec.logical);
     stat('compressratio', rec.referenced ? (rec.logical / rec.referenced).toFixed(2) + 'x' : '1.00x');
-    stat('usedbydataset', usedByDataset(rec));
-    stat('usedbychildren', this.usedBy(name) - usedByDataset(rec) - usedBySnapshots(rec) - this.unusedReservation(rec));
-    stat('usedbyrefreservation', this.unusedReservation(rec));
-    stat('usedbysnapshots', usedBySnapshots(rec));
+    stat('usedbydataset', sz(usedByDataset(rec)));
+    stat('usedbychildren', sz(this.usedBy(name) - usedByDataset(rec) - usedBySnapshots(rec) - this.unusedReservation(rec)));
+    stat('usedbyrefreservation', sz(this.unusedReservation(rec)));
+    stat('usedbysnapshots', sz(usedBySnapshots(rec)));
     stat('written', rec.written ?? rec.referenced);
     stat('origin', rec.origin ?? '-');
     stat('snapshot_count', rec.snapshots.length);
