@@ -101,7 +101,13 @@ export class Volume implements BlockDevice {
       const dnode = this.obj.dnode;
       const bps = await Promise.all(need.map((n) => this.obj.tree.getBp(dnode, n.b)));
       // One device read per physically contiguous run of blocks (each still verified).
-      const datas = await this.pool.io.readMany(bps);
+      let datas: (Buffer | null)[];
+      try {
+        datas = await this.pool.io.readMany(bps);
+      } catch (e) {
+        await this.logUnreadable(need.map((n) => n.b), bps);
+        throw e;
+      }
       need.forEach((n, i) => {
         // A write may have landed while we read the tree: prefer it.
         const now = this.obj.dirtyBlock(n.b);
@@ -113,6 +119,25 @@ export class Volume implements BlockDevice {
     this.counters.readOps++;
     this.counters.readBytes += length;
     return out;
+  }
+
+  /**
+   * A read failed (no copy verified): find which blocks and put them in the
+   * pool's persistent error log, so `pool status -v` names the volume and
+   * ranges, as it does for blocks a scrub could not repair.
+   */
+  private async logUnreadable(blkids: number[], bps: (import('../pool/blkptr.js').BlockPointer | null)[]): Promise<void> {
+    const results = await Promise.allSettled(bps.map((bp) => (bp ? this.pool.io.read(bp) : Promise.resolve(null))));
+    const log = this.pool.scanPersist.errlog;
+    let added = false;
+    results.forEach((r, i) => {
+      if (r.status !== 'rejected') return;
+      const blkid = blkids[i]!;
+      if (log.some((x) => x.dataset === this.name && x.blkid === blkid && x.level === 0 && !x.snapshot) || log.length >= 1000) return;
+      log.push({ dataset: this.name, level: 0, blkid, span: 1, blockSize: this.bs, txg: this.pool.txg.open });
+      added = true;
+    });
+    if (added && !this.pool.txg.suspended) this.pool.txg.markDirty(0);
   }
 
   async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
