@@ -12,7 +12,7 @@
  * command returned" means "it is on disk".
  */
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
+import { hostname, totalmem } from 'node:os';
 import { err } from '../errors.js';
 import { Arc } from './cache/arc.js';
 import { bpAsize, ObjType, type BlockPointer, type ChecksumId, type CompressId } from './blkptr.js';
@@ -38,7 +38,7 @@ export interface PoolOptions {
   txgTimeoutMs?: number;
   /** Dirty data limit in bytes; writers wait above it. Default 256 MiB. */
   dirtyMax?: number;
-  /** ARC size in bytes; default 512 MiB. */
+  /** ARC size in bytes; default a quarter of RAM, at most 4 GiB. */
   arcMaxBytes?: number;
   /** Dead-list entries one snapshot-destroy txg may process (see destroySnapshots in dataset/snapshots.ts). */
   destroyTxgBudget?: number;
@@ -106,7 +106,8 @@ export class Pool {
     opts: PoolOptions,
     dir: Directory,
   ) {
-    this.arc = new Arc<Buffer>({ maxBytes: opts.arcMaxBytes ?? 512 * 1024 * 1024 });
+    // Default like ZFS on Linux (a share of RAM), capped: the ARC lives outside the JS heap.
+    this.arc = new Arc<Buffer>({ maxBytes: opts.arcMaxBytes ?? Math.min(Math.floor(totalmem() / 4), 4 * 1024 * 1024 * 1024) });
     const exclude = new Set(vdevs.tops.filter((t) => vdevs.isLog(t)).map((t) => t.id));
     vdevs.tops.forEach((t, i) => {
       if (t.id !== i) throw err.corrupt(`device tree: top-level ids must be 0..n-1 (found ${t.id} at ${i})`);
