@@ -79,6 +79,8 @@ const SAMPLE_LEN = 16;
 const SAMPLE_STRIDE = 256;
 /** At most this many samples per block: the cost stays ~constant for big blocks. */
 const MAX_SAMPLES = 64;
+/** Offset of the first sample: away from 512-byte sector starts. */
+const SAMPLE_SKEW = 200;
 /** Blocks smaller than this are cheap to just try. */
 const HEURISTIC_MIN = 8192;
 /**
@@ -109,7 +111,9 @@ export function looksIncompressible(data: Uint8Array): boolean {
   const prints = new Uint32Array(MAX_SAMPLES);
   const dv = new DataView(data.buffer, data.byteOffset, len);
   let samples = 0;
-  for (let off = 0; off + SAMPLE_LEN <= len && samples < MAX_SAMPLES; off += stride) {
+  // Samples start mid-sector: many writers put headers at sector starts (fio's
+  // scrambled buffers, filesystem metadata), which would skew the estimate.
+  for (let off = SAMPLE_SKEW; off + SAMPLE_LEN <= len && samples < MAX_SAMPLES; off += stride) {
     for (let i = off; i < off + SAMPLE_LEN; i++) hist[data[i]!]!++;
     // Fingerprint of the sample; a false match only costs a real compression attempt.
     prints[samples++] =
