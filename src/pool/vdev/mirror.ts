@@ -31,6 +31,7 @@ import {
   type Verify,
 } from './types.js';
 import type { LeafConfig } from './leaf-config.js';
+import { ChildSet } from './child-set.js';
 import { childConfig, childNeedsResilver, childStale, realLeaves } from './replacing.js';
 
 export interface MirrorVdevOptions {
@@ -52,7 +53,9 @@ export class MirrorVdev implements TopVdev {
   readonly capacity: number;
   readonly dataRatio = 1;
   private next = 0;
-  private readonly resilvering = new Set<Leaf>();
+  private readonly set: ChildSet;
+  /** Stale children (the set's; read on every I/O). */
+  private readonly resilvering: Set<Leaf>;
   private readonly events: VdevEvents;
 
   constructor(
@@ -61,6 +64,8 @@ export class MirrorVdev implements TopVdev {
   ) {
     if (children.length < 1 || children.length !== opts.childConfigs.length) throw err.inval('mirror needs children and their configs');
     this.id = opts.id;
+    this.set = new ChildSet(children, opts.childConfigs, `mirror ${opts.id}`);
+    this.resilvering = this.set.resilvering;
     this.guid = opts.guid;
     this.events = opts.events ?? {};
     const sizes = children.filter((c) => leafUsable(c.state)).map((c) => leafDataBytes(c.size));
@@ -68,7 +73,6 @@ export class MirrorVdev implements TopVdev {
     children.forEach((c, i) => {
       // A child too small for the address space cannot hold its copy.
       if (leafUsable(c.state) && leafDataBytes(c.size) < this.capacity) c.state = 'UNAVAIL';
-      if (opts.childConfigs[i]!.resilvering) this.resilvering.add(c);
     });
   }
 
@@ -195,48 +199,33 @@ export class MirrorVdev implements TopVdev {
   }
 
   setResilvering(leaf: Leaf, on: boolean): void {
-    if (!this.children.includes(leaf)) throw err.inval(`${leaf.path} is not a child of mirror ${this.id}`);
-    if (on) this.resilvering.add(leaf);
-    else this.resilvering.delete(leaf);
+    this.set.setResilvering(leaf, on);
   }
 
   /** The config entry a child was opened from (for a replacing/spare child: its original's). */
   childConfigOf(leaf: Leaf): LeafConfig {
-    const i = this.children.indexOf(leaf);
-    if (i < 0) throw err.inval(`${leaf.path} is not a child of mirror ${this.id}`);
-    return this.opts.childConfigs[i]!;
+    return this.set.configOf(leaf);
   }
 
   /** Children marked as being resilvered. */
   resilveringChildren(): Leaf[] {
-    return this.children.filter((c) => this.resilvering.has(c));
+    return this.set.stale();
   }
 
   /** Put `neu` in the place of child `old` (replace, spare, end of a replacement). */
   replaceChild(old: Leaf, neu: Leaf, cfg: LeafConfig, stale: boolean): void {
-    const i = this.children.indexOf(old);
-    if (i < 0) throw err.inval(`${old.path} is not a child of mirror ${this.id}`);
-    this.children[i] = neu;
-    this.opts.childConfigs[i] = cfg;
-    this.resilvering.delete(old);
-    if (stale) this.resilvering.add(neu);
+    this.set.replace(old, neu, cfg, stale);
   }
 
   /** Add a child (attach): stale until resilvered. */
   addChild(leaf: Leaf, cfg: LeafConfig): void {
     if (leafDataBytes(leaf.size) < this.capacity) throw err.inval(`${leaf.path} is too small for mirror ${this.id}`);
-    this.children.push(leaf);
-    this.opts.childConfigs.push(cfg);
-    this.resilvering.add(leaf);
+    this.set.add(leaf, cfg);
   }
 
   /** Remove a child (detach). The tree checks that a valid copy remains. */
   removeChild(leaf: Leaf): void {
-    const i = this.children.indexOf(leaf);
-    if (i < 0) throw err.inval(`${leaf.path} is not a child of mirror ${this.id}`);
-    this.children.splice(i, 1);
-    this.opts.childConfigs.splice(i, 1);
-    this.resilvering.delete(leaf);
+    this.set.remove(leaf);
   }
 
   config(): VdevConfig {

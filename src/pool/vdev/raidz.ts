@@ -24,6 +24,7 @@ import { err } from '../../errors.js';
 import { leafUsable } from './leaf-base.js';
 import { checkTopRange, flushAll, leafDataBytes, topCapacity, tryRead, tryWrite, type VdevEvents } from './child-io.js';
 import type { LeafConfig } from './leaf-config.js';
+import { ChildSet } from './child-set.js';
 import { childConfig, childNeedsResilver, childStale, realLeaves } from './replacing.js';
 import { mirrorState } from './mirror.js';
 import { generateParity, raidzAsize, raidzMap, reconstruct, splitData, type RaidzMap } from './raidz-math.js';
@@ -68,7 +69,9 @@ export class RaidzVdev implements TopVdev {
   readonly dataRatio: number;
   /** Bytes of each child's data area this raidz uses (capacity / children). */
   readonly childBytes: number;
-  private readonly resilvering = new Set<Leaf>();
+  private readonly set: ChildSet;
+  /** Stale children (the set's; read on every I/O). */
+  private readonly resilvering: Set<Leaf>;
   private readonly events: VdevEvents;
 
   constructor(
@@ -80,6 +83,8 @@ export class RaidzVdev implements TopVdev {
       throw err.inval(`raidz${opts.nparity} needs at least ${opts.nparity + 1} children and their configs`);
     }
     this.id = opts.id;
+    this.set = new ChildSet(children, opts.childConfigs, `raidz ${opts.id}`);
+    this.resilvering = this.set.resilvering;
     this.guid = opts.guid;
     this.nparity = opts.nparity;
     this.events = opts.events ?? {};
@@ -89,7 +94,6 @@ export class RaidzVdev implements TopVdev {
     this.childBytes = Math.floor(this.capacity / dcols / SECTOR) * SECTOR;
     children.forEach((c, i) => {
       if (leafUsable(c.state) && leafDataBytes(c.size) < this.childBytes) c.state = 'UNAVAIL';
-      if (opts.childConfigs[i]!.resilvering) this.resilvering.add(c);
     });
   }
 
@@ -268,31 +272,22 @@ export class RaidzVdev implements TopVdev {
   }
 
   setResilvering(leaf: Leaf, on: boolean): void {
-    if (!this.children.includes(leaf)) throw err.inval(`${leaf.path} is not a child of raidz ${this.id}`);
-    if (on) this.resilvering.add(leaf);
-    else this.resilvering.delete(leaf);
+    this.set.setResilvering(leaf, on);
   }
 
   /** The config entry a child was opened from (for a replacing/spare child: its original's). */
   childConfigOf(leaf: Leaf): LeafConfig {
-    const i = this.children.indexOf(leaf);
-    if (i < 0) throw err.inval(`${leaf.path} is not a child of raidz ${this.id}`);
-    return this.opts.childConfigs[i]!;
+    return this.set.configOf(leaf);
   }
 
   /** Children marked as being resilvered. */
   resilveringChildren(): Leaf[] {
-    return this.children.filter((c) => this.resilvering.has(c));
+    return this.set.stale();
   }
 
-  /** Put `neu` in the column of child `old` (replace, spare, end of a replacement). */
+  /** Put `neu` in the place of child `old` (replace, spare, end of a replacement). */
   replaceChild(old: Leaf, neu: Leaf, cfg: LeafConfig, stale: boolean): void {
-    const i = this.children.indexOf(old);
-    if (i < 0) throw err.inval(`${old.path} is not a child of raidz ${this.id}`);
-    this.children[i] = neu;
-    this.opts.childConfigs[i] = cfg;
-    this.resilvering.delete(old);
-    if (stale) this.resilvering.add(neu);
+    this.set.replace(old, neu, cfg, stale);
   }
 
   config(): VdevConfig {
