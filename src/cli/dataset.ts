@@ -3,21 +3,8 @@ import type { Command } from 'commander';
 import { err } from '../errors.js';
 import type { CliContext } from './context.js';
 import { printJson, printTable, type Cell } from './output.js';
+import { collect, commandLine, parseAssignments } from './args.js';
 import type { DatasetRow } from '../daemon/services.js';
-
-const collect = (v: string, prev: string[]) => prev.concat([v]);
-
-function parseAssignments(list: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const a of list) {
-    const i = a.indexOf('=');
-    if (i <= 0) throw err.inval(`invalid property assignment '${a}': expected prop=value`);
-    out[a.slice(0, i)] = a.slice(i + 1);
-  }
-  return out;
-}
-
-const commandLine = () => 'strata ' + process.argv.slice(2).join(' ');
 
 const SIZE_PROPS = new Set(['used', 'available', 'referenced', 'logicalused', 'logicalreferenced', 'usedbydataset', 'usedbychildren', 'usedbyrefreservation', 'usedbysnapshots', 'volsize', 'volblocksize', 'refreservation', 'reservation', 'quota']);
 

@@ -3,9 +3,8 @@ import type { Command } from 'commander';
 import { err } from '../errors.js';
 import type { CliContext } from './context.js';
 import { printJson, printTable } from './output.js';
+import { collect, commandLine, parseAssignments } from './args.js';
 
-const collect = (v: string, prev: string[]) => prev.concat([v]);
-const commandLine = () => 'strata ' + process.argv.slice(2).join(' ');
 
 /** Expand `name{001..100}` (and `{a,b}`) as bash does, for names passed quoted. */
 export function expandBraces(s: string): string[] {
@@ -22,16 +21,6 @@ export function expandBraces(s: string): string[] {
     for (let i = a; a <= b ? i <= b : i >= b; i += a <= b ? 1 : -1) items.push(String(i).padStart(width, '0'));
   } else items = m[1]!.split(',');
   return items.flatMap((it) => expandBraces(pre + it + post));
-}
-
-function parseProps(list: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const a of list) {
-    const i = a.indexOf('=');
-    if (i <= 0) throw err.inval(`invalid property assignment '${a}': expected prop=value`);
-    out[a.slice(0, i)] = a.slice(i + 1);
-  }
-  return out;
 }
 
 export function registerSnapshotCommands(program: Command, ctx: CliContext): void {
@@ -95,7 +84,7 @@ export function registerSnapshotCommands(program: Command, ctx: CliContext): voi
       }
       targets = targets.flatMap(expandBraces);
       if (targets.length === 0) throw err.inval('clone: no target names given');
-      await (await ctx.api()).clone(origin, targets, parseProps(o.o), commandLine());
+      await (await ctx.api()).clone(origin, targets, parseAssignments(o.o), commandLine());
     });
 
   program

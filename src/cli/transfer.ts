@@ -4,8 +4,8 @@ import { err } from '../errors.js';
 import { formatSize } from '../pool/dataset/units.js';
 import type { CliContext } from './context.js';
 import { progressBar } from './progress.js';
+import { collect, commandLine, parseAssignments } from './args.js';
 
-const collect = (v: string, prev: string[]) => prev.concat([v]);
 
 export function registerTransferCommands(program: Command, ctx: CliContext): void {
   program
@@ -19,16 +19,11 @@ export function registerTransferCommands(program: Command, ctx: CliContext): voi
     .option('--thick', 'reserve the whole volume size (default sparse)')
     .action(async (file: string, vol: string, o: { f?: string; b?: string; o: string[]; thick?: boolean }) => {
       if (o.f && o.f !== 'raw' && o.f !== 'qcow2') throw err.inval(`unknown format '${o.f}'`);
-      const props: Record<string, string> = {};
-      for (const a of o.o) {
-        const i = a.indexOf('=');
-        if (i <= 0) throw err.inval(`invalid property assignment '${a}'`);
-        props[a.slice(0, i)] = a.slice(i + 1);
-      }
+      const props = parseAssignments(o.o);
       const api = await ctx.api();
       const bar = progressBar('import');
       try {
-        const r = await api.importImage(file, vol, { format: o.f as 'raw' | 'qcow2' | undefined, blocksize: o.b, props, sparse: !o.thick, onProgress: ctx.remote ? undefined : bar.update, command: 'strata ' + process.argv.slice(2).join(' ') });
+        const r = await api.importImage(file, vol, { format: o.f as 'raw' | 'qcow2' | undefined, blocksize: o.b, props, sparse: !o.thick, onProgress: ctx.remote ? undefined : bar.update, command: commandLine() });
         bar.stop();
         if (process.stdout.isTTY) process.stdout.write(`imported ${formatSize(r.dataBytes)} of data into ${vol} (${formatSize(r.size)})\n`);
       } finally {
