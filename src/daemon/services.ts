@@ -559,17 +559,7 @@ export class PoolManager {
 
   async openSnapshot(name: string): Promise<{ device: SnapshotDevice; release: () => void }> {
     const pool = await this.poolFor(name);
-    const device = new SnapshotDevice(pool, name);
-    this.inUse.set(name, (this.inUse.get(name) ?? 0) + 1);
-    let released = false;
-    return {
-      device,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.inUse.set(name, Math.max(0, (this.inUse.get(name) ?? 1) - 1));
-      },
-    };
+    return { device: new SnapshotDevice(pool, name), release: this.markInUse(name) };
   }
 
   // ------------------------------------------------------------------ volumes
@@ -577,16 +567,17 @@ export class PoolManager {
   /** Open a volume as a BlockDevice (counted as in use until released). */
   async openVolume(name: string, opts: { readOnly?: boolean } = {}): Promise<{ volume: Volume; release: () => void }> {
     const pool = await this.poolFor(name);
-    const volume = Volume.open(pool, name, opts);
+    return { volume: Volume.open(pool, name, opts), release: this.markInUse(name) };
+  }
+
+  /** Count `name` as in use (destroy/rollback refuse it) until the returned function is called; calling it twice is harmless. */
+  private markInUse(name: string): () => void {
     this.inUse.set(name, (this.inUse.get(name) ?? 0) + 1);
     let released = false;
-    return {
-      volume,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.inUse.set(name, Math.max(0, (this.inUse.get(name) ?? 1) - 1));
-      },
+    return () => {
+      if (released) return;
+      released = true;
+      this.inUse.set(name, Math.max(0, (this.inUse.get(name) ?? 1) - 1));
     };
   }
 
