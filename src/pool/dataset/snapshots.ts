@@ -341,23 +341,7 @@ export async function rollback(pool: Pool, full: string, opts: { destroyLater?: 
       await destroySnapshotRunSync(pool, txg, rec, at + 1, at + later.length, later);
     }
     const { snap } = findSnap(pool, full);
-    const obj = pool.objects.get(rec.id);
-    if (obj) {
-      // Unsynced writes are discarded; what the head wrote since the snapshot is freed.
-      obj.dirty.clear();
-      await new BlockTree(pool.io).walkBorn(obj.dnode, snap.createTxg, freeData(pool, txg));
-      obj.dnode = dnodeFromJson(snap.object!);
-      rec.object = snap.object;
-      rec.props['volsize'] = String(obj.dnode.nblocks * obj.dnode.blockSize);
-    }
-    // Everything on the head's dead list is referenced by the snapshot again.
-    if (rec.dead) await killDeadlistStorage(pool.io, rec.dead, (bp) => void pool.io.free(bp, txg, false));
-    rec.dead = emptyDeadlist();
-    rec.referenced = snap.referenced;
-    rec.logical = snap.logical;
-    rec.prevSnapTxg = snap.createTxg;
-    rec.written = 0;
-    rec.originShared = snap.originShared ?? 0;
+    await resetHead(pool, txg, rec, snap, snap.createTxg, snap.originShared ?? 0);
   }, opts.command ?? `rollback ${full}`);
 }
 
@@ -567,6 +551,30 @@ export async function diff(pool: Pool, fromFull: string, to: string): Promise<Di
   return out;
 }
 
+/**
+ * Make the head identical to snapshot `snap` (rollback, reset to origin), in
+ * syncing context: unsynced writes are discarded, the head's own blocks born
+ * after `after` are freed, and its dead list is dropped (those blocks are
+ * referenced by the snapshot again).
+ */
+async function resetHead(pool: Pool, txg: number, rec: DatasetRecord, snap: SnapshotRecord, after: number, originShared: number): Promise<void> {
+  const obj = pool.objects.get(rec.id);
+  if (obj) {
+    obj.dirty.clear();
+    await new BlockTree(pool.io).walkBorn(obj.dnode, after, freeData(pool, txg));
+    obj.dnode = dnodeFromJson(snap.object!);
+    rec.object = snap.object;
+    rec.props['volsize'] = String(obj.dnode.nblocks * obj.dnode.blockSize);
+  }
+  if (rec.dead) await killDeadlistStorage(pool.io, rec.dead, (bp) => void pool.io.free(bp, txg, false));
+  rec.dead = emptyDeadlist();
+  rec.referenced = snap.referenced;
+  rec.logical = snap.logical;
+  rec.prevSnapTxg = after;
+  rec.written = 0;
+  rec.originShared = originShared;
+}
+
 // --------------------------------------------------------- reset to origin
 
 /**
@@ -580,21 +588,7 @@ export async function resetClone(pool: Pool, name: string, command?: string): Pr
   if (rec.snapshots.length) throw err.busy(`cannot reset '${name}' to its origin: it has snapshots (${rec.snapshots.map((s) => s.name).join(', ')})`);
   await pool.syncTask(async (txg) => {
     const { snap } = findSnap(pool, rec.origin!);
-    const obj = pool.objects.get(rec.id);
-    if (obj) {
-      obj.dirty.clear();
-      await new BlockTree(pool.io).walkBorn(obj.dnode, rec.originTxg ?? snap.createTxg, freeData(pool, txg));
-      obj.dnode = dnodeFromJson(snap.object!);
-      rec.object = snap.object;
-      rec.props['volsize'] = String(obj.dnode.nblocks * obj.dnode.blockSize);
-    }
-    if (rec.dead) await killDeadlistStorage(pool.io, rec.dead, (bp) => void pool.io.free(bp, txg, false));
-    rec.dead = emptyDeadlist();
-    rec.referenced = snap.referenced;
-    rec.logical = snap.logical;
-    rec.prevSnapTxg = rec.originTxg ?? snap.createTxg;
-    rec.written = 0;
-    rec.originShared = snap.referenced;
+    await resetHead(pool, txg, rec, snap, rec.originTxg ?? snap.createTxg, snap.referenced);
   }, command ?? `rollback --to-origin ${name}`);
 }
 
