@@ -7,6 +7,7 @@ import type { BlockDevice, BlockDeviceInfo, Extent } from '../device/block-devic
 import type { Pool } from '../pool/pool.js';
 import { dnodeFromJson, type Dnode } from '../pool/object/dnode.js';
 import { BlockTree } from '../pool/object/tree.js';
+import { blockExtents } from '../device/extents.js';
 import { findSnap } from '../pool/dataset/snapshots.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 
@@ -95,23 +96,9 @@ export class SnapshotDevice implements BlockDevice {
     const bs = this.dnode.blockSize;
     const first = Math.floor(offset / bs);
     const end = Math.min(Math.ceil((offset + length) / bs), this.dnode.nblocks, first + (1 << 20));
-    const out: Extent[] = [];
-    const push = (s0: number, e0: number, data: boolean) => {
-      const s = Math.max(s0, offset);
-      const e = Math.min(e0, offset + length);
-      if (e <= s) return;
-      const last = out[out.length - 1];
-      if (last && last.hole === !data && last.offset + last.length === s) last.length += e - s;
-      else out.push({ offset: s, length: e - s, hole: !data, zero: !data });
-    };
-    let pos = first;
-    await this.tree.walk(this.dnode, first, end, (b) => {
-      if (b > pos) push(pos * bs, b * bs, false);
-      push(b * bs, (b + 1) * bs, true);
-      pos = b + 1;
-    });
-    if (pos < end) push(pos * bs, end * bs, false);
-    return out;
+    const known: [number, boolean][] = [];
+    await this.tree.walk(this.dnode, first, end, (b) => void known.push([b, true]));
+    return blockExtents(offset, length, bs, first, end, known);
   }
 
   async close(): Promise<void> {

@@ -19,6 +19,7 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { ObjectState } from '../pool/object/object-state.js';
 import { BlockLocks } from './block-locks.js';
+import { blockExtents } from '../device/extents.js';
 
 /** Above this many bytes of unlogged records a flush syncs the txg instead of writing the log. */
 const LOG_BULK_LIMIT = 8 * 1024 * 1024;
@@ -334,23 +335,8 @@ export class Volume implements BlockDevice {
     for (const [, m] of [...this.obj.dirty].sort((a, b) => a[0] - b[0])) {
       for (const [b, d] of m) if (b >= first && b < end) state.set(b, d !== null);
     }
-    const out: Extent[] = [];
-    const push = (start: number, stop: number, data: boolean) => {
-      const s = Math.max(start, offset);
-      const e = Math.min(stop, offset + length);
-      if (e <= s) return;
-      const last = out[out.length - 1];
-      if (last && last.hole === !data && last.offset + last.length === s) last.length += e - s;
-      else out.push({ offset: s, length: e - s, hole: !data, zero: !data });
-    };
-    let pos = first;
-    for (const b of [...state.keys()].sort((x, y) => x - y)) {
-      if (b > pos) push(pos * bs, b * bs, false);
-      push(b * bs, (b + 1) * bs, state.get(b)!);
-      pos = b + 1;
-    }
-    if (pos < end) push(pos * bs, end * bs, false);
-    return out;
+    const known = [...state.keys()].sort((x, y) => x - y).map((b): [number, boolean] => [b, state.get(b)!]);
+    return blockExtents(offset, length, bs, first, end, known);
   }
 
   async cache(offset: number, length: number): Promise<void> {
