@@ -43,7 +43,7 @@ import { SnapshotDevice } from '../volume/snapshot-device.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { PoolDevices, PoolStatus, IostatRow } from '../pool/devices.js';
 
-function snapshotRow(pool: Pool, name: string, rec: DatasetRecord, index: number): DatasetRow {
+function snapshotRow(name: string, rec: DatasetRecord, index: number): DatasetRow {
   const s = rec.snapshots[index]!;
   const used = snapshotUnique(rec, index);
   const props: DatasetRow['props'] = {
@@ -57,9 +57,8 @@ function snapshotRow(pool: Pool, name: string, rec: DatasetRecord, index: number
     guid: { value: BigInt('0x' + s.guid).toString(), source: '-' },
     userrefs: { value: String(Object.keys(s.holds ?? {}).length), source: '-' },
     clones: { value: (s.clones ?? []).join(','), source: '-' },
-    volsize: { value: String(s.object ? JSON.parse(JSON.stringify(s.object)).n * JSON.parse(JSON.stringify(s.object)).bs : 0), source: '-' },
+    volsize: { value: String(s.object ? s.object.n * s.object.bs : 0), source: '-' },
   };
-  void pool;
   return { name, type: 'snapshot', used, avail: 0, refer: s.referenced, volsize: null, props };
 }
 
@@ -544,14 +543,14 @@ export class PoolManager {
       const pool = await this.poolFor(root);
       if (root.includes('@')) {
         const { rec, index } = findSnap(pool, root);
-        rows.push(snapshotRow(pool, root, rec, index));
+        rows.push(snapshotRow(root, rec, index));
         continue;
       }
       pool.dir.get(root);
       const list = names.length && !recursive ? [root] : [root, ...pool.dir.descendants(root)];
       for (const ds of list) {
         const rec = pool.dir.get(ds);
-        rec.snapshots.forEach((_, i) => rows.push(snapshotRow(pool, `${ds}@${rec.snapshots[i]!.name}`, rec, i)));
+        rec.snapshots.forEach((_, i) => rows.push(snapshotRow(`${ds}@${rec.snapshots[i]!.name}`, rec, i)));
       }
     }
     return rows;
