@@ -46,6 +46,7 @@ export const API_METHODS = [
   'poolClear',
   'poolStatus',
   'poolIostat',
+  'amplification',
 ] as const;
 
 export type ApiMethod = (typeof API_METHODS)[number];
@@ -78,6 +79,7 @@ export class LocalApi {
   release = (...a: Parameters<PoolManager['release']>) => this.mgr.release(...a);
   holds = (...a: Parameters<PoolManager['holds']>) => this.mgr.holds(...a);
   diff = (...a: Parameters<PoolManager['diff']>) => this.mgr.diff(...a);
+  amplification = (...a: Parameters<PoolManager['amplification']>) => this.mgr.amplification(...a);
   snapshotRows = (...a: Parameters<PoolManager['snapshotRows']>) => this.mgr.snapshotRows(...a);
   autoSnapshot = (...a: Parameters<PoolManager['autoSnapshot']>) => this.mgr.autoSnapshot(...a);
   poolScrub = (...a: Parameters<PoolManager['poolScrub']>) => this.mgr.poolScrub(...a);

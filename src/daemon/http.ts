@@ -43,6 +43,10 @@ export async function startHttp(
       case '/api/datasets':
         ctx.body = await api.datasets([], true);
         return;
+      case '/api/amplification':
+        // Device-level I/O per volume and write amplification (src/pool/io/account.ts).
+        ctx.body = await api.amplification([]);
+        return;
       case '/api/exports':
         ctx.body = exports();
         return;

@@ -39,7 +39,10 @@ import {
   type AutoSnapshotResult,
   type DiffRange,
 } from '../pool/dataset/snapshots.js';
-import { SnapshotDevice } from '../volume/snapshot-device.js';
+import { destroyAll, snapshotAll, strategyFor } from '../snapshot/index.js';
+import { compactChains } from '../snapshot/compact.js';
+import type { BlockDevice } from '../device/block-device.js';
+import type { IoAccountJson } from '../pool/io/account.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { PoolDevices, PoolStatus, IostatRow } from '../pool/devices.js';
 
@@ -419,7 +422,9 @@ export class PoolManager {
       all.push(full);
       if (o.recursive) for (const d of pool.dir.descendants(ds)) all.push(`${d}@${snap}`);
     }
-    await snapshotOp(pool, all, o.command);
+    await snapshotAll(pool, all, o.command);
+    // row volumes with compactdepth: merge the oldest layers past that depth.
+    await compactChains(pool, all.map((n) => splitSnap(n)[0]));
     return all;
   }
 
@@ -435,7 +440,8 @@ export class PoolManager {
     else for (const p of Object.keys(this.home.readCache()).sort()) byPool.set(p, []);
     const out: AutoSnapshotResult = { taken: [], destroyed: [], kept: [] };
     for (const [p, roots] of byPool) {
-      const r = await autoSnapshotsOp(await this.pool(p), roots, now, { dryRun: o.dryRun });
+      const r = await autoSnapshotsOp(await this.pool(p), roots, now, { dryRun: o.dryRun, ops: { snapshot: snapshotAll, destroy: destroyAll } });
+      if (!o.dryRun) r.destroyed.push(...(await compactChains(await this.pool(p), r.taken.map((n) => splitSnap(n)[0]))));
       out.taken.push(...r.taken);
       out.destroyed.push(...r.destroyed);
       out.kept.push(...r.kept);
@@ -476,7 +482,7 @@ export class PoolManager {
     const busy = [...clones, ...snaps].filter((n) => (this.inUse.get(n) ?? 0) > 0);
     if (busy.length && !o.force) throw err.busy(`cannot destroy: in use (${busy.join(', ')}); use -f to force`);
     for (const c of clones) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true, command: o.command });
-    await destroySnapshotsOp(pool, snaps, o.command);
+    await destroyAll(pool, snaps, o.command);
     return { destroyed: [...clones, ...snaps], reclaim };
   }
 
@@ -490,7 +496,7 @@ export class PoolManager {
       const later = rec.snapshots.slice(index + 1).map((s) => `${splitSnap(full)[0]}@${s.name}`);
       for (const c of checkDestroySnapshots(pool, later, true)) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true });
     }
-    await rollbackOp(pool, full, { destroyLater: !!(o.recursive || o.recursiveClones), command: o.command });
+    await strategyFor(pool, full).rollback(pool, full, { destroyLater: !!(o.recursive || o.recursiveClones), command: o.command });
   }
 
   async rollbackToOrigin(vol: string, o: { force?: boolean; command?: string } = {}): Promise<void> {
@@ -498,17 +504,18 @@ export class PoolManager {
     const rec = pool.dir.get(vol);
     if (!rec.origin) throw err.inval(`'${vol}' is not a clone`);
     if ((this.inUse.get(vol) ?? 0) > 0 && !o.force) throw err.busy(`cannot reset '${vol}': volume is in use (exported); use -f to force`);
-    await resetCloneOp(pool, vol, o.command);
+    await strategyFor(pool, vol).resetToOrigin(pool, vol, o.command);
   }
 
   async clone(full: string, targets: string[], props: Record<string, string> = {}, command?: string): Promise<void> {
     const pool = await this.poolFor(full);
     for (const t of targets) if (poolOf(t) !== pool.name) throw err.inval(`cannot clone '${full}' to '${t}': clones must be in the same pool`);
-    await cloneOp(pool, full, targets, props, command);
+    await strategyFor(pool, full).clone(pool, full, targets, props, command);
   }
 
   async promote(name: string, command?: string): Promise<void> {
-    await promoteOp(await this.poolFor(name), name, command);
+    const pool = await this.poolFor(name);
+    await strategyFor(pool, name).promote(pool, name, command);
   }
 
   async hold(tag: string, snaps: string[], command?: string): Promise<void> {
@@ -530,9 +537,31 @@ export class PoolManager {
     return out;
   }
 
+  /** Device-level I/O and write amplification of volumes (all of every pool when none named), measured since import; `reset` zeroes them. */
+  async amplification(names: string[] = [], o: { reset?: boolean } = {}): Promise<({ name: string } & IoAccountJson)[]> {
+    const out: ({ name: string } & IoAccountJson)[] = [];
+    const vols: [Pool, string][] = [];
+    if (names.length) for (const n of names) vols.push([await this.poolFor(n), n]);
+    else for (const p of Object.keys(this.home.readCache()).sort()) {
+      const pool = await this.pool(p);
+      for (const n of pool.list()) vols.push([pool, n]);
+    }
+    for (const [pool, n] of vols) {
+      const rec = pool.dir.get(n);
+      if (rec.type !== 'volume') {
+        if (names.length) throw err.inval(`'${n}' is not a volume`);
+        continue;
+      }
+      const acct = pool.account(rec.id);
+      out.push({ name: n, ...acct.toJson() });
+      if (o.reset) acct.reset();
+    }
+    return out;
+  }
+
   async diff(from: string, to?: string): Promise<DiffRange[]> {
     const pool = await this.poolFor(from);
-    return diffOp(pool, from, to ?? splitSnap(from)[0]);
+    return strategyFor(pool, from).diff(pool, from, to ?? splitSnap(from)[0]);
   }
 
   /** Snapshot rows for `list -t snapshot`. */
@@ -556,9 +585,9 @@ export class PoolManager {
     return rows;
   }
 
-  async openSnapshot(name: string): Promise<{ device: SnapshotDevice; release: () => void }> {
+  async openSnapshot(name: string): Promise<{ device: BlockDevice; release: () => void }> {
     const pool = await this.poolFor(name);
-    return { device: new SnapshotDevice(pool, name), release: this.markInUse(name) };
+    return { device: strategyFor(pool, name).openSnapshot(pool, name), release: this.markInUse(name) };
   }
 
   // ------------------------------------------------------------------ volumes

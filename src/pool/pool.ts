@@ -19,7 +19,8 @@ import { bpAsize, ObjType, type BlockPointer, type ChecksumId, type CompressId }
 import { Allocation } from './io/allocate.js';
 import { BlockPipeline } from './io/pipeline.js';
 import type { SpaceAllocator } from './space/allocator.js';
-import { Directory, type DatasetRecord, type DatasetType } from './dataset/directory.js';
+import { Directory, type DatasetRecord, type DatasetType, type SnapshotRecord } from './dataset/directory.js';
+import { IoAccount } from './io/account.js';
 import { parentOf, validateDatasetName } from './dataset/names.js';
 import { parseProp, PROPS, isUserProp } from './dataset/props.js';
 import { dnodeFromJson, dnodeToJson, newDnode, type Dnode } from './object/dnode.js';
@@ -66,6 +67,15 @@ export class Pool {
   readonly arc: Arc<Buffer>;
   dir: Directory;
   readonly objects = new Map<number, ObjectState>();
+  /**
+   * Layer objects of cow and row volumes (src/snapshot): a snapshot's own
+   * store or frozen layer, keyed by the snapshot's id, which is also its
+   * key in `objects`. They sync like heads but belong to a snapshot; they
+   * never share blocks with another tree, so what they drop is freed.
+   */
+  readonly layers = new Map<number, { rec: DatasetRecord; snap: SnapshotRecord }>();
+  /** Device-level I/O per volume (dataset id), since import: write amplification is measured, not estimated. */
+  readonly accounts = new Map<number, IoAccount>();
   txg!: TxgEngine;
   /** Metadata objects reached from the MOS root. */
   mos: { dir: ByteObject; sm: ByteObject; smRecords: number; history: ByteObject; rootBp: BlockPointer | null };
@@ -136,6 +146,36 @@ export class Pool {
 
   leaves(): Leaf[] {
     return this.vdevs.leaves();
+  }
+
+  account(datasetId: number): IoAccount {
+    let a = this.accounts.get(datasetId);
+    if (!a) this.accounts.set(datasetId, (a = new IoAccount()));
+    return a;
+  }
+
+  /**
+   * Load the layer objects of every cow/row volume from the directory (at
+   * import, and after the snapshot code adds or drops layers). Objects
+   * already loaded keep their state (their dirty data).
+   */
+  registerLayers(): void {
+    const keep = new Set<number>();
+    for (const rec of this.dir.datasets.values()) {
+      const mode = rec.props['snapmode'];
+      if (mode !== 'cow' && mode !== 'row') continue;
+      for (const snap of rec.snapshots) {
+        if (!snap.object) continue;
+        keep.add(snap.id);
+        this.layers.set(snap.id, { rec, snap });
+        if (!this.objects.has(snap.id)) this.objects.set(snap.id, new ObjectState(dnodeFromJson(snap.object), this.io));
+      }
+    }
+    for (const id of [...this.layers.keys()]) {
+      if (keep.has(id)) continue;
+      this.layers.delete(id);
+      this.objects.delete(id);
+    }
   }
 
   labelConfig(leaf: Leaf, state: PoolLabelState): LabelConfig {
@@ -283,6 +323,8 @@ export class Pool {
       if (size % bs !== 0) throw err.inval(`cannot create '${name}': volsize ${size} is not a multiple of volblocksize ${bs}`);
       if (!opts.sparse && !('refreservation' in local)) local['refreservation'] = String(size);
       object = dnodeToJson(newDnode(bs, size / bs));
+      // The snapshot strategy is fixed for a volume's life: pin an inherited one.
+      if (!('snapmode' in local)) local['snapmode'] = this.dir.resolve(parent, 'snapmode').value;
     } else if ('volsize' in local || 'volblocksize' in local) {
       throw err.inval(`cannot create '${name}': volsize and volblocksize apply only to volumes`);
     }
@@ -323,6 +365,16 @@ export class Pool {
           this.objects.delete(r.id);
         }
         this.freeQueue.push({ dnode: obj ? obj.dnode : null, after: r.originTxg ?? 0, deads });
+        // cow/row snapshot layers own every block in them.
+        for (const s of r.snapshots) {
+          const layer = this.layers.has(s.id) ? this.objects.get(s.id) : undefined;
+          if (!layer) continue;
+          layer.dirty.clear();
+          this.freeQueue.push({ dnode: layer.dnode, after: 0, deads: [] });
+          this.objects.delete(s.id);
+          this.layers.delete(s.id);
+        }
+        this.accounts.delete(r.id);
         this.pendingDead.delete(r.id);
         if (r.origin) {
           const at = r.origin.indexOf('@');
@@ -377,6 +429,9 @@ export class Pool {
     const obj = this.objects.get(rec.id);
     if (!obj) throw err.inval(`'${name}' is not a volume`);
     const bs = obj.blockSize;
+    const mode = rec.props['snapmode'];
+    // Their stores and layers are sized to the volume (src/snapshot).
+    if ((mode === 'cow' || mode === 'row') && rec.snapshots.length) throw err.notsup(`cannot resize '${name}': snapmode=${mode} volumes cannot change size while they have snapshots`);
     if (size <= 0 || size % bs !== 0) throw err.inval(`volsize ${size} must be a positive multiple of volblocksize ${bs}`);
     const old = Number(rec.props['volsize']);
     const thick = rec.props['refreservation'] && rec.props['refreservation'] !== 'none' && Number(rec.props['refreservation']) === old;
@@ -465,6 +520,11 @@ export class Pool {
     stat('written', rec.written ?? rec.referenced);
     stat('origin', rec.origin ?? '-');
     stat('snapshot_count', rec.snapshots.length);
+    if (rec.type === 'volume') {
+      // Measured since import (src/pool/io/account.ts): device bytes per guest byte written.
+      const acct = this.accounts.get(rec.id)?.toJson();
+      stat('amplification', acct && acct.guestWriteBytes ? acct.amplification.toFixed(2) + 'x' : '-');
+    }
     stat('guid', BigInt('0x' + rec.guid).toString());
     stat('createtxg', rec.createTxg);
     for (const def of Object.values(PROPS)) {

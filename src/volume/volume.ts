@@ -12,6 +12,14 @@
  * write to commit (the intent log will shorten this path later).
  *
  * Reads and blockStatus see dirty data first, then the committed tree.
+ *
+ * Snapshot strategy (src/snapshot): cow and row volumes route through their
+ * WritePath: every read and write enters the strategy's gate; cow copies a
+ * block's old contents into the newest snapshot's store in the same tick
+ * (and so the same txg) as the write that overwrites it; row reads blocks
+ * the head lacks from the layer its index names, and records zeroes over
+ * such blocks as data (a hole in the head would show the layer below).
+ * The head object is looked up on every use: a row snapshot replaces it.
  */
 import { err, StorageError } from '../errors.js';
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../device/block-device.js';
@@ -20,6 +28,9 @@ import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { ObjectState } from '../pool/object/object-state.js';
 import { BlockLocks } from './block-locks.js';
 import { blockExtents } from '../device/extents.js';
+import { strategyOf, type WritePath } from '../snapshot/index.js';
+import { readBlocks, zeroBlock } from '../snapshot/layers.js';
+import type { IoAccount } from '../pool/io/account.js';
 
 /** Above this many bytes of unlogged records a flush syncs the txg instead of writing the log. */
 const LOG_BULK_LIMIT = 8 * 1024 * 1024;
@@ -36,16 +47,41 @@ export class Volume implements BlockDevice {
   private closed = false;
   readonly counters: VolumeCounters = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
 
+  private wp: WritePath | null;
+  private acct: IoAccount;
+
   constructor(
     private pool: Pool,
     private rec: DatasetRecord,
-    private obj: ObjectState,
     private opts: { readOnly?: boolean } = {},
-  ) {}
+  ) {
+    this.wp = strategyOf(rec).writePath(pool, rec);
+    this.acct = pool.account(rec.id);
+  }
 
   static open(pool: Pool, name: string, opts: { readOnly?: boolean } = {}): Volume {
-    const { rec, obj } = pool.objectOf(name);
-    return new Volume(pool, rec, obj, opts);
+    const { rec } = pool.objectOf(name);
+    return new Volume(pool, rec, opts);
+  }
+
+  /** The head object (replaced when a row snapshot freezes it). */
+  private get obj(): ObjectState {
+    const o = this.pool.objects.get(this.rec.id);
+    if (!o) throw err.noent('volume was destroyed');
+    return o;
+  }
+
+  /** Run one I/O inside the strategy's gate, with its index ready. */
+  private async gated<T>(fn: () => Promise<T>): Promise<T> {
+    const wp = this.wp;
+    if (!wp) return fn();
+    await wp.enter();
+    try {
+      await wp.ready();
+      return await fn();
+    } finally {
+      wp.leave();
+    }
   }
 
   private get bs(): number {
@@ -79,7 +115,11 @@ export class Volume implements BlockDevice {
     };
   }
 
-  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.gated(() => this.readGated(offset, length, into));
+  }
+
+  private async readGated(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.alive();
     const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const bs = this.bs;
@@ -100,7 +140,11 @@ export class Volume implements BlockDevice {
     }
     if (need.length) {
       const dnode = this.obj.dnode;
-      const bps = await Promise.all(need.map((n) => this.obj.tree.getBp(dnode, n.b)));
+      const head = this.obj;
+      const bps = await Promise.all(need.map((n) => head.tree.getBp(dnode, n.b)));
+      const u = this.pool.io.uncached(bps);
+      this.acct.deviceReadOps += u.ops;
+      this.acct.deviceReadBytes += u.bytes;
       // One device read per physically contiguous run of blocks (each still verified).
       let datas: (Buffer | null)[];
       try {
@@ -109,9 +153,18 @@ export class Volume implements BlockDevice {
         await this.logUnreadable(need.map((n) => n.b), bps);
         throw e;
       }
+      // row: what the head lacks comes from the layers below.
+      const wp = this.wp;
+      if (wp) {
+        const below = need.map((n, i) => i).filter((i) => !bps[i] && wp.hasBelow(need[i]!.b));
+        if (below.length) {
+          const got = await wp.readBelow(below.map((i) => need[i]!.b), false);
+          below.forEach((i, k) => (datas[i] = got[k] ?? null));
+        }
+      }
       need.forEach((n, i) => {
         // A write may have landed while we read the tree: prefer it.
-        const now = this.obj.dirtyBlock(n.b);
+        const now = head.dirtyBlock(n.b);
         const src = now !== undefined ? now : datas[i];
         if (src) src.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
         else out.fill(0, n.dst, n.dst + n.end - n.start);
@@ -119,6 +172,8 @@ export class Volume implements BlockDevice {
     }
     this.counters.readOps++;
     this.counters.readBytes += length;
+    this.acct.guestReadOps++;
+    this.acct.guestReadBytes += length;
     return out;
   }
 
@@ -143,9 +198,11 @@ export class Volume implements BlockDevice {
 
   async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     this.alive();
-    await this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false);
+    await this.gated(() => this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false));
     this.counters.writeOps++;
     this.counters.writeBytes += data.length;
+    this.acct.guestWriteOps++;
+    this.acct.guestWriteBytes += data.length;
     if (opts?.fua || this.syncAlways()) await this.flush();
   }
 
@@ -153,8 +210,26 @@ export class Volume implements BlockDevice {
     this.alive();
     // Whole zero blocks become holes whatever NO_HOLE says: reads return zeroes either way,
     // and ZFS-style pools never store all-zero blocks (compression turns them into holes).
-    await this.modify(offset, length, (blk, at, _from, n) => void blk.fill(0, at, at + n), true);
+    await this.gated(() => this.modify(offset, length, (blk, at, _from, n) => void blk.fill(0, at, at + n), true));
     if (opts?.fua || this.syncAlways()) await this.flush();
+  }
+
+  /** Zeroes over block b: a hole, unless a row layer below holds b (then zero data). */
+  private zeroed(b: number): Buffer | null {
+    return this.wp?.hasBelow(b) ? zeroBlock(this.bs) : null;
+  }
+
+  /** Newest contents of blocks as the volume reads them (dirty, head, row layers), counted as write-path reads. */
+  private async latest(ids: number[]): Promise<(Buffer | null)[]> {
+    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true);
+    const wp = this.wp;
+    if (!wp) return datas;
+    const below = ids.map((_, i) => i).filter((i) => datas[i] === null && this.obj.dirtyBlock(ids[i]!) === undefined && wp.hasBelow(ids[i]!));
+    if (below.length) {
+      const got = await wp.readBelow(below.map((i) => ids[i]!), true);
+      below.forEach((i, k) => (datas[i] = got[k] ?? null));
+    }
+    return datas;
   }
 
   async trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
@@ -190,26 +265,27 @@ export class Volume implements BlockDevice {
     const release: (() => void)[] = [];
     try {
       for (const b of [...whole, ...partial].sort((x, y) => x - y)) release.push(await this.locks.acquire(b));
-      await Promise.all(
-        partial.map(async (b) => {
-          // Always keep a base, even for a block dirty now (that read costs nothing): if
-          // it is dirty only in the syncing txg and that sync completes while we wait in
-          // admit()/throttle() below, its dirty copy is gone and, without a base, the
-          // merge treated the block as a hole (its other bytes were lost).
-          base.set(b, await this.obj.read(b));
-        }),
-      );
+      // Always keep a base, even for a block dirty now (that read costs nothing): if
+      // it is dirty only in the syncing txg and that sync completes while we wait in
+      // admit()/throttle() below, its dirty copy is gone and, without a base, the
+      // merge treated the block as a hole (its other bytes were lost).
+      const bases = await this.latest(partial);
+      partial.forEach((b, i) => base.set(b, bases[i]!));
+      // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
+      const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
       const bytes = (whole.length + partial.length) * bs;
       await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies);
       await this.pool.txg.throttle(bytes);
       // From here to the end nothing awaits: the whole write joins one txg.
       const t = this.pool.txg.open;
+      this.wp?.record(prepared, t);
       const m = this.obj.mapFor(t);
+      const zero = zeroBlock(bs);
       let added = 0;
       for (const b of whole) {
         if (!m.has(b)) added += bs;
         if (zeroing) {
-          m.set(b, null);
+          m.set(b, this.zeroed(b));
           continue;
         }
         const blk = Buffer.allocUnsafe(bs);
@@ -220,16 +296,16 @@ export class Volume implements BlockDevice {
         const start = Math.max(offset, b * bs);
         const end = Math.min(offset + length, (b + 1) * bs);
         const mine = m.get(b);
-        if (mine) {
+        if (mine && mine !== zero) {
           // Already dirty in this (open) txg: nothing has seen this buffer but readers and
           // pending log records of this txg, for which the newest bytes are right. Update in place.
           fill(mine, start - b * bs, start - offset, end - start);
           continue;
         }
         if (mine === undefined) added += bs;
-        const latest = mine === null ? null : (this.obj.dirtyBlock(b) ?? base.get(b) ?? null);
+        const latest = mine === null ? null : mine === zero ? zero : (this.obj.dirtyBlock(b) ?? base.get(b) ?? null);
         if (!latest && zeroing) {
-          m.set(b, null); // zeroing part of a hole: still a hole
+          m.set(b, null); // zeroing part of a hole (in every layer): still a hole
           continue;
         }
         const blk = latest ? Buffer.allocUnsafe(bs) : Buffer.alloc(bs);
@@ -254,21 +330,29 @@ export class Volume implements BlockDevice {
     if ((offset + length) % bs && endWhole >= firstWhole) await this.modify(endWhole * bs, offset + length - endWhole * bs, fill, true);
     if (endWhole <= firstWhole) return;
     const targets = new Set<number>();
-    for (const m of this.obj.dirty.values()) for (const b of m.keys()) if (b >= firstWhole && b < endWhole) targets.add(b);
-    await this.obj.tree.walk(this.obj.dnode, firstWhole, endWhole, (b) => void targets.add(b));
+    const head = this.obj;
+    for (const m of head.dirty.values()) for (const b of m.keys()) if (b >= firstWhole && b < endWhole) targets.add(b);
+    await head.tree.walk(head.dnode, firstWhole, endWhole, (b) => void targets.add(b));
+    // row: blocks of the layers below must be covered too.
+    if (this.wp) for (let b = firstWhole; b < endWhole; b++) if (this.wp.hasBelow(b)) targets.add(b);
     if (targets.size === 0) return;
+    const prepared = this.wp ? await this.wp.prepare([...targets].filter((b) => !this.locks.held(b))) : null;
     await this.pool.txg.throttle(0);
     const t = this.pool.txg.markDirty(0);
+    this.wp?.record(prepared, t);
     const m = this.obj.mapFor(t);
-    for (const b of targets) if (!this.locks.held(b)) m.set(b, null);
+    for (const b of targets) if (!this.locks.held(b)) m.set(b, this.zeroed(b));
     this.pool.zil?.log({ op: 'zero', dataset: this.rec.id, txg: t, offset: firstWhole * bs, length: (endWhole - firstWhole) * bs });
     // Blocks under a concurrent partial write get zeroed after it finishes.
     const held = [...targets].filter((b) => this.locks.held(b));
     for (const b of held) {
       const r = await this.locks.acquire(b);
       try {
+        const p = this.wp ? await this.wp.prepare([b]) : null;
         await this.pool.txg.throttle(0);
-        this.obj.mapFor(this.pool.txg.markDirty(0)).set(b, null);
+        const tb = this.pool.txg.markDirty(0);
+        this.wp?.record(p, tb);
+        this.obj.mapFor(tb).set(b, this.zeroed(b));
       } finally {
         r();
       }
@@ -324,13 +408,18 @@ export class Volume implements BlockDevice {
     await this.pool.txg.syncNow();
   }
 
-  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+  blockStatus(offset: number, length: number): Promise<Extent[]> {
+    return this.gated(() => this.blockStatusGated(offset, length));
+  }
+
+  private async blockStatusGated(offset: number, length: number): Promise<Extent[]> {
     this.alive();
     const bs = this.bs;
     const first = Math.floor(offset / bs);
     // Answer at most 2^20 blocks per call (callers ask again for the rest), so memory stays bounded.
     const end = Math.min(Math.ceil((offset + length) / bs), this.obj.dnode.nblocks, first + (1 << 20));
     const state = new Map<number, boolean>();
+    if (this.wp) for (let b = first; b < end; b++) if (this.wp.hasBelow(b)) state.set(b, true);
     await this.obj.tree.walk(this.obj.dnode, first, end, (b) => void state.set(b, true));
     for (const [, m] of [...this.obj.dirty].sort((a, b) => a[0] - b[0])) {
       for (const [b, d] of m) if (b >= first && b < end) state.set(b, d !== null);

@@ -34,6 +34,8 @@ export interface SnapshotRecord {
   written?: number;
   /** The head's originShared when this snapshot was taken (clones). */
   originShared?: number;
+  /** cow/row volumes: allocated bytes of this snapshot's own store or layer (src/snapshot). */
+  layerUsed?: number;
 }
 
 export interface DatasetRecord {

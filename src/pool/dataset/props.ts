@@ -37,6 +37,11 @@ function blockSizeProp(v: string): string {
   return String(n);
 }
 
+function depthProp(v: string): string {
+  if (!/^\d+$/.test(v) || Number(v) > 65000) throw err.inval(`invalid value '${v}' for property 'compactdepth': expected 0 (off) or a chain depth of 1 to 65000`);
+  return String(Number(v));
+}
+
 function sizeOrNone(name: string) {
   return (v: string) => {
     if (v === 'none') return 'none';
@@ -53,6 +58,8 @@ export const PROPS: Record<string, PropDef> = {
   readonly: { name: 'readonly', inherit: true, default: 'off', parse: choice('readonly', ['on', 'off']) },
   sync: { name: 'sync', inherit: true, default: 'standard', parse: choice('sync', ['standard', 'always', 'disabled']) },
   snapmode: { name: 'snapmode', inherit: true, createOnly: true, default: 'native', parse: choice('snapmode', ['native', 'cow', 'row']) },
+  // row volumes: keep the layer chain at most this deep by merging the oldest layers (0 = off; src/snapshot/compact.ts).
+  compactdepth: { name: 'compactdepth', inherit: true, default: '0', parse: depthProp },
   volsize: { name: 'volsize', inherit: false, volumeOnly: true, default: '0', parse: (v) => String(parseSize(v)) },
   volblocksize: { name: 'volblocksize', inherit: false, volumeOnly: true, createOnly: true, default: '16384', parse: blockSizeProp },
   refreservation: { name: 'refreservation', inherit: false, default: 'none', parse: sizeOrNone('refreservation') },

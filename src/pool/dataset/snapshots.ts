@@ -56,7 +56,8 @@ export function ownTxg(rec: DatasetRecord): number {
 export function snapshotUnique(rec: DatasetRecord, index: number): number {
   const prevTxg = index > 0 ? rec.snapshots[index - 1]!.createTxg : ownTxg(rec);
   const next = index + 1 < rec.snapshots.length ? rec.snapshots[index + 1]!.dead : rec.dead;
-  return deadBytes(next, prevTxg, rec.snapshots[index]!.createTxg);
+  // cow/row snapshots own a store or layer instead (their dead lists stay empty).
+  return deadBytes(next, prevTxg, rec.snapshots[index]!.createTxg) + (rec.snapshots[index]!.layerUsed ?? 0);
 }
 
 /** usedbydataset: what destroying the head (after its snapshots) frees: its blocks, less those its origin owns. */
@@ -68,13 +69,25 @@ export function usedByDataset(rec: DatasetRecord): number {
 export function usedBySnapshots(rec: DatasetRecord): number {
   const own = ownTxg(rec);
   let n = deadBytes(rec.dead, own);
-  for (const s of rec.snapshots) n += deadBytes(s.dead, own);
+  for (const s of rec.snapshots) n += deadBytes(s.dead, own) + (s.layerUsed ?? 0);
   return n;
 }
 
 // ------------------------------------------------------------------ create
 
 export async function snapshot(pool: Pool, names: string[], command?: string): Promise<void> {
+  validateNewSnapshots(pool, names);
+  await pool.syncTask(async (txg) => {
+    recheckNewSnapshots(pool, names);
+    for (const full of names) {
+      const [ds, name] = splitSnap(full);
+      takeSnapshotSync(pool, txg, pool.dir.get(ds), name);
+    }
+  }, command ?? `snapshot ${names.join(' ')}`);
+}
+
+/** Open context: names valid, in this pool, new and distinct. */
+export function validateNewSnapshots(pool: Pool, names: string[]): void {
   const seen = new Set<string>();
   for (const full of names) {
     validateSnapshotName(full);
@@ -84,37 +97,40 @@ export async function snapshot(pool: Pool, names: string[], command?: string): P
     if (rec.snapshots.some((s) => s.name === name) || seen.has(full)) throw err.exist(`cannot create snapshot '${full}': dataset already exists`);
     seen.add(full);
   }
-  await pool.syncTask(async (txg) => {
-    // Re-check in syncing context: another task in this txg may have taken a name.
-    for (const full of names) {
-      const [ds, name] = splitSnap(full);
-      const rec = pool.dir.get(ds);
-      if (rec.snapshots.some((s) => s.name === name)) throw err.exist(`cannot create snapshot '${full}': dataset already exists`);
-    }
-    for (const full of names) {
-      const [ds, name] = splitSnap(full);
-      const rec = pool.dir.get(ds);
-      rec.snapshots.push({
-        id: pool.dir.nextId++,
-        guid: Math.floor(Math.random() * 2 ** 48).toString(16).padStart(16, '0'),
-        name,
-        createTxg: txg,
-        creation: Date.now(),
-        object: rec.object,
-        referenced: rec.referenced,
-        logical: rec.logical,
-        userProps: {},
-        holds: {},
-        dead: rec.dead ?? emptyDeadlist(),
-        clones: [],
-        written: rec.written ?? rec.referenced,
-        originShared: rec.originShared ?? 0,
-      });
-      rec.dead = emptyDeadlist();
-      rec.prevSnapTxg = txg;
-      rec.written = 0;
-    }
-  }, command ?? `snapshot ${names.join(' ')}`);
+}
+
+/** Syncing context: another task in this txg may have taken a name. */
+export function recheckNewSnapshots(pool: Pool, names: string[]): void {
+  for (const full of names) {
+    const [ds, name] = splitSnap(full);
+    const rec = pool.dir.get(ds);
+    if (rec.snapshots.some((s) => s.name === name)) throw err.exist(`cannot create snapshot '${full}': dataset already exists`);
+  }
+}
+
+/** Syncing context: record native snapshot `name` of `rec` (the head's tree is final for this txg). */
+export function takeSnapshotSync(pool: Pool, txg: number, rec: DatasetRecord, name: string): SnapshotRecord {
+  const snap: SnapshotRecord = {
+    id: pool.dir.nextId++,
+    guid: Math.floor(Math.random() * 2 ** 48).toString(16).padStart(16, '0'),
+    name,
+    createTxg: txg,
+    creation: Date.now(),
+    object: rec.object,
+    referenced: rec.referenced,
+    logical: rec.logical,
+    userProps: {},
+    holds: {},
+    dead: rec.dead ?? emptyDeadlist(),
+    clones: [],
+    written: rec.written ?? rec.referenced,
+    originShared: rec.originShared ?? 0,
+  };
+  rec.snapshots.push(snap);
+  rec.dead = emptyDeadlist();
+  rec.prevSnapTxg = txg;
+  rec.written = 0;
+  return snap;
 }
 
 // ----------------------------------------------------------------- destroy
@@ -316,6 +332,8 @@ export async function destroySnapshotsBeforeDatasets(pool: Pool, name: string, r
   const snaps: string[] = [];
   for (const n of gone) {
     const r = pool.dir.get(n);
+    // cow/row layers are freed whole with their dataset (no dead lists to walk): nothing to gain.
+    if (r.props['snapmode'] === 'cow' || r.props['snapmode'] === 'row') continue;
     for (const s of r.snapshots) {
       if (Object.keys(s.holds ?? {}).length) return;
       if ((s.clones ?? []).some((c) => !gone.includes(c))) return;
@@ -348,28 +366,13 @@ export async function rollback(pool: Pool, full: string, opts: { destroyLater?: 
 // ------------------------------------------------------------------- clone
 
 export async function clone(pool: Pool, full: string, targets: string[], props: Record<string, string> = {}, command?: string): Promise<void> {
-  const { rec: origin } = findSnap(pool, full);
-  if (origin.type !== 'volume') throw err.notsup(`cannot clone '${full}': only volume snapshots can be cloned`);
-  const local: Record<string, string> = {};
-  for (const [k, v] of Object.entries(props)) local[k] = parseProp(k, v, { creating: true, isVolume: true });
-  if ('volblocksize' in local) throw err.inval('cannot set volblocksize on a clone: it is the origin\'s');
-  const seen = new Set<string>();
-  for (const t of targets) {
-    validateDatasetName(t);
-    if (t.split('/')[0] !== pool.name) throw err.inval(`cannot clone '${full}' to '${t}': clones must be in the same pool`);
-    if (pool.dir.has(t) || seen.has(t)) throw err.exist(`cannot create '${t}': dataset already exists`);
-    const parent = parentOf(t)!;
-    const p = pool.dir.datasets.get(parent);
-    if (!p) throw err.noent(`cannot create '${t}': parent '${parent}' does not exist`);
-    if (p.type === 'volume') throw err.inval(`cannot create '${t}': parent is a volume`);
-    seen.add(t);
-  }
+  const local = validateClone(pool, full, targets, props);
   await pool.syncTask(async (txg) => {
     const { rec: o, snap } = findSnap(pool, full);
     for (const t of targets) if (pool.dir.has(t)) throw err.exist(`cannot create '${t}': dataset already exists`);
     for (const t of targets) {
       const volsize = String(dnodeFromJson(snap.object!).nblocks * dnodeFromJson(snap.object!).blockSize);
-      const rec = pool.dir.add(t, 'volume', txg, { ...local, volsize, volblocksize: o.props['volblocksize']! }, snap.object);
+      const rec = pool.dir.add(t, 'volume', txg, { ...local, volsize, volblocksize: o.props['volblocksize']!, snapmode: 'native' }, snap.object);
       rec.origin = full;
       rec.originTxg = snap.createTxg;
       rec.prevSnapTxg = snap.createTxg;
@@ -382,6 +385,28 @@ export async function clone(pool: Pool, full: string, targets: string[], props: 
       pool.objects.set(rec.id, new ObjectState(dnodeFromJson(snap.object!), pool.io));
     }
   }, command ?? `clone ${full} ${targets.join(' ')}`);
+}
+
+/** Open context: the origin is a volume snapshot, the targets are new and placeable; returns the parsed properties. */
+export function validateClone(pool: Pool, full: string, targets: string[], props: Record<string, string>): Record<string, string> {
+  const { rec: origin } = findSnap(pool, full);
+  if (origin.type !== 'volume') throw err.notsup(`cannot clone '${full}': only volume snapshots can be cloned`);
+  const local: Record<string, string> = {};
+  for (const [k, v] of Object.entries(props)) local[k] = parseProp(k, v, { creating: true, isVolume: true });
+  if ('volblocksize' in local) throw err.inval('cannot set volblocksize on a clone: it is the origin\'s');
+  if ('snapmode' in local && local['snapmode'] !== (origin.props['snapmode'] ?? 'native')) throw err.inval(`cannot set snapmode on a clone: it is the origin's (${origin.props['snapmode'] ?? 'native'})`);
+  const seen = new Set<string>();
+  for (const t of targets) {
+    validateDatasetName(t);
+    if (t.split('/')[0] !== pool.name) throw err.inval(`cannot clone '${full}' to '${t}': clones must be in the same pool`);
+    if (pool.dir.has(t) || seen.has(t)) throw err.exist(`cannot create '${t}': dataset already exists`);
+    const parent = parentOf(t)!;
+    const p = pool.dir.datasets.get(parent);
+    if (!p) throw err.noent(`cannot create '${t}': parent '${parent}' does not exist`);
+    if (p.type === 'volume') throw err.inval(`cannot create '${t}': parent is a volume`);
+    seen.add(t);
+  }
+  return local;
 }
 
 // ----------------------------------------------------------------- promote
@@ -607,7 +632,12 @@ export interface AutoSnapshotResult {
  * empty): every due snapshot is taken in one atomic sync task, then the
  * expired ones are destroyed in another. Held and cloned ones stay.
  */
-export async function autoSnapshots(pool: Pool, roots: string[], now: number, opts: { dryRun?: boolean } = {}): Promise<AutoSnapshotResult> {
+export interface SnapshotOps {
+  snapshot(pool: Pool, names: string[], command?: string): Promise<void>;
+  destroy(pool: Pool, names: string[], command?: string): Promise<void>;
+}
+
+export async function autoSnapshots(pool: Pool, roots: string[], now: number, opts: { dryRun?: boolean; ops?: SnapshotOps } = {}): Promise<AutoSnapshotResult> {
   const names = new Set<string>();
   for (const r of roots.length ? roots : [pool.name]) {
     pool.dir.get(r);
@@ -634,7 +664,7 @@ export async function autoSnapshots(pool: Pool, roots: string[], now: number, op
     out.kept.push(...p.kept.map((k) => ({ name: `${ds}@${k.name}`, why: k.why })));
   }
   if (opts.dryRun) return out;
-  if (out.taken.length) await snapshot(pool, out.taken, `snapshot --auto (${out.taken.length} taken)`);
-  if (out.destroyed.length) await destroySnapshots(pool, out.destroyed, `destroy --auto ${out.destroyed.join(',')}`);
+  if (out.taken.length) await (opts.ops?.snapshot ?? snapshot)(pool, out.taken, `snapshot --auto (${out.taken.length} taken)`);
+  if (out.destroyed.length) await (opts.ops?.destroy ?? destroySnapshots)(pool, out.destroyed, `destroy --auto ${out.destroyed.join(',')}`);
   return out;
 }

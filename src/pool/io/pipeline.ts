@@ -185,6 +185,18 @@ export class BlockPipeline {
     return l;
   }
 
+  /** Device reads a read of these blocks costs: those not in the ARC, at physical size (accounting). */
+  uncached(bps: readonly (BlockPointer | null)[]): { ops: number; bytes: number } {
+    let ops = 0;
+    let bytes = 0;
+    for (const bp of bps) {
+      if (!bp || this.arc.has(arcKey(bp))) continue;
+      ops++;
+      bytes += bp.psize;
+    }
+    return { ops, bytes };
+  }
+
   /** Read and verify a block; returns the logical contents (shared: do not mutate). */
   async read(bp: BlockPointer): Promise<Buffer> {
     const key = arcKey(bp);

@@ -58,12 +58,15 @@ export function partsOf(pool: Pool, dsId: number, minBirth: number): Part[] {
   const rec = pool.dir.datasets.get(name)!;
   const out: Part[] = [];
   let prev = rec.originTxg ?? 0;
+  // cow/row snapshots own separate trees (src/snapshot): nothing is shared by birth, walk each whole.
+  const layered = rec.props['snapmode'] === 'cow' || rec.props['snapmode'] === 'row';
   for (const s of [...rec.snapshots].sort((a, b) => a.createTxg - b.createTxg)) {
-    out.push({ part: s.createTxg, dnode: s.object ? dnodeFromJson(s.object) : null, after: Math.max(prev, minBirth) });
+    const live = layered ? pool.objects.get(s.id)?.dnode : undefined;
+    out.push({ part: s.createTxg, dnode: live ?? (s.object ? dnodeFromJson(s.object) : null), after: layered ? minBirth : Math.max(prev, minBirth) });
     prev = s.createTxg;
   }
   const obj = pool.objects.get(rec.id);
-  out.push({ part: HEAD_PART, dnode: obj ? obj.dnode : null, after: Math.max(prev, minBirth) });
+  out.push({ part: HEAD_PART, dnode: obj ? obj.dnode : null, after: layered ? minBirth : Math.max(prev, minBirth) });
   return out;
 }
 

@@ -302,6 +302,8 @@ async function loadFrom(pool: Pool, rootBp: BlockPointer): Promise<void> {
   for (const rec of dir.datasets.values()) {
     if (rec.object) pool.objects.set(rec.id, new ObjectState(dnodeFromJson(rec.object), io));
   }
+  pool.layers.clear();
+  pool.registerLayers();
 }
 
 function parseFrames(buf: Buffer): SpaceRecord[][] {

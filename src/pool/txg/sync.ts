@@ -53,17 +53,21 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   const io = pool.io;
   const meta = (type: ObjType): MetaWriter => ({ io, txg, type, kill: (bp) => void io.free(bp, txg, false) });
 
-  // 1. Data objects.
+  // 1. Data objects: volume heads, then (same loop) cow/row snapshot layers.
   for (const [id, obj] of pool.objects) {
     const dm = obj.dirty.get(txg);
     if (!dm) continue;
-    const name = pool.nameOfId(id);
-    const rec = name !== undefined ? pool.dir.datasets.get(name) : undefined;
+    const layer = pool.layers.get(id);
+    const rec = layer ? layer.rec : datasetOf(pool, id);
+    const name = rec ? pool.nameOfId(rec.id) : undefined;
     if (!rec || name === undefined) {
       obj.dirty.delete(txg);
       continue;
     }
     const pol = pool.writePolicy(name);
+    const acct = pool.account(rec.id);
+    // Layers and row heads keep all-zero blocks as data: a hole there means "look below".
+    const keepZeros = !!layer || rec.props['snapmode'] === 'row';
     const nd = await obj.tree.sync(obj.dnode, dm, {
       props: (level) => ({
         comp: pol.comp,
@@ -75,18 +79,30 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
         // Indirect blocks get one more copy than data (ZFS's ditto rule): losing one loses many.
         copies: level === 0 ? pol.copies : Math.min(3, pol.copies + 1),
         logged: true,
+        ...(keepZeros && level === 0 ? { noHole: true } : {}),
       }),
       born: (bp) => {
+        acct.deviceWriteOps++;
+        acct.deviceWriteBytes += bpAsize(bp);
+        if (layer) {
+          layer.snap.layerUsed = (layer.snap.layerUsed ?? 0) + bpAsize(bp);
+          return;
+        }
         rec.referenced += bpAsize(bp);
         rec.written = (rec.written ?? 0) + bpAsize(bp);
         if (bp.level === 0) rec.logical += bp.lsize;
       },
-      kill: (bp) => killBlock(pool, rec, bp, txg),
+      kill: (bp) => {
+        if (!layer) return killBlock(pool, rec, bp, txg);
+        layer.snap.layerUsed = Math.max(0, (layer.snap.layerUsed ?? 0) - bpAsize(bp));
+        pool.io.free(bp, txg, true);
+      },
     });
     // Publish the new tree and drop the synced dirty map in the same tick.
     obj.dnode = { ...nd, nblocks: obj.dnode.nblocks };
     obj.dirty.delete(txg);
-    rec.object = dnodeToJson(obj.dnode);
+    if (layer) layer.snap.object = dnodeToJson(obj.dnode);
+    else rec.object = dnodeToJson(obj.dnode);
     pool.dir.dirty = true;
   }
 
@@ -205,6 +221,11 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   // A scan reading blocks a concurrent txg may free holds those frees back (scan/runner.ts).
   pool.alloc.synced(pool.scanHoldTxg === null ? txg : Math.min(txg, pool.scanHoldTxg - 1 + TXG_DEFER));
   pool.zil?.synced(txg);
+}
+
+function datasetOf(pool: Pool, id: number): DatasetRecord | undefined {
+  const name = pool.nameOfId(id);
+  return name !== undefined ? pool.dir.datasets.get(name) : undefined;
 }
 
 /**

@@ -1,0 +1,322 @@
+/**
+ * cow: classic copy-on-write snapshots (LVM's old snapshots).
+ *
+ * Theory. Live data stays in the volume's head. Each snapshot S_i owns a
+ * store: a sparse layer object holding, for some blocks, their contents at
+ * the time of S_i. The first write to block b after the newest snapshot
+ * S_n copies b's current contents into S_n's store, in the same txg as the
+ * write (one read and two writes: the "3x" of cow). So:
+ *
+ *   S_i's store holds b  =>  it holds b as of S_i;
+ *   S_i's store lacks b  =>  b did not change between S_i and S_{i+1}.
+ *
+ * Hence S_i's view of b is the first store among S_i, S_{i+1}, ..., S_n
+ * holding b, else the head. Deleting S_i copies the blocks of its store
+ * that S_{i-1}'s store lacks into S_{i-1}'s (they are S_{i-1}'s view, found
+ * through S_i until now), then frees S_i's store: every batch keeps every
+ * view, so a crash in between loses nothing. Rollback to the newest
+ * snapshot copies its store back into the head and empties the store;
+ * rollback further back first deletes the later snapshots (merging), so it
+ * too is safe at every moment.
+ *
+ * Clones are refused: a cow snapshot is not a tree of its own to share.
+ */
+import { err } from '../errors.js';
+import type { Pool } from '../pool/pool.js';
+import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
+import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
+import type { ObjectState } from '../pool/object/object-state.js';
+import { findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
+import { Bitmap } from './bitmap.js';
+import {
+  bumpGeneration,
+  cached,
+  copyBlocks,
+  dropLayer,
+  headObject,
+  layerObject,
+  presenceOf,
+  readBlocks,
+  runtimeOf,
+  serialized,
+  zeroBlock,
+} from './layers.js';
+import type { Prepared, Progress, SnapshotStrategy, WritePath } from './strategy.js';
+import { LayeredView } from './view.js';
+import { rangesOf } from './ranges.js';
+
+interface Store {
+  snap: SnapshotRecord;
+  obj: ObjectState;
+  has: Bitmap;
+}
+
+/** The stores of a cow volume, oldest first, with presence bitmaps (kept live for the newest). */
+function storesOf(pool: Pool, rec: DatasetRecord): Promise<Store[]> {
+  return cached(pool, `cow:${rec.id}`, async () => {
+    const out: Store[] = [];
+    for (const snap of rec.snapshots) {
+      const obj = layerObject(pool, snap.id);
+      out.push({ snap, obj, has: await presenceOf(obj) });
+    }
+    return out;
+  });
+}
+
+/** Syncing context: a new snapshot with an empty store (the head is its view until written). */
+export function takeCowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, name: string): void {
+  const head = headObject(pool, rec);
+  const snap: SnapshotRecord = {
+    id: pool.dir.nextId++,
+    guid: Math.floor(Math.random() * 2 ** 48).toString(16).padStart(16, '0'),
+    name,
+    createTxg: txg,
+    creation: Date.now(),
+    object: dnodeToJson(newDnode(head.blockSize, head.dnode.nblocks)),
+    referenced: rec.referenced,
+    logical: rec.logical,
+    userProps: {},
+    holds: {},
+    clones: [],
+    written: rec.written ?? rec.referenced,
+    layerUsed: 0,
+  };
+  rec.snapshots.push(snap);
+  rec.written = 0;
+  pool.registerLayers();
+  bumpGeneration(pool);
+}
+
+function cowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
+  const rt = runtimeOf(pool);
+  const acct = pool.account(rec.id);
+  return {
+    enter: () => rt.gate.enter(),
+    leave: () => rt.gate.leave(),
+    ready: async () => void (await storesOf(pool, rec)),
+    hasBelow: () => false,
+    readBelow: async (ids) => ids.map(() => null),
+    async prepare(ids) {
+      const stores = await storesOf(pool, rec);
+      const cur = stores[stores.length - 1];
+      if (!cur) return null;
+      const need = ids.filter((b) => b < cur.has.size && !cur.has.get(b));
+      if (!need.length) return null;
+      const datas = await readBlocks(pool, headObject(pool, rec), need, acct, true);
+      return { items: need.map((b, i) => ({ b, data: datas[i] ?? null })) };
+    },
+    record(p, t) {
+      if (!p) return;
+      // The generation cannot change while a write is inside the gate: prepare()'s stores are current.
+      const stores = syncStores.get(rec.id);
+      const cur = stores?.[stores.length - 1];
+      if (!cur) return;
+      const m = cur.obj.mapFor(t);
+      for (const { b, data } of p.items) {
+        if (cur.has.get(b)) continue; // another write copied it first
+        m.set(b, data ? Buffer.from(data) : zeroBlock(cur.obj.blockSize));
+        cur.has.set(b);
+      }
+    },
+  };
+}
+
+/**
+ * The stores as last resolved for each dataset, for record(), which must
+ * not await. prepare() always runs first in the same write (and resolves
+ * the cache), so this is the current generation's list.
+ */
+const syncStores = new Map<number, Store[]>();
+
+async function resolveStores(pool: Pool, rec: DatasetRecord): Promise<Store[]> {
+  const s = await storesOf(pool, rec);
+  syncStores.set(rec.id, s);
+  return s;
+}
+
+/** Contents of blocks in the view of snapshot `index`. */
+async function viewRead(pool: Pool, rec: DatasetRecord, index: number, ids: number[]): Promise<(Buffer | null)[]> {
+  const stores = await storesOf(pool, rec);
+  const out: (Buffer | null)[] = new Array(ids.length).fill(null);
+  const groups = new Map<ObjectState, number[]>();
+  ids.forEach((b, i) => {
+    let src = headObject(pool, rec);
+    for (let j = index; j < stores.length; j++) {
+      if (stores[j]!.has.get(b)) {
+        src = stores[j]!.obj;
+        break;
+      }
+    }
+    let g = groups.get(src);
+    if (!g) groups.set(src, (g = []));
+    g.push(i);
+  });
+  await Promise.all(
+    [...groups].map(async ([obj, idx]) => {
+      const datas = await readBlocks(pool, obj, idx.map((i) => ids[i]!));
+      idx.forEach((i, k) => (out[i] = datas[k] ?? null));
+    }),
+  );
+  return out;
+}
+
+async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, command?: string, progress?: Progress): Promise<void> {
+  const rt = runtimeOf(pool);
+  const full = `${pool.nameOfId(rec.id)}@${snap.name}`;
+  const acct = pool.account(rec.id);
+  const merge = async () => {
+    const stores = await resolveStores(pool, rec);
+    const i = stores.findIndex((s) => s.snap === snap);
+    if (i < 0) throw err.noent(`snapshot '${full}' does not exist`);
+    const src = stores[i]!;
+    const dst = stores[i - 1];
+    if (!dst) return;
+    const blocks = [...src.has.ones()].filter((b) => !dst.has.get(b));
+    await copyBlocks(pool, {
+      blocks,
+      read: (ids) => readBlocks(pool, src.obj, ids, acct, true),
+      dst: dst.obj,
+      accept: (b) => !dst.has.get(b),
+      recorded: (b) => dst.has.set(b),
+      progress: progress && ((d, t) => progress(d, t, `merging ${full}`)),
+    });
+  };
+  // Most of the copying runs with I/O flowing (writes may still add to the store when it is the newest) ...
+  await merge();
+  // ... the rest, and the drop, with the gate closed.
+  await rt.gate.exclusive(async () => {
+    await merge();
+    await pool.syncTask(async () => {
+      const at = rec.snapshots.indexOf(snap);
+      if (at < 0) throw err.noent(`snapshot '${full}' does not exist`);
+      rec.snapshots.splice(at, 1);
+      dropLayer(pool, snap.id);
+      pool.registerLayers();
+      bumpGeneration(pool);
+    }, command ?? `destroy ${full}`);
+  });
+}
+
+export const cowStrategy: SnapshotStrategy = {
+  mode: 'cow',
+
+  async snapshot(pool, names, command) {
+    validateNewSnapshots(pool, names);
+    await serialized(pool, () =>
+      runtimeOf(pool).gate.exclusive(() =>
+        pool.syncTask(async (txg) => {
+          recheckNewSnapshots(pool, names);
+          for (const full of names) {
+            const [ds, name] = splitSnap(full);
+            takeCowSnapshot(pool, txg, pool.dir.get(ds), name);
+          }
+        }, command ?? `snapshot ${names.join(' ')}`),
+      ),
+    );
+  },
+
+  async destroy(pool, names, command, progress) {
+    await serialized(pool, async () => {
+      for (const full of names) {
+        const { rec, snap } = findSnap(pool, full);
+        await deleteOne(pool, rec, snap, command, progress);
+      }
+    });
+  },
+
+  async rollback(pool, full, opts) {
+    const { rec, index, ds } = findSnap(pool, full);
+    const later = rec.snapshots.slice(index + 1);
+    if (later.length && !opts.destroyLater) {
+      throw err.exist(`cannot rollback to '${full}': more recent snapshots exist; use -r to destroy them: ${later.map((s) => `${ds}@${s.name}`).join(', ')}`);
+    }
+    const snap = rec.snapshots[index]!;
+    await serialized(pool, async () => {
+      // Newest first: each merges into the one before, down to the target.
+      for (const s of [...later].reverse()) await deleteOne(pool, rec, s, opts.command, opts.progress);
+      await runtimeOf(pool).gate.exclusive(async () => {
+        const stores = await resolveStores(pool, rec);
+        const store = stores[stores.length - 1]!;
+        const head = headObject(pool, rec);
+        // Copy back; until the store is emptied below, the snapshot still reads from it.
+        await copyBlocks(pool, {
+          blocks: [...store.has.ones()],
+          read: (ids) => readBlocks(pool, store.obj, ids, pool.account(rec.id), true),
+          dst: head,
+          accept: () => true,
+          zeroAsHole: true,
+          progress: opts.progress && ((d, t) => opts.progress!(d, t, `rolling back ${full}`)),
+        });
+        await pool.syncTask(async () => {
+          dropLayer(pool, snap.id);
+          snap.object = dnodeToJson(newDnode(head.blockSize, head.dnode.nblocks));
+          snap.layerUsed = 0;
+          pool.registerLayers();
+          bumpGeneration(pool);
+        }, opts.command ?? `rollback ${full}`);
+      });
+    });
+  },
+
+  async clone(_pool, full) {
+    throw err.notsup(`cannot clone '${full}': snapmode=cow snapshots cannot be cloned (their blocks live partly in the volume itself); use snapmode=native or row for templates`);
+  },
+
+  async promote(_pool, name) {
+    throw err.inval(`cannot promote '${name}': not a cloned volume`);
+  },
+
+  async resetToOrigin(_pool, vol) {
+    throw err.inval(`'${vol}' is not a clone`);
+  },
+
+  async diff(pool, from, to) {
+    const a = findSnap(pool, from);
+    let end = a.rec.snapshots.length;
+    if (to.includes('@')) {
+      const b = findSnap(pool, to);
+      if (b.rec !== a.rec) throw err.inval(`'${from}' and '${to}' are not snapshots of the same dataset`);
+      if (b.index < a.index) throw err.inval(`'${to}' is older than '${from}'`);
+      end = b.index;
+    } else if (pool.dir.get(to) !== a.rec) throw err.inval(`'${from}' is not a snapshot of '${to}'`);
+    const stores = await storesOf(pool, a.rec);
+    const changed = new Set<number>();
+    for (let j = a.index; j < end; j++) for (const b of stores[j]!.has.ones()) changed.add(b);
+    return rangesOf([...changed], headObject(pool, a.rec).blockSize) as DiffRange[];
+  },
+
+  openSnapshot(pool, full) {
+    const { rec, snap } = findSnap(pool, full);
+    const head = headObject(pool, rec);
+    const bs = head.blockSize;
+    const rt = runtimeOf(pool);
+    return new LayeredView(pool, full, rec, snap, head.dnode.nblocks * bs, bs, async () => {
+      const index = rec.snapshots.indexOf(snap);
+      if (index < 0) throw err.noent(`snapshot '${full}' was destroyed`);
+      return {
+        read: (ids) => viewRead(pool, rec, index, ids),
+        allocated: async (first, end) => {
+          const stores = await storesOf(pool, rec);
+          const hit = new Bitmap(end);
+          const h = headObject(pool, rec);
+          await h.tree.walk(h.dnode, first, end, (b) => hit.set(b));
+          for (const [, m] of h.dirty) for (const [b, d] of m) if (b >= first && b < end) (d ? hit.set(b) : hit.clear(b));
+          for (let j = index; j < stores.length; j++) for (const b of stores[j]!.has.ones(first, end)) hit.set(b);
+          return [...hit.ones(first, end)];
+        },
+      };
+    }, rt.gate);
+  },
+
+  writePath: (pool, rec) => {
+    const wp = cowWritePath(pool, rec);
+    const prepare = wp.prepare;
+    wp.prepare = async (ids) => {
+      await resolveStores(pool, rec);
+      return prepare(ids);
+    };
+    return wp;
+  },
+};
+
+export type { Prepared };

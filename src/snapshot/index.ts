@@ -1,0 +1,69 @@
+/**
+ * Choosing a volume's strategy, and the operations that may span several
+ * volumes (snapshot -r, destroy of a list) split by strategy.
+ */
+import { err } from '../errors.js';
+import type { Pool } from '../pool/pool.js';
+import type { DatasetRecord } from '../pool/dataset/directory.js';
+import { recheckNewSnapshots, splitSnap, takeSnapshotSync, validateNewSnapshots } from '../pool/dataset/snapshots.js';
+import { nativeStrategy } from './native.js';
+import { cowStrategy, takeCowSnapshot } from './cow.js';
+import { rowStrategy, takeRowSnapshot } from './row.js';
+import { runtimeOf, serialized } from './layers.js';
+import type { Progress, SnapMode, SnapshotStrategy } from './strategy.js';
+
+export type { SnapMode, SnapshotStrategy, WritePath, Progress } from './strategy.js';
+
+const STRATEGIES: Record<SnapMode, SnapshotStrategy> = { native: nativeStrategy, cow: cowStrategy, row: rowStrategy };
+
+export function modeOf(rec: DatasetRecord): SnapMode {
+  const m = rec.props['snapmode'];
+  return m === 'cow' || m === 'row' ? m : 'native';
+}
+
+export function strategyOf(rec: DatasetRecord): SnapshotStrategy {
+  return STRATEGIES[modeOf(rec)];
+}
+
+/** Strategy of the dataset named (or of the dataset of a snapshot name). */
+export function strategyFor(pool: Pool, name: string): SnapshotStrategy {
+  const ds = name.includes('@') ? splitSnap(name)[0] : name;
+  return strategyOf(pool.dir.get(ds));
+}
+
+/**
+ * Snapshots of any mix of strategies, atomically in one txg: cow and row
+ * volumes pause their I/O around it (their copy-out target or top layer
+ * changes), native ones need nothing.
+ */
+export async function snapshotAll(pool: Pool, names: string[], command?: string): Promise<void> {
+  validateNewSnapshots(pool, names);
+  const modes = new Set(names.map((n) => strategyFor(pool, n).mode));
+  if (modes.size === 1 && modes.has('native')) return nativeStrategy.snapshot(pool, names, command);
+  await serialized(pool, () =>
+    runtimeOf(pool).gate.exclusive(() =>
+      pool.syncTask(async (txg) => {
+        recheckNewSnapshots(pool, names);
+        for (const full of names) {
+          const [ds, name] = splitSnap(full);
+          const rec = pool.dir.get(ds);
+          const mode = modeOf(rec);
+          if (mode === 'cow') takeCowSnapshot(pool, txg, rec, name);
+          else if (mode === 'row') takeRowSnapshot(pool, txg, rec, name);
+          else takeSnapshotSync(pool, txg, rec, name);
+        }
+      }, command ?? `snapshot ${names.join(' ')}`),
+    ),
+  );
+}
+
+/** Destroy snapshots of any strategies (refusals already checked): native ones batched as before, layered ones merged. */
+export async function destroyAll(pool: Pool, names: string[], command?: string, progress?: Progress): Promise<void> {
+  const native = names.filter((n) => strategyFor(pool, n).mode === 'native');
+  if (native.length) await nativeStrategy.destroy(pool, native, command);
+  for (const mode of ['cow', 'row'] as const) {
+    const mine = names.filter((n) => strategyFor(pool, n).mode === mode);
+    if (mine.length) await STRATEGIES[mode].destroy(pool, mine, command, progress);
+  }
+}
+

@@ -1,0 +1,203 @@
+/**
+ * What cow and row share: layer objects (a snapshot's own tree in the
+ * pool, see Pool.layers), their presence bitmaps, reading the newest
+ * version of blocks, copying blocks between trees in bounded batches, and
+ * the per-pool runtime (one I/O gate, a generation that structural changes
+ * bump so cached indexes rebuild).
+ *
+ * Layers keep all-zero blocks as data (sync.ts writes them with noHole):
+ * in a layer a hole means "not here, look elsewhere", never "zeroes".
+ */
+import { err } from '../errors.js';
+import type { Pool } from '../pool/pool.js';
+import type { BlockPointer } from '../pool/blkptr.js';
+import type { ObjectState } from '../pool/object/object-state.js';
+import type { DatasetRecord } from '../pool/dataset/directory.js';
+import type { IoAccount } from '../pool/io/account.js';
+import { Bitmap } from './bitmap.js';
+import { Gate } from './gate.js';
+
+export interface PoolRuntime {
+  /** cow/row I/O enters; snapshot, delete, rollback of cow/row volumes close it. */
+  gate: Gate;
+  /** Bumped by every structural change of any cow/row volume; caches compare it. */
+  gen: number;
+  /** Per-dataset caches (cow stores, row indexes), valid while `gen` matches. */
+  cache: Map<string, { gen: number; value: Promise<unknown> }>;
+  /** Merges and rollbacks run one at a time per pool. */
+  merging: Promise<void>;
+}
+
+const runtimes = new WeakMap<Pool, PoolRuntime>();
+
+export function runtimeOf(pool: Pool): PoolRuntime {
+  let r = runtimes.get(pool);
+  if (!r) runtimes.set(pool, (r = { gate: new Gate(), gen: 0, cache: new Map(), merging: Promise.resolve() }));
+  return r;
+}
+
+/** A cached value for `key`, rebuilt after any structural change. */
+export function cached<T>(pool: Pool, key: string, build: () => Promise<T>): Promise<T> {
+  const rt = runtimeOf(pool);
+  const hit = rt.cache.get(key);
+  if (hit && hit.gen === rt.gen) return hit.value as Promise<T>;
+  const value = build();
+  rt.cache.set(key, { gen: rt.gen, value });
+  value.catch(() => rt.cache.delete(key));
+  return value;
+}
+
+export function bumpGeneration(pool: Pool): void {
+  runtimeOf(pool).gen++;
+}
+
+/** Run `fn` alone among this pool's merges and rollbacks. */
+export async function serialized<T>(pool: Pool, fn: () => Promise<T>): Promise<T> {
+  const rt = runtimeOf(pool);
+  const prev = rt.merging;
+  let done!: () => void;
+  rt.merging = new Promise<void>((r) => (done = r));
+  await prev;
+  try {
+    return await fn();
+  } finally {
+    done();
+  }
+}
+
+const zeros = new Map<number, Buffer>();
+
+/** A shared all-zero block: recorded as data in layers; never mutate it. */
+export function zeroBlock(bs: number): Buffer {
+  let z = zeros.get(bs);
+  if (!z) zeros.set(bs, (z = Buffer.alloc(bs)));
+  return z;
+}
+
+export function isZeroBlock(b: Buffer | null | undefined): boolean {
+  return !!b && zeros.get(b.length) === b;
+}
+
+export function layerObject(pool: Pool, snapId: number): ObjectState {
+  const o = pool.objects.get(snapId);
+  if (!o) throw err.corrupt(`snapshot layer object ${snapId} is not loaded`);
+  return o;
+}
+
+export function headObject(pool: Pool, rec: DatasetRecord): ObjectState {
+  const o = pool.objects.get(rec.id);
+  if (!o) throw err.inval(`dataset ${rec.id} is not a volume`);
+  return o;
+}
+
+/** Blocks present in an object: its committed tree, then its dirty maps oldest txg first. */
+export async function presenceOf(obj: ObjectState): Promise<Bitmap> {
+  const bits = new Bitmap(obj.dnode.nblocks);
+  await obj.tree.walk(obj.dnode, 0, obj.dnode.nblocks, (b) => bits.set(b));
+  for (const [, m] of [...obj.dirty].sort((a, b) => a[0] - b[0])) {
+    for (const [b, d] of m) (d ? bits.set(b) : bits.clear(b));
+  }
+  return bits;
+}
+
+/**
+ * Newest contents of blocks of one object (dirty first, then one batched
+ * tree read); null for holes. Device reads are counted against `acct`
+ * (as write-path reads when `forWrite`).
+ */
+export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly number[], acct?: IoAccount, forWrite = false): Promise<(Buffer | null)[]> {
+  const out: (Buffer | null)[] = new Array(ids.length).fill(null);
+  const need: number[] = [];
+  ids.forEach((b, i) => {
+    const d = obj.dirtyBlock(b);
+    if (d !== undefined) out[i] = d;
+    else need.push(i);
+  });
+  if (need.length) {
+    const bps: (BlockPointer | null)[] = await Promise.all(need.map((i) => obj.tree.getBp(obj.dnode, ids[i]!)));
+    if (acct) {
+      const u = pool.io.uncached(bps);
+      if (forWrite) {
+        acct.deviceReadOpsForWrites += u.ops;
+        acct.deviceReadBytesForWrites += u.bytes;
+      } else {
+        acct.deviceReadOps += u.ops;
+        acct.deviceReadBytes += u.bytes;
+      }
+    }
+    const datas = await pool.io.readMany(bps);
+    need.forEach((i, k) => {
+      // A write may have landed meanwhile: prefer it.
+      const now = obj.dirtyBlock(ids[i]!);
+      out[i] = now !== undefined ? now : datas[k]!;
+    });
+  }
+  return out;
+}
+
+export interface CopyPlan {
+  /** Blocks to copy, ascending. */
+  blocks: number[];
+  /** Read a batch of source blocks (null: the source holds zeroes there). */
+  read(ids: number[]): Promise<(Buffer | null)[]>;
+  /** Destination of the copies. */
+  dst: ObjectState;
+  /** Narrow a batch before it is read (may await; runs inside `around`). */
+  filter?(ids: number[]): Promise<number[]>;
+  /** Decided synchronously in the tick that records: copy this block? */
+  accept(b: number): boolean;
+  /** Called for each block recorded. */
+  recorded?(b: number): void;
+  /** Blocks per batch (one txg each at most); default 256. */
+  batch?: number;
+  /** Runs around each batch (e.g. closing the gate while copying into a live head). */
+  around?<T>(fn: () => Promise<T>): Promise<T>;
+  progress?(done: number, total: number): void;
+  /** Record zeroes as holes (a cow head) instead of zero data (layers). */
+  zeroAsHole?: boolean;
+}
+
+/**
+ * Copy blocks into another object in batches, each recorded in one txg
+ * (in one tick, after the throttle): a crash leaves a prefix of batches,
+ * which every caller arranges to be harmless (the copies are what readers
+ * of the destination would have found anyway).
+ */
+export async function copyBlocks(pool: Pool, plan: CopyPlan): Promise<number> {
+  const batch = plan.batch ?? 256;
+  const bs = plan.dst.blockSize;
+  let copied = 0;
+  for (let at = 0; at < plan.blocks.length; at += batch) {
+    const step = async () => {
+      let ids = plan.blocks.slice(at, at + batch);
+      if (plan.filter) ids = await plan.filter(ids);
+      if (!ids.length) return;
+      const datas = await plan.read(ids);
+      await pool.txg.throttle(ids.length * bs);
+      const t = pool.txg.markDirty(ids.length * bs);
+      const m = plan.dst.mapFor(t);
+      ids.forEach((b, i) => {
+        if (!plan.accept(b)) return;
+        const d = datas[i] ?? null;
+        const zero = !d || isZeroBlock(d);
+        m.set(b, zero ? (plan.zeroAsHole ? null : zeroBlock(bs)) : Buffer.from(d));
+        plan.recorded?.(b);
+        copied++;
+      });
+    };
+    await (plan.around ? plan.around(step) : step());
+    plan.progress?.(Math.min(at + batch, plan.blocks.length), plan.blocks.length);
+  }
+  return copied;
+}
+
+/** Free a layer object's whole tree in syncing context and forget it. */
+export function dropLayer(pool: Pool, snapId: number): void {
+  const obj = pool.objects.get(snapId);
+  if (obj) {
+    obj.dirty.clear();
+    pool.freeQueue.push({ dnode: obj.dnode, after: 0, deads: [] });
+  }
+  pool.objects.delete(snapId);
+  pool.layers.delete(snapId);
+}
