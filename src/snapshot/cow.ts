@@ -26,7 +26,7 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import type { ObjectState } from '../pool/object/object-state.js';
-import { findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
+import { checkDestroySnapshot, findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
 import {
   bumpGeneration,
@@ -53,7 +53,7 @@ interface Store {
 
 /** The stores of a cow volume, oldest first, with presence bitmaps (kept live for the newest). */
 function storesOf(pool: Pool, rec: DatasetRecord): Promise<Store[]> {
-  return cached(pool, `cow:${rec.id}`, async () => {
+  return cached(pool, `cow:${rec.id}`, [rec], async () => {
     const out: Store[] = [];
     for (const snap of rec.snapshots) {
       const obj = layerObject(pool, snap.id);
@@ -84,7 +84,7 @@ export function takeCowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, nam
   rec.snapshots.push(snap);
   rec.written = 0;
   pool.registerLayers();
-  bumpGeneration(pool);
+  bumpGeneration(pool, rec);
 }
 
 function cowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
@@ -178,7 +178,7 @@ async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, c
       dst: dst.obj,
       accept: (b) => !dst.has.get(b),
       recorded: (b) => dst.has.set(b),
-      progress: progress && ((d, t) => progress(d, t, `merging ${full}`)),
+      progress: progress && ((d, t) => progress(d * src.obj.blockSize, t * src.obj.blockSize, `merging ${full}`)),
     });
   };
   // Most of the copying runs with I/O flowing (writes may still add to the store when it is the newest) ...
@@ -192,7 +192,7 @@ async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, c
       rec.snapshots.splice(at, 1);
       dropLayer(pool, snap.id);
       pool.registerLayers();
-      bumpGeneration(pool);
+      bumpGeneration(pool, rec);
     }, command ?? `destroy ${full}`);
   });
 }
@@ -230,6 +230,8 @@ export const cowStrategy: SnapshotStrategy = {
     if (later.length && !opts.destroyLater) {
       throw err.exist(`cannot rollback to '${full}': more recent snapshots exist; use -r to destroy them: ${later.map((s) => `${ds}@${s.name}`).join(', ')}`);
     }
+    // The later snapshots go: refused if one is held, as native's rollback -r.
+    for (const s of later) checkDestroySnapshot(pool, `${ds}@${s.name}`);
     const snap = rec.snapshots[index]!;
     await serialized(pool, async () => {
       // Newest first: each merges into the one before, down to the target.
@@ -245,14 +247,14 @@ export const cowStrategy: SnapshotStrategy = {
           dst: head,
           accept: () => true,
           zeroAsHole: true,
-          progress: opts.progress && ((d, t) => opts.progress!(d, t, `rolling back ${full}`)),
+          progress: opts.progress && ((d, t) => opts.progress!(d * head.blockSize, t * head.blockSize, `rolling back ${full}`)),
         });
         await pool.syncTask(async () => {
           dropLayer(pool, snap.id);
           snap.object = dnodeToJson(newDnode(head.blockSize, head.dnode.nblocks));
           snap.layerUsed = 0;
           pool.registerLayers();
-          bumpGeneration(pool);
+          bumpGeneration(pool, rec);
         }, opts.command ?? `rollback ${full}`);
       });
     });

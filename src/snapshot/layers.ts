@@ -20,10 +20,10 @@ import { Gate } from './gate.js';
 export interface PoolRuntime {
   /** cow/row I/O enters; snapshot, delete, rollback of cow/row volumes close it. */
   gate: Gate;
-  /** Bumped by every structural change of any cow/row volume; caches compare it. */
-  gen: number;
-  /** Per-dataset caches (cow stores, row indexes), valid while `gen` matches. */
-  cache: Map<string, { gen: number; value: Promise<unknown> }>;
+  /** Per dataset id: bumped by each structural change of it (snapshot, merge, rollback, reset). */
+  gens: Map<number, number>;
+  /** Caches (cow stores, row indexes) with the generations of the datasets they were built from. */
+  cache: Map<string, { version: string; value: Promise<unknown>; owner?: DatasetRecord }>;
   /** Merges and rollbacks run one at a time per pool. */
   merging: Promise<void>;
 }
@@ -32,23 +32,35 @@ const runtimes = new WeakMap<Pool, PoolRuntime>();
 
 export function runtimeOf(pool: Pool): PoolRuntime {
   let r = runtimes.get(pool);
-  if (!r) runtimes.set(pool, (r = { gate: new Gate(), gen: 0, cache: new Map(), merging: Promise.resolve() }));
+  if (!r) runtimes.set(pool, (r = { gate: new Gate(), gens: new Map(), cache: new Map(), merging: Promise.resolve() }));
   return r;
 }
 
-/** A cached value for `key`, rebuilt after any structural change. */
-export function cached<T>(pool: Pool, key: string, build: () => Promise<T>): Promise<T> {
+/** The generations of `deps`, as one comparable string. */
+export function versionOf(pool: Pool, deps: readonly DatasetRecord[]): string {
+  const gens = runtimeOf(pool).gens;
+  return deps.map((d) => `${d.id}:${gens.get(d.id) ?? 0}`).join(',');
+}
+
+/** A cached value for `key`, rebuilt after a structural change of any dataset in `deps`. */
+export function cached<T>(pool: Pool, key: string, deps: readonly DatasetRecord[], build: () => Promise<T>): Promise<T> {
   const rt = runtimeOf(pool);
+  const version = versionOf(pool, deps);
   const hit = rt.cache.get(key);
-  if (hit && hit.gen === rt.gen) return hit.value as Promise<T>;
+  if (hit && hit.version === version) return hit.value as Promise<T>;
   const value = build();
-  rt.cache.set(key, { gen: rt.gen, value });
+  rt.cache.set(key, { version, value, owner: deps[0] });
   value.catch(() => rt.cache.delete(key));
+  // Builds are rare: drop what destroyed datasets left behind (an index is 2 bytes per block).
+  const live = new Set(pool.dir.datasets.values());
+  for (const [k, e] of rt.cache) if (e.owner && !live.has(e.owner)) rt.cache.delete(k);
   return value;
 }
 
-export function bumpGeneration(pool: Pool): void {
-  runtimeOf(pool).gen++;
+/** A structural change of `rec`: its caches, and those of clones built on its layers, rebuild. */
+export function bumpGeneration(pool: Pool, rec: DatasetRecord): void {
+  const gens = runtimeOf(pool).gens;
+  gens.set(rec.id, (gens.get(rec.id) ?? 0) + 1);
 }
 
 /** Run `fn` alone among this pool's merges and rollbacks. */

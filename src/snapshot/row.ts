@@ -29,7 +29,7 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import { ObjectState } from '../pool/object/object-state.js';
-import { findSnap, recheckNewSnapshots, splitSnap, validateClone, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
+import { checkDestroySnapshot, findSnap, recheckNewSnapshots, splitSnap, validateClone, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
 import { bumpGeneration, cached, copyBlocks, dropLayer, headObject, layerObject, presenceOf, readBlocks, runtimeOf, serialized } from './layers.js';
 import type { Progress, SnapshotStrategy, WritePath } from './strategy.js';
@@ -63,12 +63,22 @@ async function buildIndex(layers: ObjectState[], nblocks: number): Promise<RowIn
   return { owner, layers };
 }
 
+/** The datasets whose layers a row volume's stack holds: itself, its origin, the origin's origin... */
+function chainOf(pool: Pool, rec: DatasetRecord): DatasetRecord[] {
+  const out = [rec];
+  for (let r = rec; r.origin; ) {
+    r = findSnap(pool, r.origin).rec;
+    out.push(r);
+  }
+  return out;
+}
+
 function headIndex(pool: Pool, rec: DatasetRecord): Promise<RowIndex> {
-  return cached(pool, `row:${rec.id}`, () => buildIndex(stackOf(pool, rec, rec.snapshots.length - 1), headObject(pool, rec).dnode.nblocks));
+  return cached(pool, `row:${rec.id}`, chainOf(pool, rec), () => buildIndex(stackOf(pool, rec, rec.snapshots.length - 1), headObject(pool, rec).dnode.nblocks));
 }
 
 function viewIndex(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord): Promise<RowIndex> {
-  return cached(pool, `rowview:${snap.id}`, () => {
+  return cached(pool, `rowview:${snap.id}`, chainOf(pool, rec), () => {
     const at = rec.snapshots.indexOf(snap);
     if (at < 0) throw err.noent(`snapshot was destroyed`);
     return buildIndex(stackOf(pool, rec, at), layerObject(pool, snap.id).dnode.nblocks);
@@ -124,15 +134,15 @@ export function takeRowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, nam
   rec.written = 0;
   rec.snapshots.push(snap);
   pool.registerLayers();
-  bumpGeneration(pool);
+  bumpGeneration(pool, rec);
 }
 
-/** Syncing context: free the head's blocks and start an empty one. */
-function resetHeadLayer(pool: Pool, rec: DatasetRecord): void {
+/** Syncing context: free the head's blocks and start an empty one (of `nblocks`, default the head's). */
+function resetHeadLayer(pool: Pool, rec: DatasetRecord, nblocks?: number): void {
   const head = headObject(pool, rec);
   head.dirty.clear();
   pool.freeQueue.push({ dnode: head.dnode, after: 0, deads: [] });
-  const fresh = new ObjectState(newDnode(head.blockSize, head.dnode.nblocks), pool.io);
+  const fresh = new ObjectState(newDnode(head.blockSize, nblocks ?? head.dnode.nblocks), pool.io);
   pool.objects.set(rec.id, fresh);
   rec.object = dnodeToJson(fresh.dnode);
   rec.referenced = 0;
@@ -150,7 +160,7 @@ async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, c
   const srcHas = await presenceOf(src);
   const acct = pool.account(rec.id);
   const upper = rec.snapshots[at + 1];
-  const report = progress && ((d: number, t: number) => progress(d, t, `merging ${full}`));
+  const report = progress && ((d: number, t: number) => progress(d * src.blockSize, t * src.blockSize, `merging ${full}`));
   if (upper) {
     // Into the next frozen layer: only merges write it, and they run one at a time.
     const dst = layerObject(pool, upper.id);
@@ -191,7 +201,7 @@ async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, c
       rec.snapshots.splice(i, 1);
       dropLayer(pool, snap.id);
       pool.registerLayers();
-      bumpGeneration(pool);
+      bumpGeneration(pool, rec);
     }, command ?? `destroy ${full}`),
   );
 }
@@ -200,15 +210,7 @@ function rowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
   const rt = runtimeOf(pool);
   const acct = pool.account(rec.id);
   let idx: RowIndex | null = null;
-  let gen = -1;
-  const current = async () => {
-    if (gen !== rt.gen || !idx) {
-      const g = rt.gen;
-      idx = await headIndex(pool, rec);
-      gen = g;
-    }
-    return idx;
-  };
+  const current = async () => (idx = await headIndex(pool, rec));
   return {
     enter: () => rt.gate.enter(),
     leave: () => rt.gate.leave(),
@@ -254,7 +256,8 @@ export const rowStrategy: SnapshotStrategy = {
     if (later.length && !opts.destroyLater) {
       throw err.exist(`cannot rollback to '${full}': more recent snapshots exist; use -r to destroy them: ${later.map((s) => `${ds}@${s.name}`).join(', ')}`);
     }
-    for (const s of later) if (s.clones?.length) throw err.busy(`cannot destroy snapshot '${ds}@${s.name}': it has dependent clones (${s.clones.join(', ')})`);
+    // The later snapshots go: refused if one is held or cloned, as native's rollback -r.
+    for (const s of later) checkDestroySnapshot(pool, `${ds}@${s.name}`);
     await serialized(pool, () =>
       runtimeOf(pool).gate.exclusive(() =>
         pool.syncTask(async () => {
@@ -264,7 +267,7 @@ export const rowStrategy: SnapshotStrategy = {
           }
           resetHeadLayer(pool, rec);
           pool.registerLayers();
-          bumpGeneration(pool);
+          bumpGeneration(pool, rec);
         }, opts.command ?? `rollback ${full}`),
       ),
     );
@@ -288,7 +291,9 @@ export const rowStrategy: SnapshotStrategy = {
     }, command ?? `clone ${full} ${targets.join(' ')}`);
   },
 
-  async promote(_pool, name) {
+  async promote(pool, name) {
+    // A volume that is no clone: the same answer as native's (and cow's).
+    if (!pool.dir.get(name).origin) throw err.inval(`cannot promote '${name}': not a cloned volume`);
     throw err.notsup(`cannot promote '${name}': snapmode=row clones read their origin's layers by reference; promote is not supported (destroy the origin's other dependents or use snapmode=native)`);
   },
 
@@ -299,8 +304,11 @@ export const rowStrategy: SnapshotStrategy = {
     await serialized(pool, () =>
       runtimeOf(pool).gate.exclusive(() =>
         pool.syncTask(async () => {
-          resetHeadLayer(pool, rec);
-          bumpGeneration(pool);
+          // The origin's size too (the clone may have grown since), as native's reset does.
+          const origin = layerObject(pool, findSnap(pool, rec.origin!).snap.id);
+          resetHeadLayer(pool, rec, origin.dnode.nblocks);
+          rec.props['volsize'] = String(origin.dnode.nblocks * origin.blockSize);
+          bumpGeneration(pool, rec);
         }, command ?? `rollback --to-origin ${vol}`),
       ),
     );

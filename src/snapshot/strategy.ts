@@ -21,6 +21,7 @@ import type { DiffRange } from '../pool/dataset/snapshots.js';
 
 export type SnapMode = 'native' | 'cow' | 'row';
 
+/** Progress of a long merge or copy-back, in bytes. */
 export interface Progress {
   (done: number, total: number, what: string): void;
 }

@@ -138,3 +138,79 @@ describe('write amplification is measured at the device layer', () => {
     }
   }, 120_000);
 });
+
+describe('row chains', () => {
+  /** Device reads for `n` random 4K reads with a cold cache (the index already built). */
+  async function readsAtDepth(depth: number): Promise<number> {
+    const { dir, cleanup } = await tempDir();
+    try {
+      let { mgr } = await newPool(dir);
+      const size = 16 * MiB;
+      await mgr.create('tank/v', { volsize: String(size), sparse: true, props: { snapmode: 'row' } });
+      const { randomBytes } = await import('node:crypto');
+      let { volume: v, release } = await mgr.openVolume('tank/v');
+      for (let off = 0; off < size; off += MiB) await v.write(off, randomBytes(MiB));
+      for (let i = 0; i < depth; i++) {
+        await mgr.snapshot([`tank/v@s${i}`]);
+        for (let k = 0; k < 8; k++) await v.write(((i * 37 + k * 101) % (size / bs)) * bs, randomBytes(bs));
+      }
+      release();
+      await mgr.poolExport('tank');
+      await mgr.close();
+      mgr = new PoolManager(join(dir, 'home'), { txgTimeoutMs: 60_000 });
+      await mgr.poolImport('tank', dir);
+      const pool = await mgr.pool('tank');
+      ({ volume: v, release } = await mgr.openVolume('tank/v'));
+      await v.read(0, 4096); // builds the index
+      pool.arc.clear();
+      const before = pool.io.stats.readOps;
+      let x = 12345;
+      for (let i = 0; i < 300; i++) {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        await v.read((x % (size / 4096)) * 4096, 4096);
+      }
+      const n = pool.io.stats.readOps - before;
+      release();
+      await mgr.close();
+      return n;
+    } finally {
+      await cleanup();
+    }
+  }
+
+  it('a read costs the same device reads at depth 50 as at depth 1 (the index)', async () => {
+    const d1 = await readsAtDepth(1);
+    const d50 = await readsAtDepth(50);
+    console.log(`row: device reads for 300 cold 4K reads: depth 1 ${d1}, depth 50 ${d50} (${(d50 / d1).toFixed(2)}x)`);
+    expect(d50 / d1).toBeLessThan(1.5);
+  }, 120_000);
+
+  it('compactdepth keeps the chain that deep by merging the oldest layers; data and remaining snapshots intact', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const { mgr } = await newPool(dir);
+      const size = 32 * bs;
+      await mgr.create('tank/v', { volsize: String(size), sparse: true, props: { snapmode: 'row', compactdepth: '3' } });
+      const { volume: v, release } = await mgr.openVolume('tank/v');
+      const views: Buffer[] = [];
+      for (let i = 0; i < 6; i++) {
+        await v.write((i % 32) * bs, fill(10 + i));
+        await v.write(((i * 7) % 32) * bs + 100, fill(50 + i, 3000));
+        views.push(await v.read(0, size));
+        await mgr.snapshot([`tank/v@s${i}`]);
+      }
+      const names = (await mgr.snapshotRows(['tank/v'], true)).map((r) => r.name);
+      expect(names).toEqual(['tank/v@s3', 'tank/v@s4', 'tank/v@s5']);
+      for (let i = 3; i < 6; i++) {
+        const s = await mgr.openSnapshot(`tank/v@s${i}`);
+        expect((await s.device.read(0, size)).equals(views[i]!)).toBe(true);
+        s.release();
+      }
+      expect((await v.read(0, size)).equals(views[5]!)).toBe(true);
+      release();
+      await mgr.close();
+    } finally {
+      await cleanup();
+    }
+  }, 60_000);
+});

@@ -107,26 +107,39 @@ export function looksIncompressible(data: Uint8Array): boolean {
   const len = data.length;
   if (len < HEURISTIC_MIN) return false;
   const stride = SAMPLE_STRIDE * Math.max(1, Math.floor(len / (SAMPLE_STRIDE * MAX_SAMPLES)));
-  const hist = new Uint16Array(256);
-  const prints = new Uint32Array(MAX_SAMPLES);
-  const dv = new DataView(data.buffer, data.byteOffset, len);
+  // Scratch tables are module-level: this runs for every block written (one JS thread, no reentrancy).
+  const hist = HIST;
+  hist.fill(0);
+  SEEN.fill(0);
   let samples = 0;
   // Samples start mid-sector: many writers put headers at sector starts (fio's
   // scrambled buffers, filesystem metadata), which would skew the estimate.
   for (let off = SAMPLE_SKEW; off + SAMPLE_LEN <= len && samples < MAX_SAMPLES; off += stride) {
     for (let i = off; i < off + SAMPLE_LEN; i++) hist[data[i]!]!++;
     // Fingerprint of the sample; a false match only costs a real compression attempt.
-    prints[samples++] =
-      (Math.imul(dv.getUint32(off, true) ^ dv.getUint32(off + 8, true), 0x9e3779b1) ^
-        dv.getUint32(off + 4, true) ^ Math.imul(dv.getUint32(off + 12, true), 0x85ebca6b)) >>> 0;
+    const print =
+      ((Math.imul(word(data, off) ^ word(data, off + 8), 0x9e3779b1) ^ word(data, off + 4) ^ Math.imul(word(data, off + 12), 0x85ebca6b)) >>> 0) | 1;
+    // Open addressing in a table twice the sample count: a repeat means LZ would find matches.
+    let slot = (Math.imul(print, 0x27d4eb2d) >>> 25) & (SEEN.length - 1);
+    while (SEEN[slot] !== 0) {
+      if (SEEN[slot] === print) return false;
+      slot = (slot + 1) & (SEEN.length - 1);
+    }
+    SEEN[slot] = print;
+    samples++;
   }
-  const sorted = prints.subarray(0, samples).sort();
-  for (let i = 1; i < samples; i++) if (sorted[i] === sorted[i - 1]) return false;
   // H = log2(n) - (1/n) * sum(c log2 c), in bits per byte.
   const n = samples * SAMPLE_LEN;
   let sum = 0;
   for (let b = 0; b < 256; b++) sum += C_LOG2_C[hist[b]!]!;
   return Math.log2(n) - sum / n > ENTROPY_LIMIT;
+}
+
+const HIST = new Uint16Array(256);
+const SEEN = new Uint32Array(MAX_SAMPLES * 2);
+
+function word(d: Uint8Array, at: number): number {
+  return d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24);
 }
 
 function roundUp(n: number, to: number): number {
@@ -205,7 +218,7 @@ export function decompressBlock(alg: Compression, payload: Buffer, lsize: number
   const stream = payload.subarray(PAYLOAD_HEADER, PAYLOAD_HEADER + clen);
   let out: Buffer;
   if (alg === 'zle') {
-    out = Buffer.allocUnsafe(lsize);
+    out = Buffer.alloc(lsize);
     if (!zleDecode(stream, out)) throw corrupt(alg, 'malformed zle stream');
     return out;
   }
