@@ -42,8 +42,16 @@ export interface VolumeCounters {
   writeBytes: number;
 }
 
+/**
+ * Block locks per dataset, not per Volume: two connections' partial writes
+ * to one block must serialize, or one merges into a base the other's
+ * just-synced write has made stale (its bytes are lost).
+ */
+const LOCKS = new WeakMap<DatasetRecord, BlockLocks>();
+
 export class Volume implements BlockDevice {
-  private locks = new BlockLocks();
+  /** Shared by every Volume of this dataset (each NBD connection opens its own). */
+  private locks: BlockLocks;
   private closed = false;
   readonly counters: VolumeCounters = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
 
@@ -56,6 +64,9 @@ export class Volume implements BlockDevice {
     private opts: { readOnly?: boolean } = {},
   ) {
     this.wp = strategyOf(rec).writePath(pool, rec);
+    let locks = LOCKS.get(rec);
+    if (!locks) LOCKS.set(rec, (locks = new BlockLocks()));
+    this.locks = locks;
     this.acct = pool.account(rec.id);
   }
 
