@@ -134,4 +134,22 @@ export function registerSnapshotCommands(program: Command, ctx: CliContext): voi
       if (o.json) return printJson(ranges);
       for (const r of ranges) process.stdout.write(`${r.change}\t${r.offset}\t${r.length}\n`);
     });
+
+  program
+    .command('amplification')
+    .description('device I/O per guest byte written, measured per volume since import (cow copy-outs, row merges, read-modify-write)')
+    .argument('[volumes...]', 'volumes (default: every volume)')
+    .option('--reset', 'zero the counters after showing them')
+    .option('--json', 'JSON output')
+    .option('-H', 'scripted mode')
+    .option('-p', 'exact numbers')
+    .action(async (vols: string[], o: { reset?: boolean; json?: boolean; H?: boolean; p?: boolean }) => {
+      const rows = await (await ctx.api()).amplification(vols, { reset: !!o.reset });
+      if (o.json) return printJson(rows);
+      printTable(
+        ['NAME', 'GUEST WRITTEN', 'DEVICE WRITTEN', 'DEVICE READ (WRITES)', 'AMPLIFICATION'],
+        rows.map((r) => [r.name, { size: r.guestWriteBytes }, { size: r.deviceWriteBytes }, { size: r.deviceReadBytesForWrites }, r.guestWriteBytes ? `${r.amplification.toFixed(2)}x` : '-']),
+        { scripted: o.H, parsable: o.p },
+      );
+    });
 }

@@ -551,6 +551,8 @@ export class PoolManager {
       const pool = await this.pool(p);
       for (const n of pool.list()) vols.push([pool, n]);
     }
+    // Device writes are counted when their txg syncs: sync first, so the numbers cover every write so far.
+    for (const pool of new Set(vols.map(([p]) => p))) await pool.txg.syncNow();
     for (const [pool, n] of vols) {
       const rec = pool.dir.get(n);
       if (rec.type !== 'volume') {
