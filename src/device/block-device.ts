@@ -16,6 +16,13 @@
 export interface WriteOptions {
   /** Force unit access: durable before the promise resolves. */
   fua?: boolean;
+  /**
+   * The caller hands `data` over: it will never read or reuse it again, so
+   * the device may keep it instead of copying (a pool volume keeps whole
+   * blocks as views of it). Without this flag `data` may be a pooled or
+   * socket buffer that is reused as soon as the promise resolves.
+   */
+  owned?: boolean;
 }
 
 export interface ZeroOptions extends WriteOptions {

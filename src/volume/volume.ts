@@ -209,7 +209,9 @@ export class Volume implements BlockDevice {
 
   async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     this.alive();
-    await this.gated(() => this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false));
+    // An owned payload is kept, not copied: whole blocks become views of it (see WriteOptions.owned).
+    const keep = opts?.owned ? (from: number) => data.subarray(from, from + this.bs) : undefined;
+    await this.gated(() => this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false, keep));
     this.counters.writeOps++;
     this.counters.writeBytes += data.length;
     this.acct.guestWriteOps++;
@@ -255,7 +257,13 @@ export class Volume implements BlockDevice {
    * Apply `fill` to every block touched by [offset, offset+length). Whole
    * blocks of a zeroing request become holes (null) without reading.
    */
-  private async modify(offset: number, length: number, fill: (blk: Buffer, at: number, from: number, n: number) => void, zeroing: boolean): Promise<void> {
+  private async modify(
+    offset: number,
+    length: number,
+    fill: (blk: Buffer, at: number, from: number, n: number) => void,
+    zeroing: boolean,
+    keep?: (from: number) => Buffer,
+  ): Promise<void> {
     const bs = this.bs;
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
@@ -297,6 +305,10 @@ export class Volume implements BlockDevice {
         if (!m.has(b)) added += bs;
         if (zeroing) {
           m.set(b, this.zeroed(b));
+          continue;
+        }
+        if (keep) {
+          m.set(b, keep(b * bs - offset));
           continue;
         }
         // Buffer.alloc, not allocUnsafe: blocks outlive the write (dirty data, then the ARC), and

@@ -129,4 +129,28 @@ describe('volume', () => {
     expect((await readAll(v2)).equals(model)).toBe(true);
     await m2.close();
   });
+
+  it('owned writes keep whole blocks as views of the payload, and stay right through partial overwrites, syncs and re-import', async () => {
+    const { mgr, home } = await fresh();
+    await mgr.create('tank/v', { volsize: '8M', blocksize: '16K', sparse: true });
+    const { volume } = await mgr.openVolume('tank/v');
+    const model = Buffer.alloc(8 * MiB);
+    const pool = await mgr.pool('tank');
+    let x = 7;
+    for (let i = 0; i < 200; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const off = (x % 512) * 4096 + (i % 3 === 0 ? 512 : 0);
+      const len = Math.min(8 * MiB - off, i % 2 ? 256 * 1024 : 12 * 1024);
+      const payload = randomBytes(len);
+      payload.copy(model, off);
+      await volume.write(off, payload, { owned: i % 4 !== 3 });
+      if (i % 50 === 49) await pool.txg.syncNow();
+    }
+    expect((await readAll(volume)).equals(model)).toBe(true);
+    await mgr.close();
+    const m2 = new PoolManager(home);
+    const { volume: v2 } = await m2.openVolume('tank/v');
+    expect((await readAll(v2)).equals(model)).toBe(true);
+    await m2.close();
+  });
 });

@@ -147,7 +147,9 @@ export class BlockPipeline {
           // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
           // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
           // immutable, so sharing them with the ARC is safe.
-          this.arc.set(arcKey(out[i]!), data, data.length);
+          // Not views of a larger buffer (a write's owned payload): one cached block would keep
+          // the whole payload alive, beyond what the ARC accounts.
+          if (p.level > 0 || data.byteLength === data.buffer.byteLength) this.arc.set(arcKey(out[i]!), data, data.length);
           for (const d of dvas) {
             const w = open.get(d.vdev);
             if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
