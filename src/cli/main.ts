@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
   registerTransferCommands(program, ctx);
   registerSnapshotCommands(program, ctx);
   registerServeCommand(program, ctx);
+  (await import('./bench.js')).registerBenchCommands(program, ctx);
   try {
     const image = (await import('./image.js')) as { registerImageCommands?: (p: Command) => void };
     image.registerImageCommands?.(program);

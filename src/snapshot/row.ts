@@ -31,9 +31,10 @@ import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import { ObjectState } from '../pool/object/object-state.js';
 import { checkDestroySnapshot, findSnap, recheckNewSnapshots, splitSnap, validateClone, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
-import { bumpGeneration, cached, copyBlocks, dropLayer, headObject, layerObject, presenceOf, readBlocks, runtimeOf, serialized } from './layers.js';
-import type { Progress, SnapshotStrategy, WritePath } from './strategy.js';
+import { bumpGeneration, cached, dropLayer, headObject, layerObject, presenceOf, readBlocks, runtimeOf, serialized } from './layers.js';
+import type { SnapshotStrategy, WritePath } from './strategy.js';
 import { LayeredView } from './view.js';
+import { forgetLayer, headOwner, layerOwner, transplantSync } from './transplant.js';
 import { rangesOf } from './ranges.js';
 
 /** Which layer (slot, 1-based; 0 = none) holds each block. */
@@ -150,56 +151,30 @@ function resetHeadLayer(pool: Pool, rec: DatasetRecord, nblocks?: number): void 
   rec.written = 0;
 }
 
-async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, command?: string, progress?: Progress): Promise<void> {
-  const rt = runtimeOf(pool);
-  const full = `${pool.nameOfId(rec.id)}@${snap.name}`;
+/**
+ * Delete snapshot `snap`: its layer's blocks that the layer above (the next
+ * snapshot's, or the head) lacks move up by pointer, the rest is freed, in
+ * one sync task with I/O paused: O(metadata) whatever the layer's size,
+ * and a crash sees the layer either whole or merged.
+ */
+async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, command?: string): Promise<void> {
+  const name = pool.nameOfId(rec.id)!;
+  const full = `${name}@${snap.name}`;
   if (snap.clones?.length) throw err.busy(`cannot destroy snapshot '${full}': it has dependent clones (${snap.clones.join(', ')})`);
-  const at = rec.snapshots.indexOf(snap);
-  if (at < 0) throw err.noent(`snapshot '${full}' does not exist`);
-  const src = layerObject(pool, snap.id);
-  const srcHas = await presenceOf(src);
-  const acct = pool.account(rec.id);
-  const upper = rec.snapshots[at + 1];
-  const report = progress && ((d: number, t: number) => progress(d * src.blockSize, t * src.blockSize, `merging ${full}`));
-  if (upper) {
-    // Into the next frozen layer: only merges write it, and they run one at a time.
-    const dst = layerObject(pool, upper.id);
-    const dstHas = await presenceOf(dst);
-    await copyBlocks(pool, {
-      blocks: [...srcHas.ones()].filter((b) => !dstHas.get(b)),
-      read: (ids) => readBlocks(pool, src, ids, acct, true),
-      dst,
-      accept: (b) => !dstHas.get(b),
-      recorded: (b) => dstHas.set(b),
-      progress: report,
-    });
-  } else {
-    // Into the live head: each batch with I/O paused, skipping blocks the guest has written.
-    const head = () => headObject(pool, rec);
-    let taken = new Set<number>();
-    await copyBlocks(pool, {
-      blocks: [...srcHas.ones()],
-      around: (fn) => rt.gate.exclusive(fn),
-      filter: async (ids) => {
-        const h = head();
-        const bps = await Promise.all(ids.map((b) => (h.dirtyBlock(b) !== undefined ? Promise.resolve(true) : h.tree.getBp(h.dnode, b).then((bp) => !!bp))));
-        taken = new Set(ids.filter((_, i) => bps[i]));
-        return ids.filter((b) => !taken.has(b));
-      },
-      read: (ids) => readBlocks(pool, src, ids, acct, true),
-      get dst() {
-        return head();
-      },
-      accept: (b) => !taken.has(b) && head().dirtyBlock(b) === undefined,
-      progress: report,
-    });
-  }
-  await rt.gate.exclusive(() =>
-    pool.syncTask(async () => {
+  await runtimeOf(pool).gate.exclusive(() =>
+    pool.syncTask(async (txg) => {
       const i = rec.snapshots.indexOf(snap);
       if (i < 0) throw err.noent(`snapshot '${full}' does not exist`);
+      const upper = rec.snapshots[i + 1];
+      await transplantSync(pool, txg, {
+        name,
+        src: layerObject(pool, snap.id),
+        dst: upper ? layerObject(pool, upper.id) : headObject(pool, rec),
+        owner: upper ? layerOwner(pool, txg, upper) : headOwner(pool, txg, rec),
+        take: (_b, above) => !above,
+      });
       rec.snapshots.splice(i, 1);
-      dropLayer(pool, snap.id);
+      forgetLayer(pool, snap.id);
       pool.registerLayers();
       bumpGeneration(pool, rec);
     }, command ?? `destroy ${full}`),
@@ -241,11 +216,11 @@ export const rowStrategy: SnapshotStrategy = {
     );
   },
 
-  async destroy(pool, names, command, progress) {
+  async destroy(pool, names, command) {
     await serialized(pool, async () => {
       for (const full of names) {
         const { rec, snap } = findSnap(pool, full);
-        await deleteOne(pool, rec, snap, command, progress);
+        await deleteOne(pool, rec, snap, command);
       }
     });
   },

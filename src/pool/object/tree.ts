@@ -119,8 +119,13 @@ export class BlockTree {
    * Copy-on-write sync: write the dirty blocks and every indirect block
    * above them, return the new dnode. Blocks at or beyond `d.nblocks` in
    * `dirty` are ignored (a shrink makes them holes through the dirty map).
+   *
+   * `placed`: level-0 block pointers to put in as they are, without writing
+   * data (a block moving from one tree to another: src/snapshot's merges).
+   * The caller guarantees the block stays allocated (the tree it came from
+   * does not free it); they are reported to `born` like written ones.
    */
-  async sync(d: Dnode, dirty: DirtyMap, hooks: SyncHooks): Promise<Dnode> {
+  async sync(d: Dnode, dirty: DirtyMap, hooks: SyncHooks, placed?: Map<number, BlockPointer>): Promise<Dnode> {
     let root = d.root;
     let levels = d.levels;
     // Grow the tree first if the object grew past what its height can address.
@@ -137,7 +142,7 @@ export class BlockTree {
       levels++;
     }
     const tree: Dnode = { ...d, root, levels };
-    if (dirty.size === 0) return tree;
+    if (dirty.size === 0 && !placed?.size) return tree;
 
     const ids = [...dirty.keys()].filter((b) => b < d.nblocks).sort((a, b) => a - b);
     // Level 0: write data blocks in blkid order so allocation lays them out sequentially.
@@ -151,6 +156,7 @@ export class BlockTree {
     let updates = new Map<number, BlockPointer | null>();
     for (const id of ids) updates.set(id, null);
     items.forEach((it, i) => updates.set(it.id, written[i]!));
+    if (placed) for (const [id, bp] of placed) if (id < d.nblocks && !dirty.has(id)) updates.set(id, bp);
 
     for (let level = 1; level <= levels; level++) {
       // Group child updates by parent.

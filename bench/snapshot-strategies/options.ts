@@ -1,0 +1,51 @@
+/** Option parsing shared by `strata bench snapshots` and run.ts: strings in, SnapshotBenchOptions out. */
+import { tmpdir } from 'node:os';
+import { parseSize } from '../../src/pool/dataset/units.js';
+import type { SnapshotBenchOptions } from './index.js';
+
+export interface RawOptions {
+  size?: string;
+  rounds?: string;
+  runtime?: string;
+  sizes?: string;
+  depths?: string;
+  dir?: string;
+  pool?: string;
+  nbd?: string;
+  only?: string;
+}
+
+export const DEFAULTS = { size: '256M', rounds: '3', runtime: '1', sizes: '64M,256M,1G', depths: '1,10,50' } as const;
+
+function positiveInt(name: string, s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`invalid --${name} '${s}': expected a positive integer`);
+  return n;
+}
+
+function volumeSize(name: string, s: string): number {
+  const n = parseSize(s);
+  if (n < 1024 * 1024 || n % (1024 * 1024) !== 0) throw new Error(`invalid --${name} '${s}': expected a whole number of MiB, at least 1M`);
+  return n;
+}
+
+export function parseOptions(raw: RawOptions, home: string | undefined, log: (l: string) => void): SnapshotBenchOptions {
+  const runtime = Number(raw.runtime ?? DEFAULTS.runtime);
+  if (!(runtime > 0 && runtime <= 600)) throw new Error(`invalid --runtime '${raw.runtime}': seconds, more than 0`);
+  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const depths = list(raw.depths ?? DEFAULTS.depths).map((d) => positiveInt('depths', d));
+  if (depths.some((d) => d > 200)) throw new Error('invalid --depths: at most 200 snapshots');
+  return {
+    size: volumeSize('size', raw.size ?? DEFAULTS.size),
+    rounds: positiveInt('rounds', raw.rounds ?? DEFAULTS.rounds),
+    runtimeMs: runtime * 1000,
+    sizes: list(raw.sizes ?? DEFAULTS.sizes).map((s) => volumeSize('sizes', s)),
+    depths,
+    dir: raw.dir ?? tmpdir(),
+    pool: raw.pool,
+    home,
+    nbd: raw.nbd,
+    only: raw.only ? list(raw.only) : undefined,
+    log,
+  };
+}
