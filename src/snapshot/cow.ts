@@ -31,7 +31,6 @@ import { Bitmap } from './bitmap.js';
 import {
   bumpGeneration,
   cached,
-  copyBlocks,
   dropLayer,
   headObject,
   layerObject,
@@ -41,8 +40,9 @@ import {
   serialized,
   zeroBlock,
 } from './layers.js';
-import type { Prepared, Progress, SnapshotStrategy, WritePath } from './strategy.js';
+import type { Prepared, SnapshotStrategy, WritePath } from './strategy.js';
 import { LayeredView } from './view.js';
+import { forgetLayer, headOwner, layerOwner, transplantSync } from './transplant.js';
 import { rangesOf } from './ranges.js';
 
 interface Store {
@@ -134,67 +134,74 @@ async function resolveStores(pool: Pool, rec: DatasetRecord): Promise<Store[]> {
   return s;
 }
 
-/** Contents of blocks in the view of snapshot `index`. */
+/**
+ * Contents of blocks in the view of snapshot `index`: the first store from it on holding
+ * the block, else the head. A guest write may overwrite a head block while we read it
+ * (readBlocks then even prefers the newer dirty data); that write copied the old contents
+ * into the newest store in the same tick, so blocks read from the head are looked up again
+ * afterwards and, if a store has them now, read from it (stores never change a block once
+ * they hold it). Without this a snapshot read racing a write returned the write's data.
+ */
 async function viewRead(pool: Pool, rec: DatasetRecord, index: number, ids: number[]): Promise<(Buffer | null)[]> {
   const stores = await storesOf(pool, rec);
+  const head = headObject(pool, rec);
+  const sourceOf = (b: number): ObjectState => {
+    for (let j = index; j < stores.length; j++) if (stores[j]!.has.get(b)) return stores[j]!.obj;
+    return head;
+  };
   const out: (Buffer | null)[] = new Array(ids.length).fill(null);
-  const groups = new Map<ObjectState, number[]>();
-  ids.forEach((b, i) => {
-    let src = headObject(pool, rec);
-    for (let j = index; j < stores.length; j++) {
-      if (stores[j]!.has.get(b)) {
-        src = stores[j]!.obj;
-        break;
-      }
+  /** Read the given entries from their current sources; returns those read from the head. */
+  const readFrom = async (which: number[]): Promise<number[]> => {
+    const groups = new Map<ObjectState, number[]>();
+    for (const i of which) {
+      const src = sourceOf(ids[i]!);
+      let g = groups.get(src);
+      if (!g) groups.set(src, (g = []));
+      g.push(i);
     }
-    let g = groups.get(src);
-    if (!g) groups.set(src, (g = []));
-    g.push(i);
-  });
-  await Promise.all(
-    [...groups].map(async ([obj, idx]) => {
-      const datas = await readBlocks(pool, obj, idx.map((i) => ids[i]!));
-      idx.forEach((i, k) => (out[i] = datas[k] ?? null));
-    }),
-  );
+    await Promise.all(
+      [...groups].map(async ([obj, idx]) => {
+        const datas = await readBlocks(pool, obj, idx.map((i) => ids[i]!));
+        idx.forEach((i, k) => (out[i] = datas[k] ?? null));
+      }),
+    );
+    return groups.get(head) ?? [];
+  };
+  const fromHead = await readFrom(ids.map((_, i) => i));
+  const moved = fromHead.filter((i) => sourceOf(ids[i]!) !== head);
+  if (moved.length) await readFrom(moved);
   return out;
 }
 
-async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, command?: string, progress?: Progress): Promise<void> {
-  const rt = runtimeOf(pool);
-  const full = `${pool.nameOfId(rec.id)}@${snap.name}`;
-  const acct = pool.account(rec.id);
-  const merge = async () => {
-    const stores = await resolveStores(pool, rec);
-    const i = stores.findIndex((s) => s.snap === snap);
-    if (i < 0) throw err.noent(`snapshot '${full}' does not exist`);
-    const src = stores[i]!;
-    const dst = stores[i - 1];
-    if (!dst) return;
-    const blocks = [...src.has.ones()].filter((b) => !dst.has.get(b));
-    await copyBlocks(pool, {
-      blocks,
-      read: (ids) => readBlocks(pool, src.obj, ids, acct, true),
-      dst: dst.obj,
-      accept: (b) => !dst.has.get(b),
-      recorded: (b) => dst.has.set(b),
-      progress: progress && ((d, t) => progress(d * src.obj.blockSize, t * src.obj.blockSize, `merging ${full}`)),
-    });
-  };
-  // Most of the copying runs with I/O flowing (writes may still add to the store when it is the newest) ...
-  await merge();
-  // ... the rest, and the drop, with the gate closed.
-  await rt.gate.exclusive(async () => {
-    await merge();
-    await pool.syncTask(async () => {
-      const at = rec.snapshots.indexOf(snap);
-      if (at < 0) throw err.noent(`snapshot '${full}' does not exist`);
-      rec.snapshots.splice(at, 1);
-      dropLayer(pool, snap.id);
+/**
+ * Delete snapshot `snap`: its store's blocks that the previous snapshot's
+ * store lacks move there by pointer (they are that snapshot's view, found
+ * through this store until now), the rest is freed; one sync task with I/O
+ * paused, so O(metadata) and crash-atomic.
+ */
+async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, command?: string): Promise<void> {
+  const name = pool.nameOfId(rec.id)!;
+  const full = `${name}@${snap.name}`;
+  await runtimeOf(pool).gate.exclusive(() =>
+    pool.syncTask(async (txg) => {
+      const i = rec.snapshots.indexOf(snap);
+      if (i < 0) throw err.noent(`snapshot '${full}' does not exist`);
+      const prev = rec.snapshots[i - 1];
+      if (prev) {
+        await transplantSync(pool, txg, {
+          name,
+          src: layerObject(pool, snap.id),
+          dst: layerObject(pool, prev.id),
+          owner: layerOwner(pool, txg, prev),
+          take: (_b, there) => !there,
+        });
+        forgetLayer(pool, snap.id);
+      } else dropLayer(pool, snap.id);
+      rec.snapshots.splice(i, 1);
       pool.registerLayers();
       bumpGeneration(pool, rec);
-    }, command ?? `destroy ${full}`);
-  });
+    }, command ?? `destroy ${full}`),
+  );
 }
 
 export const cowStrategy: SnapshotStrategy = {
@@ -215,11 +222,11 @@ export const cowStrategy: SnapshotStrategy = {
     );
   },
 
-  async destroy(pool, names, command, progress) {
+  async destroy(pool, names, command) {
     await serialized(pool, async () => {
       for (const full of names) {
         const { rec, snap } = findSnap(pool, full);
-        await deleteOne(pool, rec, snap, command, progress);
+        await deleteOne(pool, rec, snap, command);
       }
     });
   },
@@ -235,22 +242,14 @@ export const cowStrategy: SnapshotStrategy = {
     const snap = rec.snapshots[index]!;
     await serialized(pool, async () => {
       // Newest first: each merges into the one before, down to the target.
-      for (const s of [...later].reverse()) await deleteOne(pool, rec, s, opts.command, opts.progress);
+      for (const s of [...later].reverse()) await deleteOne(pool, rec, s, opts.command);
+      // The store goes back into the head by pointer (replacing the head's blocks), and the
+      // snapshot starts over with an empty store: one txg, I/O paused.
       await runtimeOf(pool).gate.exclusive(async () => {
-        const stores = await resolveStores(pool, rec);
-        const store = stores[stores.length - 1]!;
-        const head = headObject(pool, rec);
-        // Copy back; until the store is emptied below, the snapshot still reads from it.
-        await copyBlocks(pool, {
-          blocks: [...store.has.ones()],
-          read: (ids) => readBlocks(pool, store.obj, ids, pool.account(rec.id), true),
-          dst: head,
-          accept: () => true,
-          zeroAsHole: true,
-          progress: opts.progress && ((d, t) => opts.progress!(d * head.blockSize, t * head.blockSize, `rolling back ${full}`)),
-        });
-        await pool.syncTask(async () => {
-          dropLayer(pool, snap.id);
+        await pool.syncTask(async (txg) => {
+          const head = headObject(pool, rec);
+          await transplantSync(pool, txg, { name: ds, src: layerObject(pool, snap.id), dst: head, owner: headOwner(pool, txg, rec), take: () => true });
+          forgetLayer(pool, snap.id);
           snap.object = dnodeToJson(newDnode(head.blockSize, head.dnode.nblocks));
           snap.layerUsed = 0;
           pool.registerLayers();

@@ -2,7 +2,6 @@
  * Choosing a volume's strategy, and the operations that may span several
  * volumes (snapshot -r, destroy of a list) split by strategy.
  */
-import { err } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
 import { recheckNewSnapshots, splitSnap, takeSnapshotSync, validateNewSnapshots } from '../pool/dataset/snapshots.js';
