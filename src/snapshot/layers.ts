@@ -1,9 +1,9 @@
 /**
  * What cow and row share: layer objects (a snapshot's own tree in the
  * pool, see Pool.layers), their presence bitmaps, reading the newest
- * version of blocks, copying blocks between trees in bounded batches, and
- * the per-pool runtime (one I/O gate, a generation that structural changes
- * bump so cached indexes rebuild).
+ * version of blocks, and the per-pool runtime (one I/O gate, per-dataset
+ * generations that structural changes bump so cached indexes rebuild).
+ * Moving blocks between trees is transplant.ts.
  *
  * Layers keep all-zero blocks as data (sync.ts writes them with noHole):
  * in a layer a hole means "not here, look elsewhere", never "zeroes".
@@ -86,9 +86,6 @@ export function zeroBlock(bs: number): Buffer {
   return z;
 }
 
-export function isZeroBlock(b: Buffer | null | undefined): boolean {
-  return !!b && zeros.get(b.length) === b;
-}
 
 export function layerObject(pool: Pool, snapId: number): ObjectState {
   const o = pool.objects.get(snapId);
@@ -154,62 +151,6 @@ export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly num
     });
   }
   return out;
-}
-
-export interface CopyPlan {
-  /** Blocks to copy, ascending. */
-  blocks: number[];
-  /** Read a batch of source blocks (null: the source holds zeroes there). */
-  read(ids: number[]): Promise<(Buffer | null)[]>;
-  /** Destination of the copies. */
-  dst: ObjectState;
-  /** Narrow a batch before it is read (may await; runs inside `around`). */
-  filter?(ids: number[]): Promise<number[]>;
-  /** Decided synchronously in the tick that records: copy this block? */
-  accept(b: number): boolean;
-  /** Called for each block recorded. */
-  recorded?(b: number): void;
-  /** Blocks per batch (one txg each at most); default 256. */
-  batch?: number;
-  /** Runs around each batch (e.g. closing the gate while copying into a live head). */
-  around?<T>(fn: () => Promise<T>): Promise<T>;
-  progress?(done: number, total: number): void;
-  /** Record zeroes as holes (a cow head) instead of zero data (layers). */
-  zeroAsHole?: boolean;
-}
-
-/**
- * Copy blocks into another object in batches, each recorded in one txg
- * (in one tick, after the throttle): a crash leaves a prefix of batches,
- * which every caller arranges to be harmless (the copies are what readers
- * of the destination would have found anyway).
- */
-export async function copyBlocks(pool: Pool, plan: CopyPlan): Promise<number> {
-  const batch = plan.batch ?? 256;
-  const bs = plan.dst.blockSize;
-  let copied = 0;
-  for (let at = 0; at < plan.blocks.length; at += batch) {
-    const step = async () => {
-      let ids = plan.blocks.slice(at, at + batch);
-      if (plan.filter) ids = await plan.filter(ids);
-      if (!ids.length) return;
-      const datas = await plan.read(ids);
-      await pool.txg.throttle(ids.length * bs);
-      const t = pool.txg.markDirty(ids.length * bs);
-      const m = plan.dst.mapFor(t);
-      ids.forEach((b, i) => {
-        if (!plan.accept(b)) return;
-        const d = datas[i] ?? null;
-        const zero = !d || isZeroBlock(d);
-        m.set(b, zero ? (plan.zeroAsHole ? null : zeroBlock(bs)) : Buffer.from(d));
-        plan.recorded?.(b);
-        copied++;
-      });
-    };
-    await (plan.around ? plan.around(step) : step());
-    plan.progress?.(Math.min(at + batch, plan.blocks.length), plan.blocks.length);
-  }
-  return copied;
 }
 
 /** Free a layer object's whole tree in syncing context and forget it. */
