@@ -1,5 +1,4 @@
 /** `strata create|list|get|set|inherit|destroy|rename`: datasets and volumes, like zfs. */
-import { progressBar } from './progress.js';
 import type { Command } from 'commander';
 import { err } from '../errors.js';
 import type { CliContext } from './context.js';
@@ -188,11 +187,7 @@ export function registerDatasetCommands(program: Command, ctx: CliContext): void
     .action(async (name: string, o: { r?: boolean; R?: boolean; f?: boolean; n?: boolean; v?: boolean }) => {
       const api = await ctx.api();
       if (name.includes('@')) {
-        // cow/row snapshots merge their data on destroy: a bar on a TTY (when the CLI runs the pool itself).
-        const bar = progressBar('merge');
-        const r = await api
-          .destroySnapshots(name, { recursiveClones: !!o.R, dryRun: !!o.n, force: !!o.f, command: commandLine(), onProgress: ctx.remote ? undefined : bar.update })
-          .finally(() => bar.stop());
+        const r = await api.destroySnapshots(name, { recursiveClones: !!o.R, dryRun: !!o.n, force: !!o.f, command: commandLine() });
         if (o.n || o.v) {
           for (const d of r.destroyed) process.stdout.write(`${o.n ? 'would destroy' : 'will destroy'} ${d}\n`);
           process.stdout.write(`${o.n ? 'would reclaim' : 'will reclaim'} ${o.n && o.v === undefined ? r.reclaim : r.reclaim}\n`);

@@ -1,5 +1,4 @@
 /** `strata snapshot|rollback|clone|promote|hold|release|holds|diff`: ZFS's snapshot verbs. */
-import { progressBar } from './progress.js';
 import type { Command } from 'commander';
 import { err } from '../errors.js';
 import type { CliContext } from './context.js';
@@ -62,10 +61,7 @@ export function registerSnapshotCommands(program: Command, ctx: CliContext): voi
     .action(async (name: string, o: { r?: boolean; R?: boolean; f?: boolean; toOrigin?: boolean }) => {
       const api = await ctx.api();
       if (o.toOrigin) return api.rollbackToOrigin(name, { force: !!o.f, command: commandLine() });
-      const bar = progressBar('rollback');
-      await api
-        .rollback(name, { recursive: !!o.r, recursiveClones: !!o.R, force: !!o.f, command: commandLine(), onProgress: ctx.remote ? undefined : bar.update })
-        .finally(() => bar.stop());
+      await api.rollback(name, { recursive: !!o.r, recursiveClones: !!o.R, force: !!o.f, command: commandLine() });
     });
 
   program

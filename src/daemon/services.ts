@@ -23,15 +23,8 @@ import {
   findSnap,
   checkDestroySnapshots,
   snapshotUnique,
-  snapshot as snapshotOp,
-  destroySnapshots as destroySnapshotsOp,
-  rollback as rollbackOp,
-  resetClone as resetCloneOp,
-  clone as cloneOp,
-  promote as promoteOp,
   hold as holdOp,
   release as releaseOp,
-  diff as diffOp,
   renameSnapshot as renameSnapshotOp,
   autoSnapshots as autoSnapshotsOp,
   destroySnapshotsBeforeDatasets,
@@ -43,7 +36,6 @@ import { destroyAll, snapshotAll, strategyFor } from '../snapshot/index.js';
 import { compactChains } from '../snapshot/compact.js';
 import type { BlockDevice } from '../device/block-device.js';
 import type { IoAccountJson } from '../pool/io/account.js';
-import type { CopyProgress } from '../device/copy.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { PoolDevices, PoolStatus, IostatRow } from '../pool/devices.js';
 
@@ -473,7 +465,7 @@ export class PoolManager {
   }
 
   /** `destroy [-R] [-n] vol@snap...`: returns what goes and the space it frees. */
-  async destroySnapshots(spec: string, o: { recursiveClones?: boolean; dryRun?: boolean; force?: boolean; command?: string; onProgress?: (p: CopyProgress) => void } = {}): Promise<{ destroyed: string[]; reclaim: number }> {
+  async destroySnapshots(spec: string, o: { recursiveClones?: boolean; dryRun?: boolean; force?: boolean; command?: string } = {}): Promise<{ destroyed: string[]; reclaim: number }> {
     const pool = await this.poolFor(spec);
     const snaps = await this.expandSnapshots(spec);
     // Every refusal is checked before anything is destroyed; clones come back dependents-first.
@@ -483,11 +475,11 @@ export class PoolManager {
     const busy = [...clones, ...snaps].filter((n) => (this.inUse.get(n) ?? 0) > 0);
     if (busy.length && !o.force) throw err.busy(`cannot destroy: in use (${busy.join(', ')}); use -f to force`);
     for (const c of clones) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true, command: o.command });
-    await destroyAll(pool, snaps, o.command, o.onProgress && ((done, total) => o.onProgress!({ done, total })));
+    await destroyAll(pool, snaps, o.command);
     return { destroyed: [...clones, ...snaps], reclaim };
   }
 
-  async rollback(full: string, o: { recursive?: boolean; recursiveClones?: boolean; force?: boolean; command?: string; onProgress?: (p: CopyProgress) => void } = {}): Promise<void> {
+  async rollback(full: string, o: { recursive?: boolean; recursiveClones?: boolean; force?: boolean; command?: string } = {}): Promise<void> {
     const pool = await this.poolFor(full);
     const [ds] = splitSnap(full);
     if ((this.inUse.get(ds) ?? 0) > 0 && !o.force) throw err.busy(`cannot rollback '${ds}': volume is in use (exported); use -f to force`);
@@ -497,11 +489,7 @@ export class PoolManager {
       const later = rec.snapshots.slice(index + 1).map((s) => `${splitSnap(full)[0]}@${s.name}`);
       for (const c of checkDestroySnapshots(pool, later, true)) if (pool.dir.has(c)) await pool.destroyDataset(c, { recursive: true });
     }
-    await strategyFor(pool, full).rollback(pool, full, {
-      destroyLater: !!(o.recursive || o.recursiveClones),
-      command: o.command,
-      progress: o.onProgress && ((done, total) => o.onProgress!({ done, total })),
-    });
+    await strategyFor(pool, full).rollback(pool, full, { destroyLater: !!(o.recursive || o.recursiveClones), command: o.command });
   }
 
   async rollbackToOrigin(vol: string, o: { force?: boolean; command?: string } = {}): Promise<void> {

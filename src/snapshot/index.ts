@@ -9,9 +9,9 @@ import { nativeStrategy } from './native.js';
 import { cowStrategy, takeCowSnapshot } from './cow.js';
 import { rowStrategy, takeRowSnapshot } from './row.js';
 import { runtimeOf, serialized } from './layers.js';
-import type { Progress, SnapMode, SnapshotStrategy } from './strategy.js';
+import type { SnapMode, SnapshotStrategy } from './strategy.js';
 
-export type { SnapMode, SnapshotStrategy, WritePath, Progress } from './strategy.js';
+export type { SnapMode, SnapshotStrategy, WritePath } from './strategy.js';
 
 const STRATEGIES: Record<SnapMode, SnapshotStrategy> = { native: nativeStrategy, cow: cowStrategy, row: rowStrategy };
 
@@ -57,12 +57,12 @@ export async function snapshotAll(pool: Pool, names: string[], command?: string)
 }
 
 /** Destroy snapshots of any strategies (refusals already checked): native ones batched as before, layered ones merged. */
-export async function destroyAll(pool: Pool, names: string[], command?: string, progress?: Progress): Promise<void> {
+export async function destroyAll(pool: Pool, names: string[], command?: string): Promise<void> {
   const native = names.filter((n) => strategyFor(pool, n).mode === 'native');
   if (native.length) await nativeStrategy.destroy(pool, native, command);
   for (const mode of ['cow', 'row'] as const) {
     const mine = names.filter((n) => strategyFor(pool, n).mode === mode);
-    if (mine.length) await STRATEGIES[mode].destroy(pool, mine, command, progress);
+    if (mine.length) await STRATEGIES[mode].destroy(pool, mine, command);
   }
 }
 

@@ -21,19 +21,14 @@ import type { DiffRange } from '../pool/dataset/snapshots.js';
 
 export type SnapMode = 'native' | 'cow' | 'row';
 
-/** Progress of a long merge or copy-back, in bytes. */
-export interface Progress {
-  (done: number, total: number, what: string): void;
-}
-
 export interface SnapshotStrategy {
   readonly mode: SnapMode;
   /** Take snapshots `vol@name` (all of this strategy), atomically, in one txg. */
   snapshot(pool: Pool, names: string[], command?: string): Promise<void>;
   /** Destroy snapshots (refusals checked by the caller). */
-  destroy(pool: Pool, names: string[], command?: string, progress?: Progress): Promise<void>;
+  destroy(pool: Pool, names: string[], command?: string): Promise<void>;
   /** Make the volume identical to the snapshot; later ones go with destroyLater. */
-  rollback(pool: Pool, full: string, opts: { destroyLater?: boolean; command?: string; progress?: Progress }): Promise<void>;
+  rollback(pool: Pool, full: string, opts: { destroyLater?: boolean; command?: string }): Promise<void>;
   clone(pool: Pool, full: string, targets: string[], props: Record<string, string>, command?: string): Promise<void>;
   promote(pool: Pool, clone: string, command?: string): Promise<void>;
   resetToOrigin(pool: Pool, vol: string, command?: string): Promise<void>;
