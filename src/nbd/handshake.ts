@@ -43,6 +43,8 @@ export interface HandshakeDeps {
   maxRequest: number;
   remoteAddress: string;
   shuttingDown(): boolean;
+  /** Called for each option received (the server's handshake timeout counts idle time). */
+  onOption?(): void;
 }
 
 export interface Negotiated {
@@ -165,6 +167,7 @@ export class Handshake {
 
     for (;;) {
       const h = await this.reader.read(16);
+      this.deps.onOption?.();
       if (h.readBigUInt64BE(0) !== C.IHAVEOPT) throw new ProtocolError('bad option magic');
       const option = h.readUInt32BE(8);
       const len = h.readUInt32BE(12);

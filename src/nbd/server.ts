@@ -100,10 +100,13 @@ export class NbdServer {
       maxRequest: this.maxRequest,
       remoteAddress,
       shuttingDown: () => this.closing,
+      // The handshake timeout is for idle clients: one listing hundreds of exports (nbdinfo --list
+      // probes each) stays in the option phase far longer, but never silent for long.
+      onOption: () => void timer.refresh(),
     }, wrapped?.feed ?? null);
     const conn: Conn = { socket, stream: socket, handshake: hs, transmission: null, done: Promise.resolve() };
     this.conns.add(conn);
-    const timer = setTimeout(() => {
+    const timer: NodeJS.Timeout = setTimeout(() => {
       this.log.info(logContext, 'nbd handshake timed out');
       this.kill(conn);
     }, this.handshakeTimeoutMs);
