@@ -28,11 +28,10 @@ import {
   renameSnapshot as renameSnapshotOp,
   autoSnapshots as autoSnapshotsOp,
   destroySnapshotsBeforeDatasets,
-  reclaimOf,
   type AutoSnapshotResult,
   type DiffRange,
 } from '../pool/dataset/snapshots.js';
-import { destroyAll, snapshotAll, strategyFor } from '../snapshot/index.js';
+import { destroyAll, reclaimAll, snapshotAll, strategyFor } from '../snapshot/index.js';
 import { compactChains } from '../snapshot/compact.js';
 import type { BlockDevice } from '../device/block-device.js';
 import type { IoAccountJson } from '../pool/io/account.js';
@@ -470,7 +469,7 @@ export class PoolManager {
     const snaps = await this.expandSnapshots(spec);
     // Every refusal is checked before anything is destroyed; clones come back dependents-first.
     const clones = checkDestroySnapshots(pool, snaps, !!o.recursiveClones);
-    const reclaim = reclaimOf(pool, snaps);
+    const reclaim = await reclaimAll(pool, snaps);
     if (o.dryRun) return { destroyed: [...clones, ...snaps], reclaim };
     const busy = [...clones, ...snaps].filter((n) => (this.inUse.get(n) ?? 0) > 0);
     if (busy.length && !o.force) throw err.busy(`cannot destroy: in use (${busy.join(', ')}); use -f to force`);

@@ -425,6 +425,14 @@ export class Pool {
     await this.commit(command ?? `inherit ${prop} ${name}`);
   }
 
+  /** Size in bytes of snapshot `full`'s volume (its tree's, or its layer's). */
+  private originSize(full: string): number {
+    const at = full.indexOf('@');
+    const snap = this.dir.get(full.slice(0, at)).snapshots.find((s) => s.name === full.slice(at + 1));
+    if (!snap?.object) throw err.noent(`snapshot '${full}' does not exist`);
+    return snap.object.n * snap.object.bs;
+  }
+
   private async resize(name: string, rec: DatasetRecord, size: number): Promise<void> {
     const obj = this.objects.get(rec.id);
     if (!obj) throw err.inval(`'${name}' is not a volume`);
@@ -432,6 +440,11 @@ export class Pool {
     const mode = rec.props['snapmode'];
     // Their stores and layers are sized to the volume (src/snapshot).
     if ((mode === 'cow' || mode === 'row') && rec.snapshots.length) throw err.notsup(`cannot resize '${name}': snapmode=${mode} volumes cannot change size while they have snapshots`);
+    // A row clone reads what its head lacks from its origin's layers: cut below their size, the
+    // blocks past the cut would show the origin's data again if the clone grew back.
+    if (mode === 'row' && rec.origin && size < this.originSize(rec.origin)) {
+      throw err.notsup(`cannot shrink '${name}' below ${this.originSize(rec.origin)} bytes: snapmode=row clones read their origin's layers (${rec.origin}); growing is allowed`);
+    }
     if (size <= 0 || size % bs !== 0) throw err.inval(`volsize ${size} must be a positive multiple of volblocksize ${bs}`);
     const old = Number(rec.props['volsize']);
     const thick = rec.props['refreservation'] && rec.props['refreservation'] !== 'none' && Number(rec.props['refreservation']) === old;

@@ -4,7 +4,9 @@
  */
 import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
-import { recheckNewSnapshots, splitSnap, takeSnapshotSync, validateNewSnapshots } from '../pool/dataset/snapshots.js';
+import { findSnap, reclaimOf, recheckNewSnapshots, splitSnap, takeSnapshotSync, validateNewSnapshots } from '../pool/dataset/snapshots.js';
+import { bpAsize } from '../pool/blkptr.js';
+import { headObject, layerObject } from './layers.js';
 import { nativeStrategy } from './native.js';
 import { cowStrategy, takeCowSnapshot } from './cow.js';
 import { rowStrategy, takeRowSnapshot } from './row.js';
@@ -66,3 +68,31 @@ export async function destroyAll(pool: Pool, names: string[], command?: string):
   }
 }
 
+
+/**
+ * What destroying these snapshots would free (`destroy -n`): native ones
+ * from their dead lists; a cow or row snapshot's store or layer less the
+ * blocks its merge moves to the neighbour (those the neighbour lacks). The
+ * neighbour's rewritten indirect blocks are not counted (a few KiB).
+ */
+export async function reclaimAll(pool: Pool, names: string[]): Promise<number> {
+  const native = names.filter((n) => strategyFor(pool, n).mode === 'native');
+  let n = native.length ? reclaimOf(pool, native) : 0;
+  for (const full of names) {
+    const { rec, snap, index } = findSnap(pool, full);
+    const mode = modeOf(rec);
+    if (mode === 'native') continue;
+    const src = layerObject(pool, snap.id);
+    const nb = mode === 'cow' ? rec.snapshots[index - 1] : rec.snapshots[index + 1];
+    const dst = nb ? layerObject(pool, nb.id) : mode === 'row' ? headObject(pool, rec) : null;
+    if (!dst) {
+      n += snap.layerUsed ?? 0;
+      continue;
+    }
+    await src.tree.walkAll(src.dnode, (bp) => void (bp.level > 0 && (n += bpAsize(bp))));
+    const data: [number, number][] = [];
+    await src.tree.walk(src.dnode, 0, src.dnode.nblocks, (b, bp) => void data.push([b, bpAsize(bp)]));
+    for (const [b, size] of data) if (await dst.tree.getBp(dst.dnode, b)) n += size;
+  }
+  return n;
+}

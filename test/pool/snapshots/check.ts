@@ -1,21 +1,22 @@
 /** State checks shared by the snapshot model tests: the engine must read and list exactly what the model says. */
 import type { PoolManager } from '../../../src/daemon/services.js';
 import type { Pool } from '../../../src/pool/pool.js';
+import type { Extent } from '../../../src/device/block-device.js';
 import { bpAsize, type BlockPointer } from '../../../src/pool/blkptr.js';
 import { BlockTree } from '../../../src/pool/object/tree.js';
-import { dnodeFromJson } from '../../../src/pool/object/dnode.js';
-import { SnapshotDevice } from '../../../src/volume/snapshot-device.js';
-import { usedByDataset, usedBySnapshots } from '../../../src/pool/dataset/snapshots.js';
+import { dnodeFromJson, dnodeToJson } from '../../../src/pool/object/dnode.js';
+import { strategyFor } from '../../../src/snapshot/index.js';
+import { snapshotUnique, usedByDataset, usedBySnapshots } from '../../../src/pool/dataset/snapshots.js';
 import { Volume } from '../../../src/volume/volume.js';
 // @ts-expect-error plain JS module shared with the crash child
 import { POOL } from './model-lib.mjs';
 
-interface MSnap {
+export interface MSnap {
   name: string;
   data: Buffer;
   holds: Set<string>;
 }
-interface MVol {
+export interface MVol {
   bs: number;
   size: number;
   data: Buffer;
@@ -43,7 +44,40 @@ async function readWhole(dev: { info(): { size: number }; read(o: number, n: num
   return out;
 }
 
-/** Names, origins, snapshot lists, holds, clones and every byte of every volume and snapshot. Returns a list of problems. */
+let ZEROES = Buffer.alloc(4 << 20);
+
+/**
+ * blockStatus must describe the whole device, in order, and never call
+ * "zero" a range that holds data (a copy that skips holes would lose it).
+ */
+async function checkExtents(dev: { blockStatus(o: number, n: number): Promise<Extent[]> }, want: Buffer, label: string, problems: string[]): Promise<void> {
+  let pos = 0;
+  while (pos < want.length) {
+    const ext = await dev.blockStatus(pos, want.length - pos);
+    if (!ext.length) {
+      problems.push(`${label}: blockStatus(${pos}) answered nothing`);
+      return;
+    }
+    for (const e of ext) {
+      if (e.offset !== pos || e.length <= 0) {
+        problems.push(`${label}: blockStatus extent at ${e.offset}+${e.length}, expected one at ${pos}`);
+        return;
+      }
+      if (e.zero || e.hole) {
+        const z = want.subarray(e.offset, e.offset + e.length);
+        if (ZEROES.length < z.length) ZEROES = Buffer.alloc(z.length);
+        const nz = z.equals(ZEROES.subarray(0, z.length)) ? -1 : z.findIndex((x) => x !== 0);
+        if (nz >= 0) {
+          problems.push(`${label}: blockStatus says ${e.hole ? 'hole' : 'zero'} at ${e.offset}+${e.length}, but byte ${e.offset + nz} is data`);
+          return;
+        }
+      }
+      pos += e.length;
+    }
+  }
+}
+
+/** Names, origins, snapshot lists, holds, clones and every byte of every volume and snapshot (and what blockStatus says of them). Returns a list of problems. */
 export async function compareState(pool: Pool, model: ModelLike, opts: { data?: boolean } = {}): Promise<string[]> {
   const problems: string[] = [];
   const names = [...pool.dir.datasets.keys()].filter((n) => n !== POOL).sort();
@@ -71,29 +105,48 @@ export async function compareState(pool: Pool, model: ModelLike, opts: { data?: 
     const vol = Volume.open(pool, n);
     const got = await readWhole(vol);
     if (!got.equals(mv.data)) problems.push(`${n}: data differs at byte ${firstDiff(got, mv.data)} (size ${got.length} vs ${mv.data.length})`);
+    else await checkExtents(vol, mv.data, n, problems);
     for (const s of mv.snaps) {
       if (!rec.snapshots.some((x) => x.name === s.name)) continue;
-      const dev = new SnapshotDevice(pool, `${n}@${s.name}`);
+      // Through the volume's strategy (native: SnapshotDevice; cow, row: a layered view).
+      const full = `${n}@${s.name}`;
+      const dev = strategyFor(pool, full).openSnapshot(pool, full);
       const sd = await readWhole(dev);
       if (!sd.equals(s.data)) problems.push(`${n}@${s.name}: data differs at byte ${firstDiff(sd, s.data)}`);
+      else await checkExtents(dev, s.data, full, problems);
+      await dev.close();
     }
   }
   return problems;
 }
 
+/** cow and row volumes: each snapshot owns a separate tree (its store or layer). */
+function layered(rec: { props: Record<string, string> }): boolean {
+  return rec.props['snapmode'] === 'cow' || rec.props['snapmode'] === 'row';
+}
+
 /**
  * Space: after a sync, the space map's data bytes equal exactly the distinct
  * blocks reachable from every head and snapshot tree (no leak), and every
- * one of them is allocated (no early free).
+ * one of them is allocated (no early free). USED adds up to the pool's data
+ * and each head's REFER is its tree. A native snapshot's REFER is its tree;
+ * a cow or row snapshot's tree is its own store or layer, which is what its
+ * USED (layerUsed) counts, and no block is in two trees.
  */
 export async function checkSpace(pool: Pool): Promise<string[]> {
   await pool.txg.syncNow();
   const problems: string[] = [];
   const tree = new BlockTree(pool.io);
   const seen = new Map<string, number>();
+  // Which tree reached each block first (cow/row trees never share a block with another).
+  const owner = new Map<string, { tree: string; layered: boolean }>();
+  let where = { tree: '', layered: false };
   const visit = (bp: BlockPointer) => {
     const key = `${bp.dvas[0]!.vdev}:${bp.dvas[0]!.offset}`;
     seen.set(key, bpAsize(bp));
+    const first = owner.get(key);
+    if (!first) owner.set(key, where);
+    else if (first.layered || where.layered) problems.push(`block ${key} (birth ${bp.birth}) is in ${first.tree} and in ${where.tree}`);
     for (const d of bp.dvas) {
       const a = pool.alloc.allocators[d.vdev]!;
       for (let o = d.offset; o < d.offset + d.asize; o += 4096) {
@@ -104,10 +157,14 @@ export async function checkSpace(pool: Pool): Promise<string[]> {
       }
     }
   };
-  for (const [, rec] of pool.dir.datasets) {
+  for (const [name, rec] of pool.dir.datasets) {
     const obj = pool.objects.get(rec.id);
+    where = { tree: name, layered: layered(rec) };
     if (obj) await tree.walkAll(obj.dnode, visit);
-    for (const s of rec.snapshots) if (s.object) await tree.walkAll(dnodeFromJson(s.object), visit);
+    for (const s of rec.snapshots) {
+      where = { tree: `${name}@${s.name}`, layered: layered(rec) };
+      if (s.object) await tree.walkAll(dnodeFromJson(s.object), visit);
+    }
   }
   let reachable = 0;
   for (const v of seen.values()) reachable += v;
@@ -122,11 +179,19 @@ export async function checkSpace(pool: Pool): Promise<string[]> {
       await tree.walkAll(obj.dnode, (bp) => void (refer += bpAsize(bp)));
       if (refer !== rec.referenced) problems.push(`${name}: referenced ${rec.referenced}, tree holds ${refer}`);
     }
-    for (const s of rec.snapshots) {
+    for (const [i, s] of rec.snapshots.entries()) {
       if (!s.object) continue;
       let refer = 0;
       await tree.walkAll(dnodeFromJson(s.object), (bp) => void (refer += bpAsize(bp)));
-      if (refer !== s.referenced) problems.push(`${name}@${s.name}: referenced ${s.referenced}, tree holds ${refer}`);
+      if (layered(rec)) {
+        if (refer !== (s.layerUsed ?? 0)) problems.push(`${name}@${s.name}: layerUsed ${s.layerUsed}, its ${rec.props['snapmode'] === 'cow' ? 'store' : 'layer'} holds ${refer}`);
+        // USED of a cow/row snapshot is its store or layer, nothing else.
+        if (snapshotUnique(rec, i) !== refer) problems.push(`${name}@${s.name}: USED ${snapshotUnique(rec, i)}, its own tree holds ${refer}`);
+        // The in-memory layer object is the same tree once synced.
+        const live = pool.objects.get(s.id);
+        if (!live) problems.push(`${name}@${s.name}: layer object not loaded`);
+        else if (dnodeToJson(live.dnode).root !== s.object.root) problems.push(`${name}@${s.name}: loaded layer differs from the directory's after a sync`);
+      } else if (refer !== s.referenced) problems.push(`${name}@${s.name}: referenced ${s.referenced}, tree holds ${refer}`);
     }
   }
   const logged = pool.logged.reduce((n, a) => n + a.allocatedBytes(), 0);
@@ -152,6 +217,9 @@ export async function checkDiff(mgr: PoolManager, pool: Pool, model: ModelLike):
         const [from, a] = targets[i]!;
         const [to, b] = targets[j]!;
         const ranges = await mgr.diff(from, to);
+        // cow and row know a block changed, not whether it became a hole: 'M' only.
+        const mode = pool.dir.get(n).props['snapmode'];
+        if ((mode === 'cow' || mode === 'row') && ranges.some((r) => r.change !== 'M')) problems.push(`diff ${from} ${to}: snapmode=${mode} reports ${[...new Set(ranges.map((r) => r.change))]}`);
         const covered = new Set<number>();
         for (const r of ranges) for (let o = r.offset; o < r.offset + r.length; o += v.bs) covered.add(o / v.bs);
         for (let blk = 0; blk * v.bs < Math.min(a.length, b.length); blk++) {
@@ -162,7 +230,6 @@ export async function checkDiff(mgr: PoolManager, pool: Pool, model: ModelLike):
       }
     }
   }
-  void pool;
   return problems.slice(0, 10);
 }
 

@@ -4,14 +4,17 @@
  * durably before (`B json`) and after (`D code`) it runs, until SIGKILLed.
  * Writes are flushed, so every completed action is durable.
  *
- * usage: node crash-child.mjs DIST HOME JOURNAL SEED
+ * MODE (default native) is the snapmode of every volume (model-lib.mjs);
+ * cow and row runs also reset clones to their origin.
+ *
+ * usage: node crash-child.mjs DIST HOME JOURNAL SEED [MODE]
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Model, execute, randomOp, rng } from './model-lib.mjs';
 
-const [dist, home, journal, seedArg] = process.argv.slice(2);
+const [dist, home, journal, seedArg, mode = 'native'] = process.argv.slice(2);
 const { PoolManager } = await import(pathToFileURL(join(dist, 'src/daemon/services.js')).href);
 
 const fd = openSync(journal, 'a');
@@ -22,11 +25,14 @@ const log = (line) => {
 
 const mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
 await mgr.pool('tank');
-const model = new Model();
+const model = new Model(mode);
+const KINDS = ['create', 'write', 'write', 'write', 'write', 'snap', 'snap', 'clone', 'promote', 'rollback', 'dsnap', 'dvol', 'rsnap', 'rvol', 'hold', 'release'];
+// Native keeps randomOp's own mix (the seeds of earlier runs still mean the same); cow and row add resets.
+const opts = mode === 'native' ? { noRecursiveClones: true } : { noRecursiveClones: true, kinds: [...KINDS, 'write', 'snap', 'reset'] };
 const r = rng(Number(seedArg));
 let done = 0;
 for (let i = 0; i < 100_000; i++) {
-  const op = i === 0 ? { t: 'create', size: 2 << 20, bs: 8192 } : randomOp(r, { noRecursiveClones: true });
+  const op = i === 0 ? { t: 'create', size: 2 << 20, bs: 8192 } : randomOp(r, opts);
   const a = model.resolve(op);
   if (!a) continue;
   log('B ' + JSON.stringify(a));

@@ -1,12 +1,17 @@
 /**
  * SIGKILL at random points while a child process runs a random sequence of
  * writes (flushed), snapshots, clones, promotes, rollbacks, destroys, renames
- * and holds. Every action is durable when it returns, so after import the
- * pool must equal the model as of the last completed action, or (for the
- * action in flight) the model after it; a write in flight may have reached
- * some of its blocks, and a `destroy -r` in flight may have destroyed the
- * volume's snapshots but not yet the volume. Then space: trees and space map agree, and destroying
- * everything leaves no data allocated.
+ * and holds, once per snapmode (native, cow, row; every volume of a run has
+ * it). Every action is durable when it returns, so after import the pool
+ * must equal the model as of the last completed action, or (for the action
+ * in flight) the model after it, or one of the partial states an
+ * interrupted action may leave (crash-states.ts: a write's subset of
+ * blocks, native `destroy -r`'s snapshots gone first, cow/row multi-
+ * snapshot destroys one at a time, cow rollback -r's later snapshots).
+ * Then space: trees and space map agree, and destroying everything leaves
+ * no data allocated.
+ *
+ * Reproduce: SNAP_CRASH_MODES=cow SNAP_CRASH_SEED=<printed> [SNAP_CRASH_ROUNDS=n].
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -14,15 +19,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { PoolManager } from '../../../src/daemon/services.js';
-import { Volume } from '../../../src/volume/volume.js';
 import { buildProject } from '../../formats/qcow2/helpers.js';
 import { MiB, rng, tempDir } from '../engine/helpers.js';
-import { checkSpace, compareState, type ModelLike } from './check.js';
+import { checkSpace, compareState } from './check.js';
+import { candidateStates, type Action, type CrashModel as M } from './crash-states.js';
 // @ts-expect-error plain JS module shared with the crash child
 import { Model, execute } from './model-lib.mjs';
-
-type Action = Record<string, unknown> & { k: string };
-type M = ModelLike & { apply(a: Action): string | null; clone(): M };
 
 const CHILD = join(import.meta.dirname, 'crash-child.mjs');
 
@@ -40,21 +42,7 @@ function parseJournal(path: string): { done: { a: Action; code: string | null }[
   return { done, inflight };
 }
 
-/** The in-flight write may have reached any subset of its blocks: take, block by block, whichever the engine shows. */
-async function hybrid(before: M, after: M, a: Action, pool: import('../../../src/pool/pool.js').Pool): Promise<M> {
-  const m = before.clone();
-  const name = String(a['name']);
-  const v = m.vols.get(name);
-  if (!v || !pool.dir.has(name)) return m;
-  const got = await Volume.open(pool, name).read(0, v.size);
-  const want = after.vols.get(name)!.data;
-  for (let o = 0; o < v.size; o += v.bs) {
-    if (got.subarray(o, o + v.bs).equals(want.subarray(o, o + v.bs))) want.copy(v.data, o, o, o + v.bs);
-  }
-  return m;
-}
-
-async function round(dist: string, seed: number, waitOps: number, delayMs: number): Promise<{ done: number; inflight: string | null }> {
+async function round(dist: string, mode: string, seed: number, waitOps: number, delayMs: number): Promise<{ done: number; inflight: string | null }> {
   const { dir, cleanup } = await tempDir('strata-snapcrash-');
   try {
     const home = join(dir, 'home');
@@ -63,7 +51,7 @@ async function round(dist: string, seed: number, waitOps: number, delayMs: numbe
     await mgr.poolCreate('tank', { groups: [{ type: 'single', paths: [join(dir, 'd1.img')] }], createSize: 256 * MiB });
     await mgr.close();
 
-    const child = spawn(process.execPath, [CHILD, dist, home, journal, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CHILD, dist, home, journal, String(seed), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
@@ -81,24 +69,13 @@ async function round(dist: string, seed: number, waitOps: number, delayMs: numbe
     expect(ex.signal, `child should have been killed: ${stderr}`).toBe('SIGKILL');
 
     const { done, inflight } = parseJournal(journal);
-    const model = new Model() as M;
-    for (const { a, code } of done) expect(model.apply(a), `journaled result of ${JSON.stringify(a)}`).toBe(code);
-    const after = model.clone();
-    const inflightOk = inflight ? after.apply(inflight) === null : false;
+    const model = new Model(mode) as M;
+    for (const { a, code } of done) expect(model.apply(a), `seed ${seed} (snapmode=${mode}): journaled result of ${JSON.stringify(a)}`).toBe(code);
 
     mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
     const pool = await mgr.pool('tank');
-    const candidates: M[] = [model];
-    if (inflight && inflightOk) {
-      candidates.push(after);
-      if (['write', 'zero', 'trim'].includes(inflight.k)) candidates.push(await hybrid(model, after, inflight, pool));
-      if (inflight.k === 'dvol' && inflight['r']) {
-        // destroy -r frees the snapshots first (their own txgs), then the volume: the volume may remain without them.
-        const mid = model.clone();
-        mid.vols.get(String(inflight['name']))!.snaps = [];
-        candidates.push(mid);
-      }
-    }
+    // Before, after, and the partial states an interrupted action may leave (crash-states.ts).
+    const candidates = await candidateStates(model, inflight ? [inflight] : [], pool);
     let best: string[] | null = null;
     let state: M = model;
     for (const c of candidates) {
@@ -111,9 +88,9 @@ async function round(dist: string, seed: number, waitOps: number, delayMs: numbe
       best ??= p;
     }
     const history = done.map((d) => JSON.stringify(d.a)).join('\n');
-    if (best!.length) throw new Error(`seed ${seed}: after SIGKILL the pool matches neither the model before nor after ${JSON.stringify(inflight)}:\n  ${best!.join('\n  ')}\ncompleted:\n${history}`);
+    if (best!.length) throw new Error(`seed ${seed} (snapmode=${mode}): after SIGKILL the pool matches neither the model before nor after ${JSON.stringify(inflight)}:\n  ${best!.join('\n  ')}\ncompleted:\n${history}`);
     const space = await checkSpace(pool);
-    if (space.length) throw new Error(`seed ${seed}: space after SIGKILL:\n  ${space.join('\n  ')}\ncompleted:\n${history}`);
+    if (space.length) throw new Error(`seed ${seed} (snapmode=${mode}): space after SIGKILL:\n  ${space.join('\n  ')}\ncompleted:\n${history}`);
 
     // Destroy everything (the engine's state is the model's now): no data space left.
     for (const [n, v] of state.vols) for (const s of v.snaps) for (const tag of [...s.holds]) expect(await execute({ mgr }, { k: 'release', snap: `${n}@${s.name}`, tag })).toBe(null);
@@ -136,22 +113,27 @@ async function round(dist: string, seed: number, waitOps: number, delayMs: numbe
   }
 }
 
-describe('snapshots survive SIGKILL at random points', () => {
+const ONLY = process.env['SNAP_CRASH_MODES']?.split(',');
+const modes = ['native', 'cow', 'row'].filter((m) => !ONLY || ONLY.includes(m));
+
+describe.each(modes)('snapmode=%s snapshots survive SIGKILL at random points', (mode) => {
   it('the pool equals the model as of the last durable action', async () => {
     // A private build: other suites rebuilding dist/ meanwhile cannot break the child.
     const build = buildProject('snapcrash');
-    const r = rng(Number(process.env['SNAP_CRASH_SEED'] ?? 20261123));
-    const rounds = Number(process.env['SNAP_CRASH_ROUNDS'] ?? 8);
+    // Native: the seed and rounds as before the strategies; cow and row: seeds of their own, fewer rounds.
+    const base = Number(process.env['SNAP_CRASH_SEED'] ?? (mode === 'native' ? 20261123 : mode === 'cow' ? 20261124 : 20261125));
+    const r = rng(base);
+    const rounds = Number(process.env['SNAP_CRASH_ROUNDS'] ?? (mode === 'native' ? 8 : 6));
     const seen: string[] = [];
     try {
       for (let i = 0; i < rounds; i++) {
-        const res = await round(build.root, r.next(), 3 + r.below(40), r.below(120));
+        const res = await round(build.root, mode, r.next(), 3 + r.below(40), r.below(120));
         seen.push(`${res.done}+${res.inflight ?? '-'}`);
       }
     } finally {
       build.cleanup();
     }
     // Visible in the log: how far each round got and what was in flight.
-    console.log(`crash rounds (completed+in flight): ${seen.join(' ')}`);
+    console.log(`snapmode=${mode} crash rounds (completed+in flight; SNAP_CRASH_SEED=${base}): ${seen.join(' ')}`);
   }, 600_000);
 });

@@ -1,5 +1,5 @@
 /**
- * The in-memory model of native snapshots, shared by the property-based
+ * The in-memory model of snapshots (every snapmode), shared by the property-based
  * test (model.test.ts, in-process) and the crash child (crash-child.mjs, a
  * separate process that is SIGKILLed).
  *
@@ -20,6 +20,16 @@
  *  - promote: not a clone -> EINVAL; snapshot name clash -> EEXIST.
  *  - rename: target exists -> EEXIST; bad name -> EINVAL.
  *  - hold: tag exists -> EEXIST; release: no such tag -> ENOENT.
+ *  - reset to origin: not a clone -> EINVAL; the clone has snapshots -> EBUSY.
+ *
+ * The model takes the run's snapshot strategy (`snapmode`, src/snapshot);
+ * every volume of a run is created with it, and clones inherit it. On top
+ * of the rules above:
+ *  - cow: clone -> ENOTSUP (so there are no clones; promote and reset to
+ *    origin are EINVAL, "not a clone").
+ *  - row: promote of a clone -> ENOTSUP (of a non-clone EINVAL, as native).
+ *  - cow and row: resize of a volume that has snapshots -> ENOTSUP; row:
+ *    shrinking a clone below its origin's size -> ENOTSUP.
  */
 
 export const POOL = 'tank';
@@ -45,15 +55,20 @@ export function opData(seed, length) {
 
 let snapIds = 0;
 
+export const MODES = ['native', 'cow', 'row'];
+
 export class Model {
-  constructor() {
+  /** @param {'native'|'cow'|'row'} mode the snapmode of every volume of the run */
+  constructor(mode = 'native') {
+    if (!MODES.includes(mode)) throw new Error(`model: unknown snapmode ${mode}`);
+    this.mode = mode;
     /** name -> { bs, size, data, snaps: Snap[], origin: Snap | null } ; Snap = { id, name, data, holds: Set } */
     this.vols = new Map();
     this.counter = 0;
   }
 
   clone() {
-    const m = new Model();
+    const m = new Model(this.mode);
     m.counter = this.counter;
     const snapMap = new Map();
     const cs = (s) => {
@@ -98,7 +113,9 @@ export class Model {
     switch (op.t) {
       case 'create': {
         if (this.vols.size >= MAX_VOLUMES) return null;
-        return { k: 'create', name: `${POOL}/v${this.counter}`, size: op.size, bs: op.bs };
+        const a = { k: 'create', name: `${POOL}/v${this.counter}`, size: op.size, bs: op.bs };
+        if (this.mode !== 'native') a.mode = this.mode;
+        return a;
       }
       case 'write': {
         const n = vol();
@@ -121,6 +138,10 @@ export class Model {
       case 'promote': {
         const n = vol();
         return n ? { k: 'promote', name: n } : null;
+      }
+      case 'reset': {
+        const n = vol();
+        return n ? { k: 'reset', name: n } : null;
       }
       case 'resize': {
         const n = vol();
@@ -211,13 +232,27 @@ export class Model {
         return null;
       }
       case 'clone': {
+        if (this.mode === 'cow') return 'ENOTSUP';
         const s = this.findSnap(a.snap);
         this.counter++;
         this.vols.set(a.name, { bs: this.vols.get(this.ownerOf(s)).bs, size: s.data.length, data: Buffer.from(s.data), snaps: [], origin: s });
         return null;
       }
+      case 'clones': {
+        // One `clone SNAP T1 T2 ...` call (a template batch): all or nothing.
+        if (this.mode === 'cow') return 'ENOTSUP';
+        const s = this.findSnap(a.snap);
+        if (!s) return 'ENOENT';
+        if (a.names.some((n) => this.vols.has(n)) || new Set(a.names).size !== a.names.length) return 'EEXIST';
+        const bs = this.vols.get(this.ownerOf(s)).bs;
+        for (const n of a.names) this.vols.set(n, { bs, size: s.data.length, data: Buffer.from(s.data), snaps: [], origin: s });
+        return null;
+      }
       case 'resize': {
         const v = this.vols.get(a.name);
+        if (this.mode !== 'native' && v.snaps.length) return 'ENOTSUP';
+        // A row clone reads its origin's layers: it may grow, not shrink below the origin's size.
+        if (this.mode === 'row' && v.origin && a.size < v.origin.data.length) return 'ENOTSUP';
         const d = Buffer.alloc(a.size);
         v.data.copy(d, 0, 0, Math.min(a.size, v.data.length));
         v.data = d;
@@ -227,6 +262,7 @@ export class Model {
       case 'promote': {
         const c = this.vols.get(a.name);
         if (!c.origin) return 'EINVAL';
+        if (this.mode === 'row') return 'ENOTSUP';
         const oName = this.ownerOf(c.origin);
         const o = this.vols.get(oName);
         const i = o.snaps.indexOf(c.origin);
@@ -237,6 +273,14 @@ export class Model {
         c.snaps = moved.concat(c.snaps);
         c.origin = o.origin;
         o.origin = S;
+        return null;
+      }
+      case 'reset': {
+        const v = this.vols.get(a.name);
+        if (!v.origin) return 'EINVAL';
+        if (v.snaps.length) return 'EBUSY';
+        v.data = Buffer.from(v.origin.data);
+        v.size = v.data.length;
         return null;
       }
       case 'rollback': {
@@ -322,7 +366,7 @@ export async function execute(ctx, a) {
   try {
     switch (a.k) {
       case 'create':
-        await mgr.create(a.name, { volsize: String(a.size), blocksize: String(a.bs), sparse: true });
+        await mgr.create(a.name, { volsize: String(a.size), blocksize: String(a.bs), sparse: true, ...(a.mode ? { props: { snapmode: a.mode } } : {}) });
         break;
       case 'write':
       case 'zero':
@@ -344,8 +388,14 @@ export async function execute(ctx, a) {
       case 'clone':
         await mgr.clone(a.snap, [a.name]);
         break;
+      case 'clones':
+        await mgr.clone(a.snap, a.names);
+        break;
       case 'promote':
         await mgr.promote(a.name);
+        break;
+      case 'reset':
+        await mgr.rollbackToOrigin(a.name, { force: true });
         break;
       case 'resize':
         await mgr.set(a.name, { volsize: String(a.size) });
