@@ -92,7 +92,9 @@ export async function reclaimAll(pool: Pool, names: string[]): Promise<number> {
     await src.tree.walkAll(src.dnode, (bp) => void (bp.level > 0 && (n += bpAsize(bp))));
     const data: [number, number][] = [];
     await src.tree.walk(src.dnode, 0, src.dnode.nblocks, (b, bp) => void data.push([b, bpAsize(bp)]));
-    for (const [b, size] of data) if (await dst.tree.getBp(dst.dnode, b)) n += size;
+    const there = new Set<number>();
+    if (data.length) await dst.tree.walk(dst.dnode, data[0]![0], data[data.length - 1]![0] + 1, (b) => void there.add(b));
+    for (const [b, size] of data) if (there.has(b)) n += size;
   }
   return n;
 }

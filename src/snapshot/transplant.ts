@@ -80,10 +80,17 @@ export async function transplantSync(pool: Pool, txg: number, plan: TransplantPl
   for (const m of src.dirty.values()) if (m.size) throw err.busy('cannot move blocks out of a tree with unsynced writes');
   const entries: [number, BlockPointer][] = [];
   await src.tree.walk(src.dnode, 0, src.dnode.nblocks, (b, bp) => void entries.push([b, bp]));
+  // One walk of the destination (not a lookup per block): what it holds where the source does.
+  const there = new Map<number, BlockPointer>();
+  if (entries.length) {
+    const first = entries[0]![0];
+    const end = entries[entries.length - 1]![0] + 1;
+    await dst.tree.walk(dst.dnode, first, end, (b, bp) => void there.set(b, bp));
+  }
   const placed = new Map<number, BlockPointer>();
   for (const [b, bp] of entries) {
     if (b >= dst.dnode.nblocks) continue;
-    if (plan.take(b, await dst.tree.getBp(dst.dnode, b))) placed.set(b, bp);
+    if (plan.take(b, there.get(b) ?? null)) placed.set(b, bp);
   }
   const pol = pool.writePolicy(plan.name);
   const acct = pool.account(pool.dir.get(plan.name).id);
