@@ -19,6 +19,8 @@ export interface OpenImageOptions {
   readOnly?: boolean;
   /** Open only the named file, not its backing chain. */
   noBacking?: boolean;
+  /** qcow2: synchronous I/O on memory file systems, for batch tools (see Qcow2OpenOptions.syncIo). */
+  syncIo?: boolean;
 }
 
 function checkFormat(f: string | undefined): ImageFormatName | undefined {
@@ -48,7 +50,7 @@ const openRaw = (path: string, readOnly: boolean): Promise<BlockDevice> => RawDe
 /** Open an image and its chain; the layers are returned for tools that need them (info, map, commit). */
 export async function openImageLayers(path: string, opts: OpenImageOptions = {}): Promise<{ device: BlockDevice; layers: Layer[] }> {
   const format = checkFormat(opts.format);
-  const layers = await openLayers(path, { readOnly: opts.readOnly, format, openRaw, probe: probeFormat, noBacking: opts.noBacking });
+  const layers = await openLayers(path, { readOnly: opts.readOnly, format, openRaw, probe: probeFormat, noBacking: opts.noBacking, syncIo: opts.syncIo });
   const device = layers.length === 1 ? layers[0]!.dev : new ChainDevice(layers);
   return { device, layers };
 }
@@ -65,6 +67,10 @@ export interface CreateImageOptions extends Partial<Qcow2CreateOptions> {
   noOpenBacking?: boolean;
   /** qcow2: never sync (see Qcow2OpenOptions.unsafeNoSync). */
   unsafeNoSync?: boolean;
+  /** qcow2: write-behind for a sole sequential writer (see Qcow2OpenOptions.writeBehind). */
+  writeBehind?: boolean;
+  /** qcow2: synchronous I/O on memory file systems, for batch tools (see Qcow2OpenOptions.syncIo). */
+  syncIo?: boolean;
 }
 
 /** Create an image (overwriting) and open it read-write. */
@@ -73,5 +79,5 @@ export async function createImage(path: string, opts: CreateImageOptions): Promi
   if (format === 'raw') return RawDevice.create(path, opts.size, { overwrite: true });
   await createQcow2(path, { ...opts, size: opts.size });
   if (opts.backingFile && !opts.noOpenBacking) return openImage(path, { format: 'qcow2' });
-  return Qcow2Image.open(path, { unsafeNoSync: opts.unsafeNoSync });
+  return Qcow2Image.open(path, { unsafeNoSync: opts.unsafeNoSync, writeBehind: opts.writeBehind, syncIo: opts.syncIo });
 }

@@ -4,36 +4,58 @@
  * 1. convert raw -> qcow2 and qcow2 -> raw of a 1 GiB image (half data, half
  *    holes, alternating 1 MiB), `strata image convert` vs `qemu-img convert`,
  *    both as child processes, alternating A/B, medians and ratios.
- * 2. random 4 KiB reads through a backing chain of depth 1, 10 and 50,
- *    in-process (our merged chain index), with `qemu-img bench` on the same
- *    chain as a reference for how QEMU's read cost grows with depth.
+ * 2. random 4 KiB reads through a backing chain of depth 1, 10 and 50
+ *    (l0 holds data in its first half, every layer above one 64 KiB cluster):
+ *    - in-process, one read at a time and 32 at a time (our merged chain
+ *      index; medians of the rounds after a warm-up pass), with
+ *      `qemu-img bench` on the same chain as a reference for how QEMU's read
+ *      cost grows with depth (strided, not random: the trend only);
+ *    - over NBD: strata's NbdServer serving the chain (openImage, read-only)
+ *      vs `qemu-nbd -r -f qcow2 --cache=writeback` serving the same files,
+ *      measured with fio ioengine=nbd, rand read 4K QD32; medians of the
+ *      rounds. Within a round every depth and both servers are measured,
+ *      the order rotating, so drifting load on a shared machine spreads
+ *      evenly. The chains share their base layer (1 GiB, half data).
  *
- * Usage: node dist/bench/qcow2/run.js [--size-mib N] [--runs N] [--reads N] [--dir DIR]
+ * Usage: node dist/bench/qcow2/run.js [--size-mib N] [--runs N] [--reads N]
+ *          [--rounds N] [--runtime S] [--chain-size-mib N] [--depths 1,10,50]
+ *          [--only convert,chain,nbd] [--dir DIR]
  * qemu-img convert's default cache mode (unsafe) never syncs the output;
  * strata syncs it by default (DESIGN: durable when the command returns), so
- * both pairings are measured. On tmpfs (--dir /dev/shm) syncing is free.
- * Writes bench/results/qcow2-<date>.json.
+ * both pairings are measured. The default directory is /dev/shm (where it
+ * exists), so the numbers measure the codecs and servers, not the disk.
+ * Writes bench/results/qcow2-<date>-<dir>.json.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, closeSync, writeSync, ftruncateSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, writeSync, ftruncateSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openImage } from '../../formats/image-format.js';
+import type { BlockDevice } from '../../src/device/block-device.js';
+import { NbdServer } from '../../src/nbd/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..', '..');
 const cli = join(repo, 'dist', 'bench', 'qcow2', 'image-cli.js');
 const mainCli = join(repo, 'dist', 'src', 'cli', 'main.js');
+const MIB = 1024 * 1024;
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : def;
 }
 
+function argStr(name: string, def: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function timed(cmd: string, args: string[]): number {
@@ -47,16 +69,15 @@ function timed(cmd: string, args: string[]): number {
 function makeHalfData(path: string, size: number): void {
   const fd = openSync(path, 'w');
   ftruncateSync(fd, size);
-  const mib = 1024 * 1024;
-  const buf = Buffer.alloc(mib);
+  const buf = Buffer.alloc(MIB);
   let x = 12345;
-  for (let i = 0; i < mib; i += 4) {
+  for (let i = 0; i < MIB; i += 4) {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     buf.writeUInt32LE(x, i);
   }
-  for (let off = 0; off < size; off += 2 * mib) {
+  for (let off = 0; off < size; off += 2 * MIB) {
     buf.writeUInt32LE(off >>> 0, 0); // every data MiB differs
-    writeSync(fd, buf, 0, mib, off);
+    writeSync(fd, buf, 0, MIB, off);
   }
   closeSync(fd);
 }
@@ -95,67 +116,317 @@ async function convertBench(dir: string, size: number, runs: number) {
   // Start-up of the full `strata` binary (not the codec), for reference.
   const startup = median([0, 1, 2].map(() => timed(process.execPath, [mainCli, '--help'])));
   const imageStartup = median([0, 1, 2].map(() => timed(process.execPath, [cli, '--help'])));
-  res['startup'] = { strataMainSec: startup, imageCliSec: imageStartup };
-  console.log(`start-up: strata main ${startup.toFixed(3)} s, image-only entry ${imageStartup.toFixed(3)} s`);
+  const nodeStartup = median([0, 1, 2].map(() => timed(process.execPath, ['-e', '0'])));
+  res['startup'] = { strataMainSec: startup, imageCliSec: imageStartup, nodeSec: nodeStartup };
+  console.log(`start-up: node alone ${nodeStartup.toFixed(3)} s, strata main ${startup.toFixed(3)} s, image-only entry ${imageStartup.toFixed(3)} s`);
+  const mbps = (sec: number) => size / 2 / sec / 1e6; // guest data bytes copied per second
   for (const [k, v] of Object.entries(out)) {
     const s = median(v.strata);
     const qm = median(v.qemu);
-    res[k] = { strataSec: s, qemuSec: qm, speedRatio: qm / s, runs: v };
-    console.log(`convert ${k}: strata ${s.toFixed(3)} s, qemu-img ${qm.toFixed(3)} s, strata speed = ${(qm / s).toFixed(2)}x qemu-img`);
+    res[k] = { strataSec: s, qemuSec: qm, strataDataMBps: mbps(s), qemuDataMBps: mbps(qm), speedRatio: qm / s, runs: v };
+    console.log(
+      `convert ${k.padEnd(18)}: strata ${s.toFixed(3)} s (${mbps(s).toFixed(0)} MB/s of data), qemu-img ${qm.toFixed(3)} s (${mbps(qm).toFixed(0)} MB/s), strata speed = ${(qm / s).toFixed(2)}x qemu-img`,
+    );
   }
+  rmSync(raw, { force: true });
+  rmSync(q, { force: true });
   return res;
 }
 
-async function chainBench(dir: string, depths: number[], reads: number) {
-  const size = 256 * 1024 * 1024;
-  const res: Record<string, unknown> = {};
+/**
+ * The chains share one base: `base.qcow2` (data in its first half) is layer
+ * 0 of every chain; chain<depth>/l1..l<depth-1> each write one 64 KiB
+ * cluster. Depth 1 is the base alone.
+ */
+function buildBase(dir: string, size: number): string {
+  const base = join(dir, 'base.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, String(size)]);
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 1 0 ${size / 2}`, base], { stdio: 'ignore' });
+  return base;
+}
+
+function buildChain(dir: string, depth: number, size: number): string {
+  if (depth === 1) return join(dir, 'base.qcow2');
+  const d = join(dir, `chain${depth}`);
+  mkdirSync(d);
+  const clusters = size / 65536;
+  for (let i = 1; i < depth; i++) {
+    const f = join(d, `l${i}.qcow2`);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', i === 1 ? '../base.qcow2' : `l${i - 1}.qcow2`, '-F', 'qcow2', f]);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P ${i % 250} ${((i * 7919) % clusters) * 65536} 64k`, f], { stdio: 'ignore' });
+  }
+  return join(d, `l${depth - 1}.qcow2`);
+}
+
+/** In-process random 4 KiB reads, one at a time: a warm-up pass (index, caches, JIT), then timed passes. */
+async function readPass(dev: BlockDevice, size: number, reads: number, seed: { x: number }): Promise<number> {
+  const buf = Buffer.alloc(4096);
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < reads; i++) {
+    seed.x = (Math.imul(seed.x, 1103515245) + 12345) >>> 0;
+    await dev.read((seed.x % (size / 4096)) * 4096, 4096, buf);
+  }
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+const QEMU_BENCH_READS = 20000;
+
+/** The same reads with 32 in flight (what an NBD client at QD32 asks of the device, without the network). */
+async function readPassQd32(dev: BlockDevice, size: number, reads: number, seed: { x: number }): Promise<number> {
+  let left = reads;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      const buf = Buffer.alloc(4096);
+      while (left-- > 0) {
+        seed.x = (Math.imul(seed.x, 1103515245) + 12345) >>> 0;
+        await dev.read((seed.x % (size / 4096)) * 4096, 4096, buf);
+      }
+    }),
+  );
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/** qemu-img bench: strided 4 KiB reads (not random, no warm-up control), for the depth trend only. */
+function qemuImgBench(top: string, reads: number): number {
+  const q = spawnSync('qemu-img', ['bench', '-f', 'qcow2', '-c', String(reads), '-d', '1', '-s', '4096', '-S', String(4096 * 7919), top], { encoding: 'utf8' });
+  const m = /Run completed in ([\d.]+) seconds/.exec(q.stdout);
+  return m ? Number(m[1]) : NaN;
+}
+
+/** A port nobody listens on right now. */
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const s = net.createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+function waitPort(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((ok, fail) => {
+    const attempt = () => {
+      if (child.exitCode !== null) return fail(new Error(`server exited with ${child.exitCode}`));
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        ok();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) fail(new Error(`port ${port} did not open`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+interface Served {
+  uri: string;
+  stop(): Promise<void>;
+}
+
+async function serveStrata(top: string): Promise<Served> {
+  const device = await openImage(top, { readOnly: true });
+  const server = new NbdServer({ exports: { disk: { device } } });
+  const port = await freePort();
+  await server.listen(port, '127.0.0.1');
+  return {
+    uri: `nbd://127.0.0.1:${port}/disk`,
+    async stop() {
+      await server.close();
+      await device.close();
+    },
+  };
+}
+
+async function serveQemu(top: string): Promise<Served> {
+  const port = await freePort();
+  // stderr is kept for failures only: the port probe makes qemu-nbd log a failed negotiation.
+  const child = spawn('qemu-nbd', ['-r', '-f', 'qcow2', '--cache=writeback', '-b', '127.0.0.1', '-p', String(port), '-t', top], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  try {
+    await waitPort(port, child);
+  } catch (e) {
+    throw new Error(`qemu-nbd: ${(e as Error).message}: ${stderr}`);
+  }
+  return {
+    uri: `nbd://127.0.0.1:${port}/`,
+    stop: () =>
+      new Promise<void>((ok) => {
+        if (child.exitCode !== null) return ok();
+        child.once('exit', () => ok());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** fio ioengine=nbd, random 4 KiB reads at queue depth 32 (the fio process runs while our event loop serves). */
+async function fioRandRead(uri: string, size: number, runtime: number): Promise<{ iops: number; mbps: number }> {
+  const args = [
+    '--name=randread-4k-qd32',
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    '--rw=randread',
+    '--bs=4k',
+    '--iodepth=32',
+    `--size=${size}`,
+    '--time_based',
+    `--runtime=${runtime}`,
+    '--ramp_time=1',
+    '--output-format=json',
+  ];
+  const out = await new Promise<string>((ok, fail) => {
+    const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let s = '';
+    child.stdout.on('data', (d) => (s += d));
+    child.once('exit', (code) => (code === 0 ? ok(s) : fail(new Error(`fio exited ${code}`))));
+  });
+  const r = JSON.parse(out.slice(out.indexOf('{'))).jobs[0].read;
+  return { iops: r.iops, mbps: r.bw_bytes / 1e6 };
+}
+
+/**
+ * Every measurement alternates across depths and servers within each round
+ * (load on a shared machine drifts over minutes; a depth measured alone at
+ * the end would carry the drift).
+ */
+async function chainBench(dir: string, depths: number[], size: number, o: { inProcess: boolean; nbd: boolean; reads: number; rounds: number; runtime: number }) {
+  buildBase(dir, size);
+  const tops = new Map(depths.map((d) => [d, buildChain(dir, d, size)]));
+  const res: Record<string, Record<string, unknown>> = Object.fromEntries(depths.map((d) => [`depth${d}`, {}]));
+  if (o.inProcess) {
+    const devs = new Map<number, BlockDevice>();
+    for (const d of depths) devs.set(d, await openImage(tops.get(d)!, { readOnly: true }));
+    const seed = { x: 99 };
+    const strata = new Map(depths.map((d) => [d, [] as number[]]));
+    const strata32 = new Map(depths.map((d) => [d, [] as number[]]));
+    const qemu = new Map(depths.map((d) => [d, [] as number[]]));
+    for (const d of depths) await readPass(devs.get(d)!, size, o.reads, seed); // warm-up
+    for (let round = 0; round < Math.max(3, o.rounds); round++) {
+      for (const d of round % 2 ? [...depths].reverse() : depths) {
+        strata.get(d)!.push(await readPass(devs.get(d)!, size, o.reads, seed));
+        strata32.get(d)!.push(await readPassQd32(devs.get(d)!, size, o.reads, seed));
+        qemu.get(d)!.push(qemuImgBench(tops.get(d)!, QEMU_BENCH_READS));
+      }
+    }
+    for (const d of depths) {
+      await devs.get(d)!.close();
+      const sec = median(strata.get(d)!);
+      const sec32 = median(strata32.get(d)!);
+      const qsec = median(qemu.get(d)!);
+      const qRate = QEMU_BENCH_READS / qsec;
+      res[`depth${d}`]!['inProcess'] = {
+        reads: o.reads,
+        strataSec: sec,
+        strataReadsPerSec: o.reads / sec,
+        strataQd32ReadsPerSec: o.reads / sec32,
+        qemuImgBenchReads: QEMU_BENCH_READS,
+        qemuImgBenchSec: qsec,
+        qemuReadsPerSec: qRate,
+      };
+      console.log(
+        `chain depth ${String(d).padStart(2)} in-process: strata ${(o.reads / sec).toFixed(0)} reads/s (QD1), ${(o.reads / sec32).toFixed(0)} reads/s (QD32); qemu-img bench ${qRate.toFixed(0)} reads/s`,
+      );
+    }
+  }
+  if (o.nbd) {
+    const servers = new Map<string, Served>();
+    const key = (who: string, d: number) => `${who}@${d}`;
+    const samples = new Map<string, Array<{ iops: number; mbps: number }>>();
+    try {
+      for (const d of depths) {
+        servers.set(key('strata', d), await serveStrata(tops.get(d)!));
+        servers.set(key('qemu-nbd', d), await serveQemu(tops.get(d)!));
+      }
+      for (let round = 0; round < o.rounds; round++) {
+        for (const d of round % 2 ? [...depths].reverse() : depths) {
+          const order = (round + depths.indexOf(d)) % 2 === 0 ? ['strata', 'qemu-nbd'] : ['qemu-nbd', 'strata'];
+          for (const who of order) {
+            const s = await fioRandRead(servers.get(key(who, d))!.uri, size, o.runtime);
+            (samples.get(key(who, d)) ?? samples.set(key(who, d), []).get(key(who, d))!).push(s);
+            console.log(`  round ${round + 1} depth ${String(d).padStart(2)} ${who.padEnd(8)} ${s.iops.toFixed(0).padStart(7)} IOPS ${s.mbps.toFixed(1).padStart(7)} MB/s`);
+          }
+        }
+      }
+    } finally {
+      for (const s of servers.values()) await s.stop().catch(() => undefined);
+    }
+    for (const d of depths) {
+      const med = (who: string) => {
+        const xs = samples.get(key(who, d))!;
+        return { iops: median(xs.map((x) => x.iops)), mbps: median(xs.map((x) => x.mbps)) };
+      };
+      const sm = med('strata');
+      const qm = med('qemu-nbd');
+      res[`depth${d}`]!['nbd'] = {
+        job: 'randread 4k QD32',
+        rounds: o.rounds,
+        runtimeSec: o.runtime,
+        strata: sm,
+        qemuNbd: qm,
+        ratio: sm.iops / qm.iops,
+        samples: { strata: samples.get(key('strata', d)), qemuNbd: samples.get(key('qemu-nbd', d)) },
+      };
+      console.log(
+        `chain depth ${String(d).padStart(2)} NBD rand read 4K QD32: strata ${sm.iops.toFixed(0)} IOPS (${sm.mbps.toFixed(1)} MB/s), qemu-nbd ${qm.iops.toFixed(0)} IOPS (${qm.mbps.toFixed(1)} MB/s), strata = ${(sm.iops / qm.iops).toFixed(2)}x qemu-nbd`,
+      );
+    }
+  }
+  // How read cost grows with depth: rate at each depth relative to the first depth.
+  const first = res[`depth${depths[0]}`] as Record<string, any>;
+  const growth: Record<string, unknown> = {};
   for (const depth of depths) {
-    const d = join(dir, `chain${depth}`);
-    mkdirSync(d);
-    execFileSync('qemu-img', ['create', '-f', 'qcow2', join(d, 'l0.qcow2'), String(size)]);
-    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 1 0 ${size / 2}`, join(d, 'l0.qcow2')]);
-    for (let i = 1; i < depth; i++) {
-      const f = join(d, `l${i}.qcow2`);
-      execFileSync('qemu-img', ['create', '-f', 'qcow2', '-b', `l${i - 1}.qcow2`, '-F', 'qcow2', f]);
-      execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P ${i % 250} ${((i * 7919) % 4096) * 65536} 64k`, f]);
-    }
-    const top = join(d, `l${depth - 1}.qcow2`);
-    const dev = await openImage(top, { readOnly: true });
-    let x = 99;
-    const buf = Buffer.alloc(4096);
-    // Warm-up pass builds the index and caches, as a running VM would have.
-    for (let i = 0; i < reads; i++) {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      await dev.read((x % (size / 4096)) * 4096, 4096, buf);
-    }
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < reads; i++) {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      await dev.read((x % (size / 4096)) * 4096, 4096, buf);
-    }
-    const sec = Number(process.hrtime.bigint() - t0) / 1e9;
-    await dev.close();
-    // qemu-img bench: strided 4 KiB reads (not random, no warm-up control), for the depth trend only.
-    const q = spawnSync('qemu-img', ['bench', '-f', 'qcow2', '-c', String(reads), '-d', '1', '-s', '4096', '-S', String(4096 * 7919), top], { encoding: 'utf8' });
-    const m = /Run completed in ([\d.]+) seconds/.exec(q.stdout);
-    const qsec = m ? Number(m[1]) : NaN;
-    res[`depth${depth}`] = { reads, strataSec: sec, strataReadsPerSec: reads / sec, qemuImgBenchSec: qsec, qemuReadsPerSec: reads / qsec };
-    console.log(`chain depth ${depth}: strata ${(reads / sec).toFixed(0)} reads/s; qemu-img bench ${(reads / qsec).toFixed(0)} reads/s`);
+    const d = res[`depth${depth}`] as Record<string, any>;
+    growth[`depth${depth}`] = {
+      strataInProcess: d['inProcess'] ? d['inProcess'].strataReadsPerSec / first['inProcess'].strataReadsPerSec : undefined,
+      strataInProcessQd32: d['inProcess'] ? d['inProcess'].strataQd32ReadsPerSec / first['inProcess'].strataQd32ReadsPerSec : undefined,
+      qemuImgBench: d['inProcess'] ? d['inProcess'].qemuReadsPerSec / first['inProcess'].qemuReadsPerSec : undefined,
+      strataNbd: d['nbd'] ? d['nbd'].strata.iops / first['nbd'].strata.iops : undefined,
+      qemuNbd: d['nbd'] ? d['nbd'].qemuNbd.iops / first['nbd'].qemuNbd.iops : undefined,
+    };
   }
+  res['relativeToFirstDepth'] = growth;
+  const fmt = (x: unknown) => (typeof x === 'number' ? `${x.toFixed(2)}x` : '-');
+  for (const depth of depths) {
+    const g = growth[`depth${depth}`] as Record<string, unknown>;
+    console.log(
+      `depth ${String(depth).padStart(2)} vs ${depths[0]}: strata in-process ${fmt(g['strataInProcess'])} (QD32 ${fmt(g['strataInProcessQd32'])}), qemu-img bench ${fmt(g['qemuImgBench'])}, strata NBD ${fmt(g['strataNbd'])}, qemu-nbd ${fmt(g['qemuNbd'])}`,
+    );
+  }
+  rmSync(join(dir, 'base.qcow2'), { force: true });
+  for (const d of depths) if (d > 1) rmSync(join(dir, `chain${d}`), { recursive: true, force: true });
   return res;
 }
 
-// --dir /dev/shm measures the codecs without the host disk's write-back noise.
-const base = process.argv.includes('--dir') ? process.argv[process.argv.indexOf('--dir') + 1]! : tmpdir();
+// The default is /dev/shm: it measures the codecs and servers without the host disk's write-back noise.
+const base = argStr('--dir', existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
+const only = argStr('--only', 'convert,chain,nbd').split(',');
 const dir = mkdtempSync(join(base, 'strata-bench-qcow2-'));
 try {
   const sizeMiB = arg('--size-mib', 1024);
-  const runs = arg('--runs', 3);
-  const convert = await convertBench(dir, sizeMiB * 1024 * 1024, runs);
-  const chain = await chainBench(dir, [1, 10, 50], arg('--reads', 20000));
-  const result = { date: new Date().toISOString(), host: { node: process.version, dir: base }, sizeMiB, convert, chain };
+  const chainSizeMiB = arg('--chain-size-mib', 1024);
+  const depths = argStr('--depths', '1,10,50').split(',').map(Number);
+  const convert = only.includes('convert') ? await convertBench(dir, sizeMiB * MIB, arg('--runs', 5)) : undefined;
+  const chain =
+    only.includes('chain') || only.includes('nbd')
+      ? await chainBench(dir, depths, chainSizeMiB * MIB, {
+          inProcess: only.includes('chain'),
+          nbd: only.includes('nbd'),
+          reads: arg('--reads', 100000),
+          rounds: arg('--rounds', 3),
+          runtime: arg('--runtime', 5),
+        })
+      : undefined;
+  const result = { date: new Date().toISOString(), host: { node: process.version, dir: base }, sizeMiB, chainSizeMiB, convert, chain };
   mkdirSync(join(repo, 'bench', 'results'), { recursive: true });
-  const outFile = join(repo, 'bench', 'results', `qcow2-${result.date.slice(0, 10)}-${base.replace(/\W+/g, '_')}.json`);
+  const outFile = join(repo, 'bench', 'results', `qcow2-${result.date.replace(/[:.]/g, '-')}-${base.replace(/\W+/g, '_')}.json`);
   writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
   console.log(`wrote ${outFile}`);
 } finally {

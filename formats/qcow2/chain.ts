@@ -46,6 +46,8 @@ export interface OpenChainOptions {
   probe: FormatProber;
   /** Open only the top image (qemu-img -u style operations). */
   noBacking?: boolean;
+  /** qcow2 layers: Qcow2OpenOptions.syncIo. */
+  syncIo?: boolean;
 }
 
 /** Open an image and its whole backing chain. Only the top is writable. */
@@ -71,7 +73,7 @@ export async function openLayers(path: string, opts: OpenChainOptions): Promise<
         layers.push({ path: cur, format: 'raw', dev: await opts.openRaw(cur, readOnly), qcow2: null });
         break;
       }
-      const q = await Qcow2Image.open(cur, { readOnly });
+      const q = await Qcow2Image.open(cur, { readOnly, syncIo: opts.syncIo });
       layers.push({ path: cur, format: 'qcow2', dev: q, qcow2: q });
       if (opts.noBacking || q.header.backingFile === null) break;
       const next = resolveBacking(cur, q.header.backingFile);
@@ -94,6 +96,12 @@ export async function openLayers(path: string, opts: OpenChainOptions): Promise<
 
 export class ChainDevice implements BlockDevice {
   private index = new Map<number, Uint16Array>();
+  /** The block most recently moved to the back of the LRU. */
+  private lastBlock = -1;
+  /** Reads and block-status queries in flight, and close()'s wake-up. */
+  private active = 0;
+  private idle: (() => void) | null = null;
+  private closing = false;
   /** Bumped by every write/zero/trim: an index block built across one is not cached (it may be stale). */
   private gen = 0;
   private readonly unit: number;
@@ -122,8 +130,12 @@ export class ChainDevice implements BlockDevice {
   private async block(b: number): Promise<Uint16Array> {
     const hit = this.index.get(b);
     if (hit) {
-      this.index.delete(b);
-      this.index.set(b, hit);
+      if (b !== this.lastBlock) {
+        // LRU: move to the back (skipped while the same block is hit again and again).
+        this.index.delete(b);
+        this.index.set(b, hit);
+        this.lastBlock = b;
+      }
       return hit;
     }
     const gen0 = this.gen;
@@ -160,6 +172,7 @@ export class ChainDevice implements BlockDevice {
     if (gen0 !== this.gen) return own;
     if (this.index.size >= MAX_INDEX_BLOCKS) this.index.delete(this.index.keys().next().value as number);
     this.index.set(b, own);
+    this.lastBlock = b;
     return own;
   }
 
@@ -186,18 +199,57 @@ export class ChainDevice implements BlockDevice {
     return out;
   }
 
-  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  /** Track a read-side operation so close() waits for it (layers read without a lock when read-only). */
+  private async tracked<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing) throw err.shutdown('image chain is closed');
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.active === 0 && this.idle) this.idle();
+    }
+  }
+
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    // Within one unit (a 4 KiB guest read) whose index block is cached: one
+    // owner, handed straight to it (which counts the read itself for close()).
+    const u = Math.floor(offset / this.unit);
+    if (!this.closing && length > 0 && Math.floor((offset + length - 1) / this.unit) === u) {
+      const b = Math.floor(u / UNITS_PER_BLOCK);
+      const own = this.index.get(b);
+      if (own && b !== this.lastBlock) {
+        this.index.delete(b); // LRU, as block() does
+        this.index.set(b, own);
+        this.lastBlock = b;
+      }
+      const o = own?.[u % UNITS_PER_BLOCK];
+      if (o === ZERO) {
+        const buf = into ?? Buffer.allocUnsafe(length);
+        buf.fill(0, 0, length);
+        return Promise.resolve(buf);
+      }
+      const q = o === undefined ? null : this.layers[o]!.qcow2;
+      if (q) return q.readOwn(offset, length, into);
+    }
+    return this.tracked(() => this.readUntracked(offset, length, into));
+  }
+
+  private async readUntracked(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const buf = into ?? Buffer.allocUnsafe(length);
     for (const [off, len, o] of await this.runs(offset, length)) {
-      const dst = buf.subarray(off - offset, off - offset + len);
-      if (o === ZERO) dst.fill(0);
-      else {
-        const l = this.layers[o]!;
-        if (l.qcow2) await l.qcow2.readOwn(off, len, dst);
-        else await readBacking(l.dev, off, dst);
-      }
+      await this.readFrom(o, off, buf.subarray(off - offset, off - offset + len));
     }
     return buf;
+  }
+
+  /** Read `dst.length` bytes at `off` from the layer owning them (`o`), or zeroes. */
+  private async readFrom(o: number, off: number, dst: Buffer): Promise<void> {
+    if (o === ZERO) dst.fill(0);
+    else {
+      const l = this.layers[o]!;
+      if (l.qcow2) await l.qcow2.readOwn(off, dst.length, dst);
+      else await readBacking(l.dev, off, dst);
+    }
   }
 
   /** Mark units the top layer now owns after a write (its allocation unit rounds outward). */
@@ -249,7 +301,11 @@ export class ChainDevice implements BlockDevice {
     return this.top.dev.flush();
   }
 
-  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+  blockStatus(offset: number, length: number): Promise<Extent[]> {
+    return this.tracked(() => this.blockStatusUntracked(offset, length));
+  }
+
+  private async blockStatusUntracked(offset: number, length: number): Promise<Extent[]> {
     const out: Extent[] = [];
     for (const [off, len, o] of await this.runs(offset, Math.min(length, UNITS_PER_BLOCK * this.unit * 16))) {
       if (o === ZERO) out.push({ offset: off, length: len, hole: true, zero: true });
@@ -273,6 +329,8 @@ export class ChainDevice implements BlockDevice {
 
   async close(): Promise<void> {
     if (!this.owns) return;
+    this.closing = true;
+    if (this.active > 0) await new Promise<void>((r) => (this.idle = r));
     let first: unknown = null;
     for (const l of this.layers) {
       try {

@@ -44,6 +44,19 @@ export interface L2Entry {
 }
 
 const TWO32 = 2 ** 32;
+/** Zero bytes to compare runs of L2 entries against (32 extended or 64 standard entries). */
+const BLANK = Buffer.alloc(512);
+
+function be32(b: Buffer, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function put32(b: Buffer, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
 
 export class ClusterMap {
   readonly cs: number;
@@ -95,10 +108,14 @@ export class ClusterMap {
     return this.l2Entries * this.cs;
   }
 
+  // Entries are read and written with plain byte arithmetic: these run once
+  // per cluster on every path, and Buffer's accessors (JS functions with
+  // argument checks) would be hot code for the optimizing compiler to chase.
+
   decode(l2: Buffer, idx: number): L2Entry {
     const o = idx * this.entryBytes;
-    const hi = l2.readUInt32BE(o);
-    const lo = l2.readUInt32BE(o + 4);
+    const hi = be32(l2, o);
+    const lo = be32(l2, o + 4);
     const e: L2Entry = { host: 0, copied: hi >>> 31 === 1, compressed: (hi & 0x40000000) !== 0, zeroFlag: false, alloc: 0, zero: 0, csize: 0 };
     if (e.compressed) {
       const xs = this.xShift - 32;
@@ -109,12 +126,36 @@ export class ClusterMap {
     }
     e.host = (hi & 0x00ffffff) * TWO32 + (((lo >>> 9) << 9) >>> 0);
     if (this.ext) {
-      e.alloc = l2.readUInt32BE(o + 12);
-      e.zero = l2.readUInt32BE(o + 8);
+      e.alloc = be32(l2, o + 12);
+      e.zero = be32(l2, o + 8);
     } else {
       e.zeroFlag = (lo & 1) === 1;
     }
     return e;
+  }
+
+  /** True when the entry is all zero: unallocated, no flags, nothing to free (no decoding). */
+  isBlank(l2: Buffer, idx: number): boolean {
+    return this.blankRun(l2, idx, 1) === 1;
+  }
+
+  /** How many entries from `idx` (at most `max`) are blank; one comparison when they all are. */
+  blankRun(l2: Buffer, idx: number, max: number): number {
+    const eb = this.entryBytes;
+    const per = BLANK.length / eb;
+    let n = 0;
+    while (n < max) {
+      const k = Math.min(per, max - n);
+      const o = (idx + n) * eb;
+      if (l2.compare(BLANK, 0, k * eb, o, o + k * eb) === 0) {
+        n += k;
+        continue;
+      }
+      for (let p = o; ; n++, p += eb) {
+        for (let q = 0; q < eb; q++) if (l2[p + q] !== 0) return n;
+      }
+    }
+    return n;
   }
 
   encode(l2: Buffer, idx: number, e: L2Entry): void {
@@ -123,18 +164,35 @@ export class ClusterMap {
       const xs = this.xShift - 32;
       const nsec = Math.ceil((e.host % 512 + e.csize) / 512) - 1;
       const hi = 0x40000000 | (nsec << xs) | Math.floor(e.host / TWO32);
-      l2.writeUInt32BE(hi >>> 0, o);
-      l2.writeUInt32BE(e.host % TWO32, o + 4);
+      put32(l2, o, hi >>> 0);
+      put32(l2, o + 4, e.host % TWO32);
       if (this.ext) l2.fill(0, o + 8, o + 16);
       return;
     }
     const hi = (e.copied ? 0x80000000 : 0) | Math.floor(e.host / TWO32);
     const lo = (e.host % TWO32) | (e.zeroFlag ? 1 : 0);
-    l2.writeUInt32BE(hi >>> 0, o);
-    l2.writeUInt32BE(lo >>> 0, o + 4);
+    put32(l2, o, hi >>> 0);
+    put32(l2, o + 4, lo >>> 0);
     if (this.ext) {
-      l2.writeUInt32BE(e.zero >>> 0, o + 8);
-      l2.writeUInt32BE(e.alloc >>> 0, o + 12);
+      put32(l2, o + 8, e.zero >>> 0);
+      put32(l2, o + 12, e.alloc >>> 0);
+    }
+  }
+
+  /**
+   * Point entries [idx, idx+n) at the fresh clusters host, host+cs, ... with
+   * COPIED set (refcount 1), all subclusters allocated when extended: the
+   * streaming writer's encode, one loop and no entry objects.
+   */
+  encodeFreshRun(l2: Buffer, idx: number, n: number, host: number): void {
+    const eb = this.entryBytes;
+    for (let k = 0, o = idx * eb, h = host; k < n; k++, o += eb, h += this.cs) {
+      put32(l2, o, (0x80000000 | Math.floor(h / TWO32)) >>> 0);
+      put32(l2, o + 4, h % TWO32);
+      if (this.ext) {
+        put32(l2, o + 8, 0);
+        put32(l2, o + 12, C.ALL_SUBCLUSTERS);
+      }
     }
   }
 
@@ -228,6 +286,40 @@ export class ClusterMap {
     return e.host !== 0 ? Kind.Data : Kind.Unalloc;
   }
 
+  /** unitAt without I/O: null when the L2 table it needs is not cached (or the L1 entry needs checking). */
+  unitAtCached(pos: number, length: number): Seg | null {
+    const cluster = Math.floor(pos / this.cs);
+    const l1i = Math.floor(cluster / this.l2Entries);
+    const off = l1i < this.l1.length ? this.l1[l1i]! : 0;
+    if (off === 0) return { offset: pos, length, kind: Kind.Unalloc, host: 0, csize: 0 };
+    const l2 = this.cache.peek(off);
+    return l2 ? this.entrySeg(l2, cluster, pos, length) : null;
+  }
+
+  /**
+   * The state of the one allocation unit holding guest byte `pos` (which must
+   * be inside the disk), as a segment of `length` bytes from `pos` (the caller
+   * keeps it inside the unit): mapRange's answer for a small read, without
+   * building a list.
+   */
+  async unitAt(pos: number, length: number): Promise<Seg> {
+    const cluster = Math.floor(pos / this.cs);
+    const l1i = Math.floor(cluster / this.l2Entries);
+    const l2 = l1i < this.l1.length ? await this.l2ForRead(l1i) : null;
+    if (!l2) return { offset: pos, length, kind: Kind.Unalloc, host: 0, csize: 0 };
+    return this.entrySeg(l2, cluster, pos, length);
+  }
+
+  private entrySeg(l2: Buffer, cluster: number, pos: number, length: number): Seg {
+    const e = this.decode(l2, cluster % this.l2Entries);
+    if (e.compressed) return { offset: pos, length, kind: Kind.Compressed, host: e.host, csize: e.csize };
+    const inC = pos - cluster * this.cs;
+    const k = this.subKind(e, Math.floor(inC / this.unit));
+    if (k !== Kind.Data) return { offset: pos, length, kind: k, host: 0, csize: 0 };
+    if (e.host % this.cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${e.host}`);
+    return { offset: pos, length, kind: k, host: e.host + inC, csize: 0 };
+  }
+
   /**
    * Segments covering [offset, offset+length) (clamped to the disk size),
    * merged where state and host contiguity allow.
@@ -236,45 +328,47 @@ export class ClusterMap {
     const out: Seg[] = [];
     const end = Math.min(offset + length, this.size);
     let pos = offset;
-    const push = (len: number, kind: Kind, host: number, csize = 0) => {
-      const last = out[out.length - 1];
-      if (last && last.kind === kind && kind !== Kind.Compressed && (kind !== Kind.Data || last.host + last.length === host)) {
-        last.length += len;
-      } else {
-        out.push({ offset: pos, length: len, kind, host, csize });
-      }
-      pos += len;
-    };
     while (pos < end) {
-      const cluster = Math.floor(pos / this.cs);
-      const l1i = Math.floor(cluster / this.l2Entries);
-      const l2 = l1i < this.l1.length ? await this.l2ForRead(l1i) : null;
-      if (!l2) {
-        const stop = Math.min(end, (l1i + 1) * this.l2Span);
-        push(stop - pos, Kind.Unalloc, 0);
-        continue;
-      }
+      const l1i = Math.floor(pos / this.l2Span);
       const tableEnd = Math.min(end, (l1i + 1) * this.l2Span);
-      while (pos < tableEnd) {
-        const c = Math.floor(pos / this.cs);
-        const e = this.decode(l2, c % this.l2Entries);
-        const cEnd = Math.min(tableEnd, (c + 1) * this.cs);
-        if (e.compressed) {
-          push(cEnd - pos, Kind.Compressed, e.host, e.csize);
-          continue;
-        }
-        while (pos < cEnd) {
-          const inC = pos - c * this.cs;
-          const sub = Math.floor(inC / this.unit);
-          const uEnd = Math.min(cEnd, c * this.cs + (sub + 1) * this.unit);
-          const k = this.subKind(e, sub);
-          if (k === Kind.Data) {
-            if (e.host % this.cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${e.host}`);
-            push(uEnd - pos, k, e.host + inC);
-          } else push(uEnd - pos, k, 0);
-        }
-      }
+      const l2 = l1i < this.l1.length ? await this.l2ForRead(l1i) : null;
+      if (l2) this.mapTable(l2, pos, tableEnd, out);
+      else pushSeg(out, pos, tableEnd - pos, Kind.Unalloc, 0, 0);
+      pos = tableEnd;
     }
     return out;
   }
+
+  /** mapRange's work inside one L2 table (synchronous: the loop that runs per cluster). */
+  private mapTable(l2: Buffer, pos: number, tableEnd: number, out: Seg[]): void {
+    const cs = this.cs;
+    while (pos < tableEnd) {
+      const c = Math.floor(pos / cs);
+      const e = this.decode(l2, c % this.l2Entries);
+      const cEnd = Math.min(tableEnd, (c + 1) * cs);
+      if (e.compressed) {
+        pushSeg(out, pos, cEnd - pos, Kind.Compressed, e.host, e.csize);
+        pos = cEnd;
+        continue;
+      }
+      while (pos < cEnd) {
+        const inC = pos - c * cs;
+        const sub = Math.floor(inC / this.unit);
+        const uEnd = Math.min(cEnd, c * cs + (sub + 1) * this.unit);
+        const k = this.subKind(e, sub);
+        if (k === Kind.Data) {
+          if (e.host % cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${e.host}`);
+          pushSeg(out, pos, uEnd - pos, k, e.host + inC, 0);
+        } else pushSeg(out, pos, uEnd - pos, k, 0, 0);
+        pos = uEnd;
+      }
+    }
+  }
+}
+
+/** Append a segment, merging it into the previous one when state (and, for data, host contiguity) allows. */
+function pushSeg(out: Seg[], pos: number, len: number, kind: Kind, host: number, csize: number): void {
+  const last = out[out.length - 1];
+  if (last && last.kind === kind && kind !== Kind.Compressed && (kind !== Kind.Data || last.host + last.length === host)) last.length += len;
+  else out.push({ offset: pos, length: len, kind, host, csize });
 }

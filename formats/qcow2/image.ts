@@ -4,7 +4,12 @@
  *
  * All operations are serialized by one mutex: table caches and the allocator
  * are shared state, and a request interleaving with another at an `await`
- * could otherwise observe half-updated tables.
+ * could otherwise observe half-updated tables. A read-only image has no
+ * such state to protect (nothing changes its tables), so its reads,
+ * blockStatus and segment queries run concurrently (`shared()`), and their
+ * file reads overlap in the thread pool; close() waits for them. With
+ * write-behind (Qcow2OpenOptions.writeBehind) a write may leave its data in
+ * flight behind the lock; every other operation waits for it (`exclusive()`).
  *
  * flush() ordering (the invariant: on disk, every L1/L2 entry points at a
  * cluster whose refcount is durable and >= the number of references):
@@ -37,6 +42,25 @@ export interface Qcow2OpenOptions {
    * throw-away conversions only (qemu-img convert's default).
    */
   unsafeNoSync?: boolean;
+  /**
+   * Write-behind, for a writer that streams data into fresh space (convert's
+   * output): a write over blank (never allocated) whole clusters allocates
+   * and links fresh clusters in the L2 cache and releases the image lock as
+   * soon as their data write is issued, so the next write's allocation
+   * overlaps this one's I/O. The write still resolves only once its data is
+   * written; no L2 table reaches the file before the data it points at (the
+   * L2 cache's beforeWrite waits for data in flight), and every other
+   * operation (reads included) waits for all data in flight first, so no one
+   * ever sees a linked cluster without its data. A failed data write unlinks
+   * its clusters again (they leak). The cost: any other operation may wait
+   * behind unrelated writes, which suits a streaming writer, not a VM disk.
+   */
+  writeBehind?: boolean;
+  /**
+   * All file I/O synchronous when the file is on a memory file system (see
+   * io.ts): for batch tools whose event loop serves nothing else (convert).
+   */
+  syncIo?: boolean;
 }
 
 const MAX_REQUEST = 32 * 1024 * 1024;
@@ -55,6 +79,12 @@ export class Qcow2Image implements BlockDevice {
   private metaClusters: Set<number> | null = null;
   private fixedMeta: Set<number> | null = null;
   private closed = false;
+  /** Write-behind (Qcow2OpenOptions.writeBehind): data writes issued but not finished. */
+  private dataInFlight = new Set<Promise<void>>();
+  /** @internal */ writeBehind = false;
+  /** Lock-free operations in flight on a read-only image, and close()'s wake-up. */
+  private readers = 0;
+  private drained: (() => void) | null = null;
 
   private constructor(
     readonly path: string,
@@ -70,7 +100,7 @@ export class Qcow2Image implements BlockDevice {
 
   static async open(path: string, opts: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
     const readOnly = opts.readOnly ?? false;
-    const file = await ImageFile.open(path, readOnly, opts.unsafeNoSync);
+    const file = await ImageFile.open(path, readOnly, opts.unsafeNoSync, opts.syncIo);
     try {
       const first = await file.readZeroFill(0, Math.min(2 * 1024 * 1024, Math.max(file.size, 72)));
       const header = parseHeader(first.subarray(0, 2 ** Math.min(21, Math.max(9, first.readUInt32BE(20)))), file.size);
@@ -82,6 +112,7 @@ export class Qcow2Image implements BlockDevice {
       const ext = (header.incompatible & C.INCOMPAT_EXTL2) !== 0n;
       const map = new ClusterMap(file, header.clusterBits, ext, l1Raw, header.l1TableOffset, header.size, cacheBytes);
       const img = new Qcow2Image(path, file, header, map, readOnly, cacheBytes);
+      img.writeBehind = !readOnly && !!opts.writeBehind;
       img.codec = await loadCodec(header.compressionType);
       if (header.nbSnapshots > 0) {
         const t = await readSnapshotTable(file, header.snapshotsOffset, header.nbSnapshots, map.cs, header.size);
@@ -129,8 +160,12 @@ export class Qcow2Image implements BlockDevice {
       this.metaClusters = null;
     };
     refs.onBlocksCreated = () => this.invalidateMetadata();
-    // An L2 table reaches the disk only after the refcounts it relies on.
-    this.map.cache.beforeWrite = () => refs.flush();
+    // An L2 table reaches the disk only after the refcounts it relies on
+    // (and after the data it points at, with write-behind).
+    this.map.cache.beforeWrite = async () => {
+      await this.drainData();
+      await refs.flush();
+    };
     this.refs = refs;
     return refs;
   }
@@ -157,12 +192,54 @@ export class Qcow2Image implements BlockDevice {
     return this.header.size;
   }
 
-  /** @internal Run `fn` with the image to itself (see the header comment). */
+  /** @internal Run `fn` with the image to itself (see the header comment); data written behind is finished first. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.locked(async () => {
+      await this.drainData();
+      return fn();
+    });
+  }
+
+  /** The image lock alone (write() may leave data in flight behind it). */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(err.shutdown('qcow2 image is closed'));
     const run = this.lock.then(fn, fn);
     this.lock = run.catch(() => undefined);
     return run;
+  }
+
+  /** @internal Track a data write issued behind the lock (write-behind). */
+  trackData(io: Promise<void>): void {
+    const t: Promise<void> = io.then(
+      () => {
+        this.dataInFlight.delete(t);
+      },
+      () => {
+        this.dataInFlight.delete(t);
+      },
+    );
+    this.dataInFlight.add(t);
+  }
+
+  /** @internal Wait for every data write in flight (write-behind); their errors belong to their writes. */
+  async drainData(): Promise<void> {
+    while (this.dataInFlight.size) await Promise.all(this.dataInFlight);
+  }
+
+  /** Run a read-only query: exclusively on a writable image, concurrently on a read-only one. */
+  private shared<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.readOnly) return this.exclusive(fn);
+    if (this.closed) return Promise.reject(err.shutdown('qcow2 image is closed'));
+    this.readers++;
+    let p: Promise<T>;
+    try {
+      p = fn();
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    return p.finally(() => {
+      if (--this.readers === 0 && this.drained) this.drained();
+    });
   }
 
   info(): BlockDeviceInfo {
@@ -187,18 +264,53 @@ export class Qcow2Image implements BlockDevice {
   }
 
   read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return this.exclusive(() => this.readLocked(offset, length, into, true));
+    return this.readSmall(offset, length, into, true) ?? this.shared(() => this.readLocked(offset, length, into, true));
   }
 
   /** Read only this layer's own data (unallocated reads as zero): the chain index guarantees it is allocated here. */
   readOwn(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return this.exclusive(() => this.readLocked(offset, length, into, false));
+    return this.readSmall(offset, length, into, false) ?? this.shared(() => this.readLocked(offset, length, into, false));
+  }
+
+  /**
+   * A read-only image's small read (inside one allocation unit) whose L2
+   * table is cached: no lock, no async frames, one file read at most. Null
+   * when the general path is needed (writable image, table not cached,
+   * compressed data, a backing file to fall through to).
+   */
+  private readSmall(offset: number, length: number, into: Buffer | undefined, fallThrough: boolean): Promise<Buffer> | null {
+    const unit = this.map.unit;
+    if (!this.readOnly || this.closed || length <= 0 || offset + length > this.header.size) return null;
+    if (Math.floor(offset / unit) !== Math.floor((offset + length - 1) / unit)) return null;
+    const s = this.map.unitAtCached(offset, length);
+    if (!s) return null;
+    const buf = into ?? Buffer.allocUnsafe(length);
+    if (s.kind === Kind.Zero || (s.kind === Kind.Unalloc && (!fallThrough || !this.backing))) {
+      buf.fill(0, 0, length);
+      return Promise.resolve(buf);
+    }
+    if (s.kind !== Kind.Data) return null;
+    this.readers++;
+    return this.file.readZeroFill(s.host, length, buf.subarray(0, length)).then(
+      () => {
+        if (--this.readers === 0 && this.drained) this.drained();
+        return buf;
+      },
+      (e) => {
+        if (--this.readers === 0 && this.drained) this.drained();
+        throw e;
+      },
+    );
   }
 
   /** @internal */
   async readLocked(offset: number, length: number, into: Buffer | undefined, fallThrough: boolean): Promise<Buffer> {
     const buf = into ?? Buffer.allocUnsafe(length);
-    const segs = await this.map.mapRange(offset, length);
+    const unit = this.map.unit;
+    const segs =
+      length > 0 && offset + length <= this.header.size && Math.floor(offset / unit) === Math.floor((offset + length - 1) / unit)
+        ? [await this.map.unitAt(offset, length)] // a small read inside one allocation unit
+        : await this.map.mapRange(offset, length);
     let covered = 0;
     for (const s of segs) {
       const dst = buf.subarray(s.offset - offset, s.offset - offset + s.length);
@@ -240,12 +352,25 @@ export class Qcow2Image implements BlockDevice {
     return this.codec.decompress(raw, this.map.cs);
   }
 
-  write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
-    return this.exclusive(async () => {
-      this.lastCompressed = null;
-      await writeData(this, offset, data, false);
-      if (opts?.fua) await this.flushLocked();
-    });
+  async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    if (!this.writeBehind) {
+      return this.exclusive(async () => {
+        this.lastCompressed = null;
+        await writeData(this, offset, data, false);
+        if (opts?.fua) await this.flushLocked();
+      });
+    }
+    const behind: Array<Promise<void>> = [];
+    try {
+      await this.locked(async () => {
+        this.lastCompressed = null;
+        await writeData(this, offset, data, false, behind);
+      });
+    } finally {
+      // Resolve only once the data is written (a failed data write has unlinked its clusters).
+      await Promise.all(behind);
+    }
+    if (opts?.fua) await this.flush();
   }
 
   /** Write whole clusters compressed (convert -c); partial clusters are written normally. */
@@ -339,18 +464,25 @@ export class Qcow2Image implements BlockDevice {
   checkOverlap(host: number, length: number): void {
     const cs = this.map.cs;
     const meta = this.metadataClusters();
-    for (let c = Math.floor(host / cs); c < Math.ceil((host + length) / cs); c++) {
-      if (meta.has(c)) {
-        // Mark the image corrupt as QEMU does, so nothing writes to it until repaired.
-        this.header.incompatible |= C.INCOMPAT_CORRUPT;
-        void this.writeHeader().catch(() => undefined);
-        throw err.corrupt(`qcow2: refusing a data write at ${host} that overlaps metadata (image marked corrupt)`);
-      }
+    const first = Math.floor(host / cs);
+    const end = Math.ceil((host + length) / cs);
+    // A long run is checked against the (small) set, a short one cluster by cluster.
+    let hit = false;
+    if (end - first > meta.size) {
+      for (const c of meta) if (c >= first && c < end) hit = true;
+    } else {
+      for (let c = first; c < end && !hit; c++) hit = meta.has(c);
+    }
+    if (hit) {
+      // Mark the image corrupt as QEMU does, so nothing writes to it until repaired.
+      this.header.incompatible |= C.INCOMPAT_CORRUPT;
+      void this.writeHeader().catch(() => undefined);
+      throw err.corrupt(`qcow2: refusing a data write at ${host} that overlaps metadata (image marked corrupt)`);
     }
   }
 
   blockStatus(offset: number, length: number): Promise<Extent[]> {
-    return this.exclusive(async () => {
+    return this.shared(async () => {
       const segs = await this.map.mapRange(offset, Math.min(length, 64 * this.map.l2Span));
       const out: Extent[] = [];
       const push = (o: number, l: number, hole: boolean, zero: boolean) => {
@@ -379,7 +511,7 @@ export class Qcow2Image implements BlockDevice {
 
   /** This layer's own segments (no fall-through), for map and the chain index. */
   ownSegments(offset: number, length: number): Promise<Seg[]> {
-    return this.exclusive(() => this.map.mapRange(offset, length));
+    return this.shared(() => this.map.mapRange(offset, length));
   }
 
   async close(): Promise<void> {
@@ -388,6 +520,7 @@ export class Qcow2Image implements BlockDevice {
       await this.flush();
     } finally {
       this.closed = true;
+      if (this.readers > 0) await new Promise<void>((r) => (this.drained = r));
       await this.file.close();
     }
   }

@@ -2,9 +2,60 @@
  * Positional file I/O for an image file, with the two error flavours the
  * codec needs: metadata that must exist (short read = corrupt image) and
  * guest data that may lie past EOF in a sparse tail (reads as zeroes).
+ *
+ * Requests go straight to fs.read/fs.write on the descriptor (the
+ * FileHandle promise wrappers cost more per call). On tmpfs/ramfs, requests
+ * of up to INLINE_MAX bytes are done synchronously, as formats/raw does:
+ * there I/O is a memcpy that never waits for a disk, and the thread-pool
+ * hand-off costs more than the copy. With `syncIo` (batch tools such as
+ * convert, whose event loop has nothing else to serve) every request on a
+ * memory file system is synchronous, whatever its size; a server keeps the
+ * cap so no request stalls the others. Disk-backed files stay asynchronous.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import fs from 'node:fs';
+import { open, statfs, type FileHandle } from 'node:fs/promises';
 import { err, fromSystemError } from '../../src/errors.js';
+
+/** Largest request done inline on a memory file system. */
+const INLINE_MAX = 64 * 1024;
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+
+async function memoryBacked(path: string): Promise<boolean> {
+  try {
+    const t = (await statfs(path)).type;
+    return t === TMPFS_MAGIC || t === RAMFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+async function inlineMaxFor(path: string, syncIo: boolean): Promise<number> {
+  if (!(await memoryBacked(path))) return 0;
+  return syncIo ? Infinity : INLINE_MAX;
+}
+
+function pread(fd: number, buf: Buffer, off: number, len: number, pos: number, inlineMax: number): Promise<number> {
+  if (len <= inlineMax) {
+    try {
+      return Promise.resolve(fs.readSync(fd, buf, off, len, pos));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number, inlineMax: number): Promise<number> {
+  if (len <= inlineMax) {
+    try {
+      return Promise.resolve(fs.writeSync(fd, buf, off, len, pos));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
 
 export class ImageFile {
   private constructor(
@@ -14,9 +65,15 @@ export class ImageFile {
     readonly readOnly: boolean,
     /** cache=unsafe: never sync (qemu-img convert's default). Write order is kept; durability is not. */
     private readonly noSync = false,
-  ) {}
+    /** Requests up to this size run synchronously (0: none; see the header comment). */
+    private readonly inlineMax = 0,
+  ) {
+    this.fd = fh.fd;
+  }
 
-  static async open(path: string, readOnly: boolean, noSync = false): Promise<ImageFile> {
+  private readonly fd: number;
+
+  static async open(path: string, readOnly: boolean, noSync = false, syncIo = false): Promise<ImageFile> {
     let fh: FileHandle;
     try {
       fh = await open(path, readOnly ? 'r' : 'r+');
@@ -28,7 +85,7 @@ export class ImageFile {
       await fh.close();
       throw err.inval(`'${path}' is not a file`);
     }
-    return new ImageFile(path, fh, st.size, readOnly, noSync);
+    return new ImageFile(path, fh, st.size, readOnly, noSync, await inlineMaxFor(path, syncIo));
   }
 
   static async create(path: string): Promise<ImageFile> {
@@ -38,7 +95,7 @@ export class ImageFile {
     } catch (e) {
       throw fromSystemError(e, `cannot create '${path}'`);
     }
-    return new ImageFile(path, fh, 0, false);
+    return new ImageFile(path, fh, 0, false, false, await inlineMaxFor(path, false));
   }
 
   get size(): number {
@@ -49,10 +106,14 @@ export class ImageFile {
   async readZeroFill(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const buf = into ?? Buffer.allocUnsafe(length);
     let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
+    try {
+      while (done < length) {
+        const n = await pread(this.fd, buf, done, length - done, offset + done, this.inlineMax);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (e) {
+      throw fromSystemError(e, `read from '${this.path}'`);
     }
     if (done < length) buf.fill(0, done, length);
     return buf;
@@ -66,16 +127,14 @@ export class ImageFile {
 
   async write(offset: number, data: Buffer): Promise<void> {
     if (this.readOnly) throw err.perm(`'${this.path}' is open read-only`);
+    // The size grows when the write is issued: writes may be in flight behind the image lock (write-behind).
+    if (offset + data.length > this._size) this._size = offset + data.length;
     let done = 0;
     try {
-      while (done < data.length) {
-        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
-      }
+      while (done < data.length) done += await pwrite(this.fd, data, done, data.length - done, offset + done, this.inlineMax);
     } catch (e) {
       throw fromSystemError(e, `write to '${this.path}'`);
     }
-    if (offset + data.length > this._size) this._size = offset + data.length;
   }
 
   async truncate(size: number): Promise<void> {

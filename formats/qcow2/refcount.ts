@@ -18,6 +18,9 @@ import { err } from '../../src/errors.js';
 import { TableCache } from './cache.js';
 import type { ImageFile } from './io.js';
 
+/** Zero bytes to compare runs of refcount entries against. */
+const ZEROS = Buffer.alloc(4096);
+
 export interface RefcountLayout {
   clusterBits: number;
   refcountOrder: number;
@@ -72,7 +75,13 @@ export class Refcounts {
     const table = new Float64Array(raw.length / 8);
     const invalid = new Set<number>();
     const tableEnd = layout.tableOffset + layout.tableClusters * cs;
+    // Most of a table is unused (zero) entries: skip them 64 at a time.
+    const zero = Buffer.alloc(512);
     for (let i = 0; i < table.length; i++) {
+      if (i % 64 === 0 && i + 64 <= table.length && raw.subarray(i * 8, i * 8 + 512).equals(zero)) {
+        i += 63;
+        continue;
+      }
       const hi = raw.readUInt32BE(i * 8);
       const lo = raw.readUInt32BE(i * 8 + 4);
       table[i] = (hi & 0x00ffffff) * 2 ** 32 + ((lo >>> 9) << 9 >>> 0);
@@ -97,9 +106,9 @@ export class Refcounts {
       case 8:
         return buf[i]!;
       case 16:
-        return buf.readUInt16BE(i * 2);
+        return (buf[i * 2]! << 8) | buf[i * 2 + 1]!;
       case 32:
-        return buf.readUInt32BE(i * 4);
+        return ((buf[i * 4]! << 24) | (buf[i * 4 + 1]! << 16) | (buf[i * 4 + 2]! << 8) | buf[i * 4 + 3]!) >>> 0;
       case 64: {
         const v = buf.readBigUInt64BE(i * 8);
         return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
@@ -117,10 +126,14 @@ export class Refcounts {
         buf[i] = v;
         return;
       case 16:
-        buf.writeUInt16BE(v, i * 2);
+        buf[i * 2] = v >>> 8;
+        buf[i * 2 + 1] = v;
         return;
       case 32:
-        buf.writeUInt32BE(v, i * 4);
+        buf[i * 4] = v >>> 24;
+        buf[i * 4 + 1] = v >>> 16;
+        buf[i * 4 + 2] = v >>> 8;
+        buf[i * 4 + 3] = v;
         return;
       case 64:
         buf.writeBigUInt64BE(BigInt(v), i * 8);
@@ -239,8 +252,65 @@ export class Refcounts {
     this.onBlocksCreated();
   }
 
+  /**
+   * The cached block holding `cluster`'s refcount, null when the block does
+   * not exist, undefined when it exists but is not cached (or is invalid).
+   * No I/O: the allocator's fast path.
+   */
+  private cachedBlock(cluster: number): Buffer | null | undefined {
+    const b = this.blockOf(cluster);
+    const off = b < this.table.length ? this.table[b]! : 0;
+    if (off === 0) return null;
+    if (this.invalid.has(b)) return undefined;
+    return this.cache.peek(off);
+  }
+
+  /**
+   * Allocation without I/O or awaits, for the common case: the `n` clusters
+   * from the hint on are free and their refcount blocks exist and are cached.
+   * Returns the first cluster, or -1 to take the general path.
+   */
+  private allocateCached(n: number): number {
+    const start = this.hint;
+    // Free means refcount 0 and no queued decrement.
+    if (this.pending.size) for (let c = start; c < start + n; c++) if (this.pending.has(c)) return -1;
+    for (let c = start; c < start + n; ) {
+      const buf = this.cachedBlock(c);
+      if (!buf) return -1;
+      const i = c % this.epb;
+      const k = Math.min(n - (c - start), this.epb - i); // entries of this block in the run
+      if (this.bits >= 8) {
+        // Byte-aligned entries: the whole stretch is zero, in one comparison per 4 KiB.
+        const w = this.bits / 8;
+        for (let p = i * w; p < (i + k) * w; p += ZEROS.length) {
+          const q = Math.min((i + k) * w, p + ZEROS.length);
+          if (buf.compare(ZEROS, 0, q - p, p, q) !== 0) return -1;
+        }
+      } else {
+        for (let j = 0; j < k; j++) if (this.readEntry(buf, i + j) !== 0) return -1;
+      }
+      c += k;
+    }
+    let buf: Buffer | null | undefined = null;
+    let block = -1;
+    for (let c = start; c < start + n; c++) {
+      const b = this.blockOf(c);
+      if (b !== block) {
+        buf = this.cachedBlock(c)!;
+        this.cache.markDirty(this.table[b]!, buf);
+        block = b;
+      }
+      this.writeEntry(buf!, c % this.epb, 1);
+    }
+    this.hint = start + n;
+    this.highWater = Math.max(this.highWater, start + n);
+    return start;
+  }
+
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset. */
   async allocate(n: number): Promise<number> {
+    const fast = this.allocateCached(n);
+    if (fast >= 0) return fast * this.cs;
     // `k` clusters after the run are reserved for refcount blocks the run needs.
     let k = 0;
     for (;;) {

@@ -44,7 +44,13 @@ async function writable(img: Qcow2Image) {
   return img.refs ?? (await img.loadRefcounts());
 }
 
-export async function writeData(img: Qcow2Image, offset: number, data: Buffer, compress: boolean): Promise<void> {
+/**
+ * Write `data` at guest `offset`. With `behind` (write-behind, see
+ * Qcow2OpenOptions.writeBehind), runs of fresh clusters over blank entries
+ * are linked at once and their data writes left in flight in `behind`; any
+ * other kind of write first waits for the data in flight.
+ */
+export async function writeData(img: Qcow2Image, offset: number, data: Buffer, compress: boolean, behind?: Array<Promise<void>>): Promise<void> {
   const refs = await writable(img);
   const map = img.map;
   let pos = 0;
@@ -56,12 +62,12 @@ export async function writeData(img: Qcow2Image, offset: number, data: Buffer, c
     const { buf, off } = await map.l2ForWrite(l1i, refs);
     if (!img.metadataClusters().has(off / map.cs)) img.invalidateMetadata();
     img.checkL2Placement(off);
-    await writeInTable(img, buf, off, g, data.subarray(pos, tableEnd - offset), compress);
+    await writeInTable(img, buf, off, g, data.subarray(pos, tableEnd - offset), compress, behind);
     pos = tableEnd - offset;
   }
 }
 
-async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: number, chunk: Buffer, compress: boolean): Promise<void> {
+async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: number, chunk: Buffer, compress: boolean, behind?: Array<Promise<void>>): Promise<void> {
   const map = img.map;
   const refs = img.refs!;
   const file = img.file;
@@ -80,6 +86,32 @@ async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: numbe
     const a = p - cStart;
     const b = Math.min(end, cStart + cs) - cStart;
     const src = chunk.subarray(p - g, p - g + (b - a));
+    const blank = behind && a === 0 && b === cs && !compress ? map.blankRun(l2, idx, Math.min(Math.floor((end - cStart) / cs), map.l2Entries - idx)) : 0;
+    if (blank > 0) {
+      // Write-behind: a run of whole blank clusters gets fresh clusters, linked now, written behind the lock.
+      const n = blank;
+      const host = await refs.allocate(n);
+      img.checkOverlap(host, n * cs);
+      const first = idx;
+      const io = file.write(host, chunk.subarray(p - g, p - g + n * cs)).catch((e) => {
+        // Unlink the clusters (they leak, as after a crash) before anything that
+        // waits for data in flight (every other operation, any L2 write-out) goes on.
+        for (let k = 0; k < n; k++) {
+          const cur = map.decode(l2, first + k);
+          if (cur.host === host + k * cs && !cur.compressed) map.encode(l2, first + k, { host: 0, copied: false, compressed: false, zeroFlag: false, alloc: 0, zero: 0, csize: 0 });
+        }
+        map.cache.markDirty(l2off, l2);
+        throw e;
+      });
+      img.trackData(io);
+      behind!.push(io);
+      map.encodeFreshRun(l2, idx, n, host);
+      map.cache.markDirty(l2off, l2);
+      p += n * cs;
+      continue;
+    }
+    // Anything else may touch clusters whose data is still in flight.
+    if (behind) await img.drainData();
     const e = map.decode(l2, idx);
 
     if (compress && a === 0 && b === cs) {
@@ -140,17 +172,17 @@ async function writeInTable(img: Qcow2Image, l2: Buffer, l2off: number, g: numbe
       // A run of whole clusters, none writable in place: one allocation, one write.
       let n = 1;
       while (!compress && cStart + (n + 1) * cs <= end && idx + n < map.l2Entries) {
-        const en = map.decode(l2, idx + n);
-        if (inPlace(img, en) || (!map.ext && en.zeroFlag && en.host !== 0 && en.copied)) break;
+        if (!map.isBlank(l2, idx + n)) {
+          const en = map.decode(l2, idx + n);
+          if (inPlace(img, en) || (!map.ext && en.zeroFlag && en.host !== 0 && en.copied)) break;
+        }
         n++;
       }
       const host = await refs.allocate(n);
       img.checkOverlap(host, n * cs);
       await file.write(host, chunk.subarray(p - g, p - g + n * cs));
-      for (let k = 0; k < n; k++) {
-        freeOld(img, map.decode(l2, idx + k));
-        map.encode(l2, idx + k, fresh(host + k * cs, map.ext ? C.ALL_SUBCLUSTERS : 0));
-      }
+      for (let k = 0; k < n; k++) if (!map.isBlank(l2, idx + k)) freeOld(img, map.decode(l2, idx + k));
+      map.encodeFreshRun(l2, idx, n, host);
       map.cache.markDirty(l2off, l2);
       p += n * cs;
       continue;

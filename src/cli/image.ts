@@ -3,14 +3,24 @@
  * qcow2 with backing chains). Each subcommand lives in ./image/.
  */
 import type { Command } from 'commander';
-import { checkCommand } from './image/check.js';
-import { commitCommand, rebaseCommand } from './image/chain-ops.js';
+import type { commitCommand, rebaseCommand } from './image/chain-ops.js';
 import { action, collect } from './image/common.js';
-import { convertCommand } from './image/convert.js';
-import { createCommand } from './image/create.js';
-import { infoCommand } from './image/info.js';
-import { compareCommand, mapCommand, resizeCommand } from './image/inspect.js';
-import { snapshotCommand } from './image/snapshot.js';
+import type { convertCommand } from './image/convert.js';
+import type { createCommand } from './image/create.js';
+import type { compareCommand, mapCommand, resizeCommand } from './image/inspect.js';
+import type { snapshotCommand } from './image/snapshot.js';
+
+// Each subcommand's module (and the formats it needs) is loaded only when
+// that subcommand runs: start-up is a visible part of short commands.
+const load = {
+  check: () => import('./image/check.js'),
+  chainOps: () => import('./image/chain-ops.js'),
+  convert: () => import('./image/convert.js'),
+  create: () => import('./image/create.js'),
+  info: () => import('./image/info.js'),
+  inspect: () => import('./image/inspect.js'),
+  snapshot: () => import('./image/snapshot.js'),
+};
 
 export function registerImageCommands(program: Command): void {
   const image = program.command('image').description('inspect, create and convert raw/qcow2 image files (qemu-img syntax)');
@@ -23,7 +33,7 @@ export function registerImageCommands(program: Command): void {
     .option('--backing-chain', 'show every image of the backing chain')
     .option('-U, --force-share', 'accepted for compatibility')
     .argument('<file>')
-    .action(action((file: string, o: { format?: string; output?: string; backingChain?: boolean }) => infoCommand(file, o)));
+    .action(action(async (file: string, o: { format?: string; output?: string; backingChain?: boolean }) => (await load.info()).infoCommand(file, o)));
 
   image
     .command('check')
@@ -33,7 +43,7 @@ export function registerImageCommands(program: Command): void {
     .option('--output <fmt>', 'human or json', 'human')
     .option('-q, --quiet', 'accepted for compatibility')
     .argument('<file>')
-    .action(action((file: string, o: { format?: string; repair?: string; output?: string }) => checkCommand(file, o)));
+    .action(action(async (file: string, o: { format?: string; repair?: string; output?: string }) => (await load.check()).checkCommand(file, o)));
 
   image
     .command('create')
@@ -46,7 +56,7 @@ export function registerImageCommands(program: Command): void {
     .option('-q, --quiet', 'no output')
     .argument('<file>')
     .argument('[size]')
-    .action(action((file: string, size: string | undefined, o: Parameters<typeof createCommand>[2]) => createCommand(file, size, o)));
+    .action(action(async (file: string, size: string | undefined, o: Parameters<typeof createCommand>[2]) => (await load.create()).createCommand(file, size, o)));
 
   image
     .command('convert')
@@ -60,7 +70,7 @@ export function registerImageCommands(program: Command): void {
     .option('-t, --cache <mode>', 'output cache mode: writeback (default, output durable at exit) or unsafe (no sync)')
     .argument('<src>')
     .argument('<dst>')
-    .action(action((src: string, dst: string, o: Parameters<typeof convertCommand>[2]) => convertCommand(src, dst, o)));
+    .action(action(async (src: string, dst: string, o: Parameters<typeof convertCommand>[2]) => (await load.convert()).convertCommand(src, dst, o)));
 
   image
     .command('snapshot')
@@ -71,7 +81,7 @@ export function registerImageCommands(program: Command): void {
     .option('-l, --list', 'list snapshots')
     .option('-f, --format <fmt>', 'image format')
     .argument('<file>')
-    .action(action((file: string, o: Parameters<typeof snapshotCommand>[1]) => snapshotCommand(file, o)));
+    .action(action(async (file: string, o: Parameters<typeof snapshotCommand>[1]) => (await load.snapshot()).snapshotCommand(file, o)));
 
   image
     .command('commit')
@@ -80,7 +90,7 @@ export function registerImageCommands(program: Command): void {
     .option('-d, --keep', 'do not empty the image afterwards')
     .option('-p, --progress', 'show progress')
     .argument('<file>')
-    .action(action((file: string, o: Parameters<typeof commitCommand>[1]) => commitCommand(file, o)));
+    .action(action(async (file: string, o: Parameters<typeof commitCommand>[1]) => (await load.chainOps()).commitCommand(file, o)));
 
   image
     .command('rebase')
@@ -91,7 +101,7 @@ export function registerImageCommands(program: Command): void {
     .option('-u, --unsafe', 'only change the header')
     .option('-p, --progress', 'show progress')
     .argument('<file>')
-    .action(action((file: string, o: Parameters<typeof rebaseCommand>[1]) => rebaseCommand(file, o)));
+    .action(action(async (file: string, o: Parameters<typeof rebaseCommand>[1]) => (await load.chainOps()).rebaseCommand(file, o)));
 
   image
     .command('compare')
@@ -102,7 +112,7 @@ export function registerImageCommands(program: Command): void {
     .option('-p, --progress', 'accepted for compatibility')
     .argument('<a>')
     .argument('<b>')
-    .action(action((a: string, b: string, o: Parameters<typeof compareCommand>[2]) => compareCommand(a, b, o), 2));
+    .action(action(async (a: string, b: string, o: Parameters<typeof compareCommand>[2]) => (await load.inspect()).compareCommand(a, b, o), 2));
 
   image
     .command('map')
@@ -110,7 +120,7 @@ export function registerImageCommands(program: Command): void {
     .option('-f, --format <fmt>', 'image format')
     .option('--output <fmt>', 'human or json', 'human')
     .argument('<file>')
-    .action(action((file: string, o: Parameters<typeof mapCommand>[1]) => mapCommand(file, o)));
+    .action(action(async (file: string, o: Parameters<typeof mapCommand>[1]) => (await load.inspect()).mapCommand(file, o)));
 
   image
     .command('resize')
@@ -120,7 +130,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<file>')
     .argument('<size>', 'SIZE, +SIZE or -SIZE')
     .allowExcessArguments(false)
-    .action(action((file: string, size: string, o: Parameters<typeof resizeCommand>[2]) => resizeCommand(file, size, o)));
+    .action(action(async (file: string, size: string, o: Parameters<typeof resizeCommand>[2]) => (await load.inspect()).resizeCommand(file, size, o)));
 
   for (const c of image.commands) c.exitOverride();
 }

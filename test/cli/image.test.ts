@@ -148,6 +148,31 @@ describe('strata image', () => {
     expect(qemuRaw(p('then.raw'), t.dir, 'raw').equals(qemuRaw(s, t.dir, 'qcow2', ['-l', 'snapshot.name=then']))).toBe(true);
   });
 
+  it('convert of a sparse raw file skips its holes and zero blocks: same allocation as qemu-img convert', () => {
+    const raw = p('holes.raw');
+    qemuImg('create', '-f', 'raw', raw, '64M');
+    qemuIo(raw, ['write -P 0x11 1M 2M', 'write -P 0 4M 1M', 'write -P 0x22 8M 4k', 'write -P 0x33 63M 1M'], 'raw');
+    for (const [fmt, opts] of [
+      ['qcow2', []],
+      ['qcow2', ['-o', 'cluster_size=4k']],
+      ['raw', []],
+    ] as Array<[string, string[]]>) {
+      const ours = p(`holes-ours.${fmt}`);
+      const theirs = p(`holes-qemu.${fmt}`);
+      ok('convert', '-f', 'raw', '-O', fmt, ...opts, raw, ours);
+      qemuImg('convert', '-f', 'raw', '-O', fmt, ...opts, raw, theirs);
+      expect(qemuImgStatus('compare', '-f', 'raw', '-F', fmt, raw, ours).status).toBe(0);
+      if (fmt === 'qcow2') {
+        expectClean(ours);
+        const data = (f: string) =>
+          (JSON.parse(qemuImg('map', '--output=json', '-f', fmt, f)) as Array<{ start: number; length: number; data: boolean }>)
+            .filter((e) => e.data)
+            .map((e) => [e.start, e.length]);
+        expect(data(ours)).toEqual(data(theirs));
+      }
+    }
+  });
+
   it('snapshot -c/-l/-a/-d interoperate with qemu-img', () => {
     const f = p('sn.qcow2');
     qemuImg('create', '-f', 'qcow2', '-o', 'cluster_size=4k', f, '2M');

@@ -5,12 +5,14 @@
  * With -c, whole qcow2 clusters are written compressed.
  */
 import { createImage, openImageLayers } from '../../../formats/image-format.js';
-import { openSnapshotView, Qcow2Image } from '../../../formats/qcow2/index.js';
+import { Qcow2Image } from '../../../formats/qcow2/image.js';
 import type { BlockDevice } from '../../device/block-device.js';
 import { err } from '../../errors.js';
 import { checkFormatName } from './common.js';
 import { createOptionsFrom } from './create.js';
+import { dataExtents, KnownExtents } from './file-extents.js';
 
+/** Largest piece read (and zero-scanned) at once. */
 const CHUNK = 4 * 1024 * 1024;
 
 export interface Progress {
@@ -63,10 +65,36 @@ async function* dataRanges(src: BlockDevice, granule: number): AsyncGenerator<[n
   }
 }
 
+/** Pieces read and written concurrently: reads run ahead of the (in-order) writes. */
+const DEPTH = 4;
+
+/** Runs of non-zero granules of `data` (relative offsets), merged. */
+function dataRuns(data: Buffer, granule: number, zero: Buffer): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  let runStart = -1;
+  for (let g = 0; g < data.length; g += granule) {
+    const ge = Math.min(data.length, g + granule);
+    // Data granules usually differ in their first bytes: test those before the whole granule.
+    const isZero = data[g] === 0 && data[ge - 1] === 0 && data.subarray(g, ge).equals(zero.subarray(0, ge - g));
+    if (isZero) {
+      if (runStart >= 0) runs.push([runStart, g]);
+      runStart = -1;
+    } else if (runStart < 0) runStart = g;
+  }
+  if (runStart >= 0) runs.push([runStart, data.length]);
+  return runs;
+}
+
 /**
  * Copy `src` into a fresh `dst` (which reads as zeroes), skipping zeroes.
- * `granule` is the unit of zero detection and of compressed writes. The
- * next chunk is read while the current one is written (two buffers).
+ * `granule` is the unit of zero detection and of compressed writes.
+ *
+ * Pipeline: up to DEPTH pieces (of at most CHUNK bytes) are in flight at
+ * once: their reads run concurrently, and their writes are issued strictly
+ * in guest order (a piece issues its writes only after the previous piece
+ * issued its own), so a qcow2 output allocates its clusters in guest order
+ * and large sequential runs stay contiguous on the host. A piece's buffer is
+ * reused once its writes resolved.
  */
 export async function copySparse(
   src: BlockDevice,
@@ -74,33 +102,42 @@ export async function copySparse(
   o: { granule: number; compress?: (off: number, data: Buffer) => Promise<void>; onProgress?: (done: number) => void; noSync?: boolean },
 ): Promise<void> {
   const zero = Buffer.alloc(o.granule);
-  const bufs = [Buffer.allocUnsafe(CHUNK + o.granule), Buffer.allocUnsafe(CHUNK + o.granule)];
-  const writeRuns = async (a: number, data: Buffer) => {
-    let runStart = -1;
-    const flushRun = async (stop: number) => {
-      if (runStart < 0) return;
-      const piece = data.subarray(runStart, stop);
-      if (o.compress) await o.compress(a + runStart, piece);
-      else await dst.write(a + runStart, piece);
-      runStart = -1;
-    };
-    for (let g = 0; g < data.length; g += o.granule) {
-      const ge = Math.min(data.length, g + o.granule);
-      if (data.subarray(g, ge).equals(zero.subarray(0, ge - g))) await flushRun(g);
-      else if (runStart < 0) runStart = g;
-    }
-    await flushRun(data.length);
-    o.onProgress?.(a + data.length);
-  };
-  let writing: Promise<void> = Promise.resolve();
-  let k = 0;
+  const spare: Buffer[] = [];
+  const inflight = new Set<Promise<void>>();
+  let failure: { e: unknown } | null = null;
+  let issued: Promise<void> = Promise.resolve(); // resolves once the previous piece issued its writes
+  let done = 0;
+  const put = (off: number, data: Buffer) => (o.compress ? o.compress(off, data) : dst.write(off, data));
   for await (const [a, z] of dataRanges(src, o.granule)) {
-    const reading = src.read(a, z - a, bufs[k++ % 2]!.subarray(0, z - a));
-    await writing; // the buffer we read into next time is free once this is done
-    const data = await reading;
-    writing = writeRuns(a, data);
+    while (inflight.size >= DEPTH) await Promise.race(inflight);
+    if (failure) break;
+    const buf = spare.pop() ?? Buffer.allocUnsafe(CHUNK + o.granule);
+    const prev = issued;
+    let myTurnDone!: () => void;
+    issued = new Promise<void>((r) => (myTurnDone = r));
+    const task = (async () => {
+      let writes: Promise<void>[] = [];
+      try {
+        const data = await src.read(a, z - a, buf.subarray(0, z - a));
+        const runs = dataRuns(data, o.granule, zero);
+        await prev;
+        if (failure) return;
+        writes = runs.map(([s, e]) => put(a + s, data.subarray(s, e)));
+      } finally {
+        myTurnDone();
+      }
+      await Promise.all(writes);
+      spare.push(buf);
+      done = Math.max(done, z);
+      o.onProgress?.(done);
+    })().catch((e) => {
+      failure ??= { e };
+    });
+    const t = task.finally(() => inflight.delete(t));
+    inflight.add(t);
   }
-  await writing;
+  await Promise.all(inflight);
+  if (failure) throw (failure as { e: unknown }).e;
   o.onProgress?.(src.info().size);
   if (!o.noSync) await dst.flush();
 }
@@ -118,18 +155,28 @@ export async function convertCommand(
   // Only 'unsafe' changes anything: every other mode ends with the output durable.
   const noSync = cache === 'unsafe';
   if (co.backingFile) throw err.notsup('convert with a backing file for the output is not supported');
-  const { device, layers } = await openImageLayers(srcPath, { format: checkFormatName(o.format), readOnly: true });
+  // A batch copy: the event loop serves nothing else, so qcow2 files on a memory
+  // file system are read and written synchronously (no thread-pool hand-off);
+  // the other side's I/O still runs in the pool, in parallel.
+  const { device, layers } = await openImageLayers(srcPath, { format: checkFormatName(o.format), readOnly: true, syncIo: true });
   let src: BlockDevice = device;
   let view: Qcow2Image | null = null;
   try {
+    // A raw file cannot report its holes itself (formats/raw): ask the file
+    // system, while the output is being created (never fails: null = unknown).
+    const holes = o.snapshot === undefined && layers.length === 1 && layers[0]!.format === 'raw' ? dataExtents(layers[0]!.path) : null;
     if (o.snapshot !== undefined) {
       const top = layers[0]!;
       if (!top.qcow2) throw err.inval('-l needs a qcow2 source');
+      const { openSnapshotView } = await import('../../../formats/qcow2/snapshot.js');
       view = await openSnapshotView(top.path, parseSnapshotArg(o.snapshot), top.qcow2.backing);
       src = view;
     }
     const size = src.info().size;
-    const dst = await createImage(dstPath, { ...co, format: outFmt, size, unsafeNoSync: noSync });
+    // The output has one sequential writer that never reads it back: write-behind.
+    const dst = await createImage(dstPath, { ...co, format: outFmt, size, unsafeNoSync: noSync, writeBehind: true, syncIo: true });
+    const data = await holes;
+    if (data) src = new KnownExtents(device, data);
     try {
       const bar = await progress(!!o.progress, size);
       const granule = dst instanceof Qcow2Image ? dst.clusterSize : 65536;

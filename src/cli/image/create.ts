@@ -1,7 +1,8 @@
 /** `strata image create` and the -o parsing shared with convert. */
 import { resolve as resolvePath } from 'node:path';
 import { createImage, openImage, probeFormat } from '../../../formats/image-format.js';
-import { resolveBacking, type Preallocation, type Qcow2CreateOptions } from '../../../formats/qcow2/index.js';
+import { resolveBacking } from '../../../formats/qcow2/chain.js';
+import type { Preallocation, Qcow2CreateOptions } from '../../../formats/qcow2/create.js';
 import { err } from '../../errors.js';
 import { checkFormatName, parseBool, parseImgSize, parseOptionList } from './common.js';
 

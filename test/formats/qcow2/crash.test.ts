@@ -42,9 +42,9 @@ interface Req {
 }
 
 /** Run the worker until it has flushed `flushes` times, then kill it. */
-function runAndKill(image: string, seed: number, flushes: number): Promise<{ reqs: Req[]; lastFlush: number }> {
+function runAndKill(image: string, seed: number, flushes: number, mode = ''): Promise<{ reqs: Req[]; lastFlush: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(__dirname, 'crash-worker.mjs'), build.root, image, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(__dirname, 'crash-worker.mjs'), build.root, image, String(seed), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let seen = 0;
@@ -74,16 +74,19 @@ function runAndKill(image: string, seed: number, flushes: number): Promise<{ req
 }
 
 describe('SIGKILL during writes leaves a consistent image', () => {
-  const configs: Array<[string, string, string, number]> = [
-    ['64k clusters', 'cluster_size=65536', '64M', 65536],
-    ['512 B clusters, 64-bit refcounts (refcount table growth)', 'cluster_size=512,refcount_bits=64', '8M', 512],
-    ['extended L2', 'cluster_size=65536,extended_l2=on', '32M', 65536],
+  // The last field: '' = one request at a time; 'behind' = write-behind, four requests in flight.
+  const configs: Array<[string, string, string, number, string]> = [
+    ['64k clusters', 'cluster_size=65536', '64M', 65536, ''],
+    ['512 B clusters, 64-bit refcounts (refcount table growth)', 'cluster_size=512,refcount_bits=64', '8M', 512, ''],
+    ['extended L2', 'cluster_size=65536,extended_l2=on', '32M', 65536, ''],
+    ['write-behind, 64k clusters', 'cluster_size=65536', '64M', 65536, 'behind'],
+    ['write-behind, 4k clusters, L2 cache evictions', 'cluster_size=4096', '64M', 4096, 'behind'],
   ];
-  configs.forEach(([name, opts, size, clusterSize], i) => {
+  configs.forEach(([name, opts, size, clusterSize, mode], i) => {
     it(name, async () => {
       const f = join(t.dir, `crash-${i}.qcow2`);
       qemuImg('create', '-f', 'qcow2', '-o', opts, f, size);
-      const { reqs, lastFlush } = await runAndKill(f, 1234 + i, 6);
+      const { reqs, lastFlush } = await runAndKill(f, 1234 + i, 6, mode);
       expect(lastFlush).toBeGreaterThan(0);
       const c = qemuCheck(f);
       expect(c['check-errors']).toBe(0);

@@ -92,6 +92,40 @@ describe('qcow2 read matches qemu-img', () => {
     await sameAsQemu(l3);
   });
 
+  it('a read-only image serves concurrent reads (no lock) and close() waits for them', async () => {
+    const f = join(t.dir, 'concurrent.qcow2');
+    qemuImg('create', '-f', 'qcow2', '-o', 'cluster_size=4096', f, '4M');
+    qemuIo(f, MIX);
+    qemuImg('create', '-f', 'qcow2', '-b', 'concurrent.qcow2', '-F', 'qcow2', `${f}.top`);
+    qemuIo(`${f}.top`, ['write -P 0x55 2M 20k', 'write -z 1M 8k']);
+    // And a qcow2 over a raw base (an owner that is not qcow2).
+    const raw = join(t.dir, 'concurrent-base.raw');
+    qemuImg('create', '-f', 'raw', raw, '4M');
+    qemuIo(raw, ['write -P 0x66 0 3M'], 'raw');
+    qemuImg('create', '-f', 'qcow2', '-o', 'cluster_size=4096', '-b', 'concurrent-base.raw', '-F', 'raw', `${raw}.top`);
+    qemuIo(`${raw}.top`, ['write -P 0x77 1M 12k', 'write -z 2M 4k']);
+    for (const file of [f, `${f}.top`, `${raw}.top`]) {
+      const expected = qemuRaw(file, t.dir);
+      const dev = await openImage(file, { readOnly: true });
+      const r = rng(file.length);
+      const batch = () =>
+        Array.from({ length: 400 }, (_, i) => {
+          // Aligned 4 KiB reads (the one-unit fast paths), unaligned small ones, large ones.
+          const len = i % 3 === 2 ? 1 + Math.floor(r() * 200_000) : 4096;
+          let off = Math.floor(r() * (expected.length - len));
+          if (i % 3 === 0) off -= off % 4096;
+          return { off, len, p: dev.read(off, len) };
+        });
+      // The first batch builds the chain index and fills the caches; the second reads through them.
+      for (const { off, len, p } of batch()) expect((await p).equals(expected.subarray(off, off + len))).toBe(true);
+      const reads = batch();
+      const closing = dev.close(); // must not close the file under the reads in flight
+      for (const { off, len, p } of reads) expect((await p).equals(expected.subarray(off, off + len))).toBe(true);
+      await closing;
+      await expect(dev.read(0, 512)).rejects.toThrow();
+    }
+  });
+
   it('virtual size above 4 GiB', async () => {
     const f = join(t.dir, 'big.qcow2');
     qemuImg('create', '-f', 'qcow2', f, '6G');
