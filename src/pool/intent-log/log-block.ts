@@ -1,11 +1,11 @@
 /**
  * Intent-log blocks: the on-disk unit of the ZIL chain.
  *
- *   0   u64 magic "STRAZIL1"        8  u64 pool guid
+ *   0   u64 magic "STRAZIL2"        8  u64 pool guid
  *  16   u64 sequence number         24 u32 next vdev, u32 next asize
  *  32   u64 next offset             40 u32 bytes of records, u32 record count
  *  48   u64 chain id (random per chain: a block of an earlier chain never matches)
- *  56   8 bytes reserved
+ *  56   u32 flags (bit 0: the last block of its commit), 4 bytes reserved
  *  64   records
  * end-32  sha256 of [0, 64 + bytes of records)
  *
@@ -15,6 +15,12 @@
  * torn or reused block ends the chain; a stale block from an earlier chain
  * has an older sequence number).
  *
+ * Commits are atomic: replay applies the records of a block only once it
+ * has reached a block that ends their commit (flag bit 0); the blocks of a
+ * commit cut short by a crash (never acknowledged) are dropped whole, so a
+ * write whose records straddle two blocks is never half replayed. Blocks
+ * with the version-1 magic "STRAZIL1" (no flags) each count as a commit.
+ *
  * Record: u8 op (1 write, 2 zero), u8 pad, u16 pad, u32 dataset id,
  * u64 txg, u64 offset, u32 length, u32 pad, then `length` data bytes for
  * writes. 32-byte record header.
@@ -22,7 +28,9 @@
 import { createHash } from 'node:crypto';
 import type { Dva } from '../blkptr.js';
 
-const MAGIC = 0x314c495a41525453n; // "STRAZIL1"
+const MAGIC_V1 = 0x314c495a41525453n; // "STRAZIL1": every block ends a commit
+const MAGIC = 0x324c495a41525453n; // "STRAZIL2": flags at 56
+const FLAG_COMMIT_END = 1;
 export const LOG_HEADER = 64;
 export const LOG_TRAILER = 32;
 export const REC_HEADER = 32;
@@ -43,6 +51,8 @@ export interface LogBlock {
   seq: number;
   next: Dva;
   records: LogRecord[];
+  /** The last block of its commit (replay applies a commit only once it is whole). */
+  commitEnd: boolean;
 }
 
 export function recordSize(r: LogRecord): number {
@@ -58,6 +68,7 @@ export function encodeLogBlock(size: number, poolGuid: bigint, b: LogBlock): Buf
   buf.writeUInt32LE(b.next.asize, 28);
   buf.writeBigUInt64LE(BigInt(b.next.offset), 32);
   buf.writeBigUInt64LE(b.chain, 48);
+  buf.writeUInt32LE(b.commitEnd ? FLAG_COMMIT_END : 0, 56);
   let at = LOG_HEADER;
   for (const r of b.records) {
     buf.writeUInt8(r.op === 'write' ? 1 : 2, at);
@@ -81,7 +92,8 @@ export function encodeLogBlock(size: number, poolGuid: bigint, b: LogBlock): Buf
 /** Decode a log block, or null if it is not the valid block `seq` of this pool's chain. */
 export function decodeLogBlock(buf: Buffer, poolGuid: bigint, chain: bigint, seq: number): LogBlock | null {
   if (buf.length < LOG_HEADER + LOG_TRAILER) return null;
-  if (buf.readBigUInt64LE(0) !== MAGIC || buf.readBigUInt64LE(8) !== poolGuid) return null;
+  const magic = buf.readBigUInt64LE(0);
+  if ((magic !== MAGIC && magic !== MAGIC_V1) || buf.readBigUInt64LE(8) !== poolGuid) return null;
   if (buf.readBigUInt64LE(48) !== chain) return null;
   if (Number(buf.readBigUInt64LE(16)) !== seq) return null;
   const used = buf.readUInt32LE(40);
@@ -116,5 +128,6 @@ export function decodeLogBlock(buf: Buffer, poolGuid: bigint, chain: bigint, seq
     seq,
     next: { vdev: buf.readUInt32LE(24), asize: buf.readUInt32LE(28), offset: Number(buf.readBigUInt64LE(32)) },
     records,
+    commitEnd: magic === MAGIC_V1 || (buf.readUInt32LE(56) & FLAG_COMMIT_END) !== 0,
   };
 }

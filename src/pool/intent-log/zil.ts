@@ -136,7 +136,7 @@ export class IntentLog {
       const nextSize = roundUp(i + 1 < blocks.length ? sizes[i + 1]! : this.nextSize, 4096);
       const next = { dva: this.alloc.allocLog(nextSize), psize: nextSize, seq: at.seq + 1 };
       // The pointer to the next block carries its block size (psize); its allocated size follows from the vdev.
-      const buf = encodeLogBlock(at.psize, this.poolGuid, { chain: this.chainId, seq: at.seq, next: { vdev: next.dva.vdev, offset: next.dva.offset, asize: next.psize }, records: blocks[i]! });
+      const buf = encodeLogBlock(at.psize, this.poolGuid, { chain: this.chainId, seq: at.seq, next: { vdev: next.dva.vdev, offset: next.dva.offset, asize: next.psize }, records: blocks[i]!, commitEnd: i === blocks.length - 1 });
       writes.push(this.tops[at.dva.vdev]!.write(at.dva.offset, buf));
       touched.add(at.dva.vdev);
       written.push({ dva: at.dva, psize: at.psize, seq: at.seq, maxTxg: Math.max(...blocks[i]!.map((r) => r.txg)) });
@@ -204,6 +204,8 @@ export async function readChain(
 ): Promise<{ records: LogRecord[]; blocks: Dva[] }> {
   const chain = BigInt('0x' + header.chain);
   const records: LogRecord[] = [];
+  /** Records of the commit being read, not yet known to be whole. */
+  const open: LogRecord[] = [];
   const blocks: Dva[] = [];
   let at: Dva = header.head;
   let seq = header.seq;
@@ -228,7 +230,9 @@ export async function readChain(
       break; // overlaps live data: a stale pointer, not part of this chain
     }
     blocks.push(real);
-    for (const r of blk.records) if (r.txg > committed) records.push(r);
+    // A commit's records count once its last block is here (see log-block.ts).
+    for (const r of blk.records) if (r.txg > committed) open.push(r);
+    if (blk.commitEnd) records.push(...open.splice(0));
     at = blk.next;
     seq++;
   }
