@@ -28,7 +28,7 @@ import { ZeroMap } from './zero-map.js';
 /** Below this, writing zeroes costs less than spawning fallocate(1). */
 export const FALLOCATE_MIN = 256 * 1024;
 /** Largest request done inline (synchronously) when inline I/O is on. */
-export const INLINE_MAX = 64 * 1024;
+export const INLINE_MAX = Number(process.env.NBD_EXP_INLINE_MAX ?? 64 * 1024);
 const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
 const MAX_REQUEST = 64 * 1024 * 1024;
@@ -65,26 +65,13 @@ async function inlineFor(path: string, mode: RawOpenOptions['inlineIo']): Promis
   return memoryBacked(path);
 }
 
-function pread(fd: number, buf: Buffer, off: number, len: number, pos: number, inline: boolean): Promise<number> {
-  if (inline && len <= INLINE_MAX) {
-    try {
-      return Promise.resolve(fs.readSync(fd, buf, off, len, pos));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
+function pread(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
-function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number, inline: boolean): Promise<number> {
-  if (inline && len <= INLINE_MAX) {
-    try {
-      return Promise.resolve(fs.writeSync(fd, buf, off, len, pos));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
+function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
+const RESOLVED: Promise<void> = Promise.resolve();
 function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
 }
@@ -198,13 +185,38 @@ export class RawDevice implements BlockDevice {
     if (this.closed) throw err.shutdown('raw image is closed');
   }
 
-  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    this.live();
-    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+  /**
+   * Inline requests (RawOpenOptions.inlineIo) are done before read() and
+   * write() return: no async function, no await, just an already settled
+   * promise, so the caller's continuation is the only microtask hop.
+   */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (this.closed) return Promise.reject(err.shutdown('raw image is closed'));
+    const out = into ? (into.length === length ? into : into.subarray(0, length)) : Buffer.allocUnsafe(length);
+    if (this.inline && length <= INLINE_MAX) {
+      try {
+        let done = 0;
+        while (done < length) {
+          const n = fs.readSync(this.fd, out, done, length - done, offset + done);
+          if (n === 0) {
+            out.fill(0, done); // file shorter than its recorded size
+            break;
+          }
+          done += n;
+        }
+      } catch (e) {
+        return Promise.reject(fromSystemError(e, `read ${this.path}`));
+      }
+      return Promise.resolve(out);
+    }
+    return this.readAsync(offset, length, out);
+  }
+
+  private async readAsync(offset: number, length: number, out: Buffer): Promise<Buffer> {
     let done = 0;
     try {
       while (done < length) {
-        const n = await pread(this.fd, out, done, length - done, offset + done, this.inline);
+        const n = await pread(this.fd, out, done, length - done, offset + done);
         if (n === 0) {
           out.fill(0, done); // file shorter than its recorded size
           break;
@@ -217,13 +229,35 @@ export class RawDevice implements BlockDevice {
     return out;
   }
 
-  async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
-    this.live();
+  write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    if (this.closed) return Promise.reject(err.shutdown('raw image is closed'));
     this.zeroes.markData(offset, data.length);
+    const length = data.length;
+    if (this.inline && length <= INLINE_MAX) {
+      try {
+        let done = 0;
+        while (done < length) done += fs.writeSync(this.fd, data, done, length - done, offset + done);
+      } catch (e) {
+        return Promise.reject(fromSystemError(e, `write ${this.path}`));
+      }
+      return opts?.fua ? this.syncAfterWrite() : RESOLVED;
+    }
+    return this.writeAsync(offset, data, opts);
+  }
+
+  private async writeAsync(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     try {
       let done = 0;
-      while (done < data.length) done += await pwrite(this.fd, data, done, data.length - done, offset + done, this.inline);
+      while (done < data.length) done += await pwrite(this.fd, data, done, data.length - done, offset + done);
       if (opts?.fua) await this.syncer.sync();
+    } catch (e) {
+      throw fromSystemError(e, `write ${this.path}`);
+    }
+  }
+
+  private async syncAfterWrite(): Promise<void> {
+    try {
+      await this.syncer.sync();
     } catch (e) {
       throw fromSystemError(e, `write ${this.path}`);
     }
@@ -255,7 +289,7 @@ export class RawDevice implements BlockDevice {
     try {
       for (let pos = 0; pos < length; ) {
         const n = Math.min(z.length, length - pos);
-        pos += await pwrite(this.fd, z, 0, n, offset + pos, this.inline);
+        pos += n <= INLINE_MAX && this.inline ? fs.writeSync(this.fd, z, 0, n, offset + pos) : await pwrite(this.fd, z, 0, n, offset + pos);
       }
     } catch (e) {
       throw fromSystemError(e, `write zeroes ${this.path}`);
