@@ -31,7 +31,6 @@ type WriteCb = (err?: Error | null) => void;
 /** Read replies up to this size are copied into the slab instead of being queued as a separate buffer. */
 export const COPY_MAX = 16 * 1024;
 const SLAB = 128 * 1024;
-const EXP_EVERY = Number(process.env.NBD_EXP_FLUSH_EVERY ?? 0);
 
 class Slab {
   /** Next free byte. */
@@ -63,12 +62,7 @@ export class ReplyWriter {
     private readonly pool: BufferPool,
   ) {}
 
-  private expCount = 0;
   private schedule(): void {
-    if (EXP_EVERY > 0 && ++this.expCount >= EXP_EVERY) {
-      this.expCount = 0;
-      queueMicrotask(this.flush);
-    }
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flush);

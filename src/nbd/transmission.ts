@@ -38,7 +38,6 @@ const SPARSE_READ_MIN = 64 * 1024;
  * and copied out. Smaller writes keep batching many requests per read.
  */
 const HEADER_ONLY_AFTER = 128 * 1024;
-const EXP_EMBED = process.env.NBD_EXP_EMBED === '1';
 /** Fixed charge per request so floods of payload-less commands are bounded too. */
 const REQUEST_OVERHEAD = 4096;
 /** How long a closed connection waits for the client's FIN before it is destroyed. */
@@ -492,15 +491,6 @@ export class Transmission {
       }
       const extents = len >= SPARSE_READ_MIN && !(r.flags & C.CMD_FLAG_DF) ? await this.zeroExtents(r.offset, len) : null;
       if (!extents) {
-        if (EXP_EMBED && len > 16384) {
-          const H0 = C.STRUCTURED_REPLY_SIZE + 8;
-          buf = this.o.pool.get(H0 + len);
-          await this.readInto(r.offset, len, buf, H0);
-          ReplyWriter.dataHeader(buf, 0, r, r.offset, len, true);
-          owned = true;
-          this.sendPooled(r, buf, buf.subarray(0, H0 + len));
-          return;
-        }
         buf = this.o.pool.get(len);
         await this.readInto(r.offset, len, buf, 0);
         owned = true;
