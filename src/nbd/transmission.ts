@@ -45,6 +45,8 @@ const CLOSE_GRACE_MS = 5000;
 /** Write options, shared (devices only read them). */
 const FUA: WriteOptions = Object.freeze({ fua: true });
 const NO_FUA: WriteOptions = Object.freeze({ fua: false });
+const OWNED_FUA: WriteOptions = Object.freeze({ fua: true, owned: true });
+const OWNED: WriteOptions = Object.freeze({ fua: false, owned: true });
 /** Most extents returned by one BLOCK_STATUS reply. */
 const MAX_EXTENTS = 4096;
 
@@ -68,6 +70,8 @@ class Request implements Handle {
   buf: Buffer | null = null;
   /** WRITE: payload bytes received so far. */
   fill = 0;
+  /** WRITE: buf is this request's own (not pooled) and is handed to the device (WriteOptions.owned). */
+  owned = false;
   constructor(
     readonly type: number,
     readonly flags: number,
@@ -116,6 +120,8 @@ export class Transmission {
   private direct: PendingWrite | null = null;
   /** onread: the last request parsed was a WRITE of at least HEADER_ONLY_AFTER bytes. */
   private bigWrites = false;
+  /** Writes at least this large get a fresh payload buffer the device keeps (info.keepsPayload); 0: never. */
+  private readonly ownFrom: number;
 
   constructor(
     private readonly stream: Duplex,
@@ -124,6 +130,7 @@ export class Transmission {
     this.writer = new ReplyWriter(stream, o.pool);
     this.minBlock = Math.max(1, o.info.minBlockSize);
     this.size = o.info.size;
+    this.ownFrom = o.info.keepsPayload ? Math.max(1, o.info.blockSize) : 0;
     this.closed = new Promise<void>((resolve) => (stream.destroyed ? resolve() : stream.once('close', () => resolve())));
     stream.on('error', (e) => o.log.debug({ ...o.logContext, err: e.message }, 'nbd connection error'));
     const gone = () => {
@@ -158,7 +165,7 @@ export class Transmission {
   private readonly nextReadBuffer = (): Buffer => {
     const w = this.pending;
     if (this.state === State.Payload && w) {
-      if (!w.buf) w.buf = this.o.pool.get(w.length);
+      if (!w.buf) w.buf = this.payloadBuffer(w);
       this.direct = w;
       return w.buf.subarray(w.fill, w.length);
     }
@@ -227,7 +234,7 @@ export class Transmission {
     if (w) {
       this.pending = null;
       // If a socket read may still land in w.buf (onread), leave it to the GC rather than the pool.
-      if (w.buf && !this.feed) this.o.pool.put(w.buf);
+      if (w.buf && !this.feed && !w.owned) this.o.pool.put(w.buf);
       this.finish(w);
     }
     const d = this.discardReq;
@@ -291,12 +298,14 @@ export class Transmission {
           const w = this.pending!;
           const k = Math.min(w.length - w.fill, n - pos);
           if (w.fill === 0 && k === w.length && !transient) {
-            // Whole payload inside this chunk: hand the device a view, no copy.
+            // Whole payload inside this chunk: hand the device a view, no copy. The chunk
+            // is never reused, so a device that keeps payloads may keep this view too.
+            w.owned = this.ownFrom > 0 && w.length >= this.ownFrom;
             this.pending = null;
             this.state = State.Header;
             void this.write(w, chunk.subarray(pos, pos + k), null);
           } else {
-            if (!w.buf) w.buf = this.o.pool.get(w.length);
+            if (!w.buf) w.buf = this.payloadBuffer(w);
             chunk.copy(w.buf, w.fill, pos, pos + k);
             w.fill += k;
             if (w.fill === w.length) {
@@ -412,17 +421,30 @@ export class Transmission {
     }
   }
 
+  /**
+   * Where a write payload is assembled: a fresh buffer the device will keep
+   * (keepsPayload devices, writes of a block or more), else a pooled one.
+   */
+  private payloadBuffer(w: PendingWrite): Buffer {
+    if (this.ownFrom > 0 && w.length >= this.ownFrom) {
+      w.owned = true;
+      return Buffer.allocUnsafeSlow(w.length);
+    }
+    return this.o.pool.get(w.length);
+  }
+
   private async write(w: PendingWrite, data: Buffer, pooled: Buffer | null): Promise<void> {
     try {
       this.check(w, 0);
       // proto.md: writes beyond the end SHOULD fail with ENOSPC.
       if (w.offset + w.length > this.size) throw err.nospc(`write beyond the end of the export (${this.size} bytes)`);
-      await this.o.device.write(w.offset, data, w.flags & C.CMD_FLAG_FUA ? FUA : NO_FUA);
+      const fua = (w.flags & C.CMD_FLAG_FUA) !== 0;
+      await this.o.device.write(w.offset, data, w.owned ? (fua ? OWNED_FUA : OWNED) : fua ? FUA : NO_FUA);
       this.writer.simple(w, 0);
     } catch (e) {
       this.fail(w, e);
     } finally {
-      if (pooled) this.o.pool.put(pooled);
+      if (pooled && !w.owned) this.o.pool.put(pooled);
       this.finish(w);
     }
   }

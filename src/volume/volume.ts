@@ -123,6 +123,7 @@ export class Volume implements BlockDevice {
       canZero: true,
       canFastZero: true,
       canCache: true,
+      keepsPayload: true,
     };
   }
 

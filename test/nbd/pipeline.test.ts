@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawDevice } from '../../formats/raw/index.js';
 import { MemoryDevice } from '../../src/device/memory-device.js';
-import type { BlockDevice } from '../../src/device/block-device.js';
+import type { BlockDevice, BlockDeviceInfo, WriteOptions } from '../../src/device/block-device.js';
 import { RawClient } from './raw-client.js';
 import { serve, tempDir, type Served } from './helpers.js';
 
@@ -107,19 +107,48 @@ async function roundTrip(port: number, name: string): Promise<void> {
   }
 }
 
+/**
+ * A device that keeps owned payloads by reference, as a pool volume does
+ * (info.keepsPayload): its contents ARE the buffers it was handed, replayed
+ * in order on read. If the server reused or refilled a payload buffer after
+ * handing it over, reads would come back wrong.
+ */
+class KeeperDevice extends MemoryDevice {
+  readonly kept: { offset: number; data: Buffer }[] = [];
+  ownedWrites = 0;
+  override info(): BlockDeviceInfo {
+    return { ...super.info(), blockSize: 16 * KiB, keepsPayload: true };
+  }
+  override async write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    if (opts?.owned) this.ownedWrites++;
+    this.kept.push({ offset, data: opts?.owned ? data : Buffer.from(data) });
+  }
+  override async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.alloc(length);
+    for (const k of this.kept) {
+      const from = Math.max(offset, k.offset);
+      const to = Math.min(offset + length, k.offset + k.data.length);
+      if (from < to) k.data.copy(out, from - offset, from - k.offset, to - k.offset);
+    }
+    return out;
+  }
+}
+
 describe('deep pipelines in odd-sized pieces', () => {
   let s: Served;
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   const devices: BlockDevice[] = [];
+  let keeper: KeeperDevice;
 
   beforeAll(async () => {
     tmp = await tempDir('nbd-pipeline');
     const mem = new MemoryDevice(128 * MiB);
+    keeper = new KeeperDevice(128 * MiB);
     const inline = await RawDevice.create(path.join(tmp.dir, 'inline.raw'), 128 * MiB, { inlineIo: 'always' });
     const pooled = await RawDevice.create(path.join(tmp.dir, 'pooled.raw'), 128 * MiB, { inlineIo: 'never' });
-    devices.push(mem, inline, pooled);
+    devices.push(mem, inline, pooled, keeper);
     s = await serve({
-      exports: (['mem', 'inline', 'pooled'] as const).reduce(
+      exports: (['mem', 'inline', 'pooled', 'keeper'] as const).reduce(
         (o, name, i) => ({ ...o, [name]: { device: devices[i]! } }),
         {} as Record<string, { device: BlockDevice }>,
       ),
@@ -136,4 +165,11 @@ describe('deep pipelines in odd-sized pieces', () => {
       await roundTrip(s.port, name);
     });
   }
+
+  it('keeper: payloads handed over (owned) are never reused by the server', async () => {
+    await roundTrip(s.port, 'keeper');
+    // Writes of a block (16 KiB) or more are handed over; smaller ones are not.
+    const big = regions(60).filter((r) => r.length >= 16 * KiB).length;
+    expect(keeper.ownedWrites).toBe(big);
+  });
 });
