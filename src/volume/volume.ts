@@ -282,9 +282,9 @@ export class Volume implements BlockDevice {
     // under the block lock; the merge itself happens below, synchronously, against the
     // newest version (which may have become dirty meanwhile).
     const base = new Map<number, Buffer | null>();
-    const release: (() => void)[] = [];
+    // whole and partial are each ascending; partial blocks are only the first and last.
+    const unlock = await this.locks.acquireAll(partial.length ? [...whole, ...partial].sort((x, y) => x - y) : whole);
     try {
-      for (const b of [...whole, ...partial].sort((x, y) => x - y)) release.push(await this.locks.acquire(b));
       // Always keep a base, even for a block dirty now (that read costs nothing): if
       // it is dirty only in the syncing txg and that sync completes while we wait in
       // admit()/throttle() below, its dirty copy is gone and, without a base, the
@@ -343,7 +343,7 @@ export class Volume implements BlockDevice {
       // Intent log: records point into the block buffers (see logRange).
       this.logRange(t, offset, length, m, zeroing);
     } finally {
-      for (const r of release) r();
+      unlock();
     }
   }
 

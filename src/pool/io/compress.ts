@@ -78,7 +78,7 @@ export interface CompressOptions {
 const SAMPLE_LEN = 16;
 const SAMPLE_STRIDE = 256;
 /** At most this many samples per block: the cost stays ~constant for big blocks. */
-const MAX_SAMPLES = 64;
+const MAX_SAMPLES = 32;
 /** Offset of the first sample: away from 512-byte sector starts. */
 const SAMPLE_SKEW = 200;
 /** Blocks smaller than this are cheap to just try. */

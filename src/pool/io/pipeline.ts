@@ -15,7 +15,9 @@ import { err, StorageError } from '../../errors.js';
 import type { Arc } from '../cache/arc.js';
 import { bpAsize, dvaKey, type BlockPointer, type ChecksumId, type CompressId, type ObjType } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
-import { compressBlock, decompressBlock, isAllZero } from './compress.js';
+import { decompressBlock } from './compress.js';
+import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, type Prepared } from './prepare.js';
+import { PrepareWorkers } from './prepare-workers.js';
 import type { Allocation } from './allocate.js';
 import { SECTOR, type TopVdev } from '../vdev/types.js';
 
@@ -57,8 +59,18 @@ function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;
 }
 
+/** Batches smaller than this are prepared inline (a worker round trip costs ~50-100 us). */
+const WORKER_MIN_BYTES = 256 * 1024;
+/** Arenas sent to the workers ahead of the one being placed. */
+const AHEAD = 2;
+/** Arenas whose device writes may still be running before placing waits for the oldest. */
+const MAX_WRITING_ARENAS = 4;
+
 export class BlockPipeline {
   readonly stats: PipelineStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, cksumErrors: 0 };
+
+  /** Where large write batches are prepared (prepare-workers.ts); null: on this thread. Replaceable (tests). */
+  workers: PrepareWorkers | null = PrepareWorkers.shared();
 
   constructor(
     private tops: TopVdev[],
@@ -67,25 +79,11 @@ export class BlockPipeline {
   ) {}
 
   /**
-   * Prepare a block: compress, pad and checksum. Returns null for a hole.
+   * Prepare a block: compress, pad and checksum (prepare.ts). Returns null for a hole.
    * Split from issue so callers can batch allocations (sequential layout).
    */
-  prepare(data: Buffer, p: WriteProps): { phys: Buffer; psize: number; comp: CompressId; cksum: Buffer } | null {
-    if (!p.noHole && isAllZero(data)) return null;
-    let phys: Buffer;
-    let comp: CompressId = p.comp;
-    // Early abort: a cheap entropy sample skips lz4/gzip on data that cannot shrink by 1/8
-    // (random or already-compressed guest data), which would otherwise dominate the write path.
-    const packed = comp === 'off' ? null : compressBlock(comp, data, SECTOR, { earlyAbort: true });
-    if (packed) {
-      const psize = roundUp(packed.length, SECTOR);
-      phys = packed.length === psize ? packed : Buffer.concat([packed, Buffer.alloc(psize - packed.length)]);
-    } else {
-      comp = 'off';
-      const psize = roundUp(data.length, SECTOR);
-      phys = psize === data.length ? data : Buffer.concat([data, Buffer.alloc(psize - data.length)]);
-    }
-    return { phys, psize: phys.length, comp, cksum: computeChecksum(p.cksum, phys) };
+  prepare(data: Buffer, p: WriteProps): Prepared | null {
+    return prepareBlock(data, p.comp, p.cksum, p.noHole);
   }
 
   /** Write one logical block; returns its BP, or null when it is a hole. */
@@ -121,7 +119,10 @@ export class BlockPipeline {
   /**
    * Write several blocks whose DVAs are allocated now in order, coalescing
    * physically adjacent ones into a single device write where the layout
-   * is linear (single devices and mirrors).
+   * is linear (single devices and mirrors). Large batches are prepared
+   * (compressed, checksummed) on the prepare workers, a few arenas ahead of
+   * allocation, so this thread stays free for I/O and requests meanwhile;
+   * allocation and issue stay here, in order, so the layout is the same.
    */
   async writeMany(items: { data: Buffer; p: WriteProps }[]): Promise<(BlockPointer | null)[]> {
     const out: (BlockPointer | null)[] = new Array(items.length).fill(null);
@@ -136,35 +137,43 @@ export class BlockPipeline {
       const t = this.tops[top]!;
       issued.push(w.bufs.length === 1 ? t.write(w.offset, w.bufs[0]!) : t.writev ? t.writev(w.offset, w.bufs) : t.write(w.offset, Buffer.concat(w.bufs, w.len)));
     };
-    try {
-      for (let i = 0; i < items.length; i++) {
-        const { data, p } = items[i]!;
-        const prep = this.prepare(data, p);
-        if (prep) {
-          const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
-          allocated.push(dvas);
-          out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
-          // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
-          // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
-          // immutable, so sharing them with the ARC is safe.
-          // Not views of a larger buffer (a write's owned payload): one cached block would keep
-          // the whole payload alive, beyond what the ARC accounts.
-          if (p.level > 0 || data.byteLength === data.buffer.byteLength) this.arc.set(arcKey(out[i]!), data, data.length);
-          for (const d of dvas) {
-            const w = open.get(d.vdev);
-            if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
-              w.bufs.push(prep.phys);
-              w.len += prep.phys.length;
-            } else {
-              issue(d.vdev);
-              open.set(d.vdev, { offset: d.offset, bufs: [prep.phys], len: prep.phys.length });
-            }
-            this.stats.writeBytes += prep.psize;
-          }
-          this.stats.writeOps++;
+    const place = (i: number, prep: Prepared | null) => {
+      if (!prep) return;
+      const { data, p } = items[i]!;
+      const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
+      allocated.push(dvas);
+      out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
+      // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
+      // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
+      // immutable, so sharing them with the ARC is safe.
+      // Not views of a larger buffer (a write's owned payload): one cached block would keep
+      // the whole payload alive, beyond what the ARC accounts.
+      if (p.level > 0 || data.byteLength === data.buffer.byteLength) this.arc.set(arcKey(out[i]!), data, data.length);
+      for (const d of dvas) {
+        const w = open.get(d.vdev);
+        if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
+          w.bufs.push(prep.phys);
+          w.len += prep.phys.length;
+        } else {
+          issue(d.vdev);
+          open.set(d.vdev, { offset: d.offset, bufs: [prep.phys], len: prep.phys.length });
         }
-        // Let device writes already issued proceed while we keep compressing and checksumming.
-        if ((i & 255) === 255) await new Promise<void>((r) => setImmediate(r));
+        this.stats.writeBytes += prep.psize;
+      }
+      this.stats.writeOps++;
+    };
+    try {
+      const workers = this.workersFor(items);
+      if (workers) await this.placeFromWorkers(workers, items, place, () => {
+        for (const top of [...open.keys()]) issue(top);
+        return issued.length;
+      }, issued);
+      else {
+        for (let i = 0; i < items.length; i++) {
+          place(i, this.prepare(items[i]!.data, items[i]!.p));
+          // Let device writes already issued proceed while we keep compressing and checksumming.
+          if ((i & 255) === 255) await new Promise<void>((r) => setImmediate(r));
+        }
       }
       for (const top of [...open.keys()]) issue(top);
       await Promise.all(issued);
@@ -174,6 +183,75 @@ export class BlockPipeline {
       throw e instanceof StorageError ? e : err.io('write failed', e);
     }
     return out;
+  }
+
+  /** The prepare workers, if this batch is worth sending them (large, and every block fits an arena). */
+  private workersFor(items: readonly { data: Buffer }[]): PrepareWorkers | null {
+    let bytes = 0;
+    for (const it of items) {
+      if (it.data.length > ARENA_INPUT) return null;
+      bytes += it.data.length;
+    }
+    if (bytes < WORKER_MIN_BYTES) return null;
+    const w = this.workers;
+    return w?.available ? w : null;
+  }
+
+  /**
+   * Prepare items on the workers arena by arena, up to AHEAD arenas in
+   * flight, and place each block in order as its arena comes back. An
+   * arena is reused only once the device writes of its blocks (views into
+   * it) have settled: `flushRuns` issues every open run at an arena's end
+   * and returns how many writes are in `issued`.
+   */
+  private async placeFromWorkers(
+    workers: PrepareWorkers,
+    items: readonly { data: Buffer; p: WriteProps }[],
+    place: (i: number, prep: Prepared | null) => void,
+    flushRuns: () => number,
+    issued: Promise<void>[],
+  ): Promise<void> {
+    const batches: [number, number][] = [];
+    for (let s = 0, bytes = 0, i = 0; i <= items.length; i++) {
+      if (i === items.length || i - s === ARENA_BLOCKS || bytes + items[i]!.data.length > ARENA_INPUT) {
+        if (i > s) batches.push([s, i]);
+        s = i;
+        bytes = 0;
+        if (i === items.length) break;
+      }
+      bytes += items[i]!.data.length;
+    }
+    const start = ([s, e]: [number, number]) => {
+      const sab = workers.arena();
+      const part = items.slice(s, e);
+      fillArena(sab, part.map((it) => ({ data: it.data, comp: it.p.comp, cksum: it.p.cksum, noHole: it.p.noHole })));
+      return workers.run(sab, e - s).then(
+        () => ({ sab, preps: readArena(sab, part.map((it) => it.data)) as (Prepared | null)[] }),
+        () => {
+          // A failed worker: prepare this batch here (same bytes), and give the arena back.
+          workers.release(sab);
+          return { sab: null, preps: part.map((it) => this.prepare(it.data, it.p)) };
+        },
+      );
+    };
+    const jobs = batches.slice(0, AHEAD).map(start);
+    let writesFrom = issued.length;
+    // Arenas whose blocks' writes are still running; bounded so a slow device bounds memory too.
+    const writing: Promise<unknown>[] = [];
+    for (let k = 0; k < batches.length; k++) {
+      const { sab, preps } = await jobs[k]!;
+      if (k + AHEAD < batches.length) jobs.push(start(batches[k + AHEAD]!));
+      const [s] = batches[k]!;
+      preps.forEach((prep, j) => place(s + j, prep));
+      const upTo = flushRuns();
+      const mine = issued.slice(writesFrom, upTo);
+      writesFrom = upTo;
+      if (sab) {
+        const done = Promise.allSettled(mine).then(() => workers.release(sab));
+        writing.push(done);
+        if (writing.length > MAX_WRITING_ARENAS) await writing.shift();
+      }
+    }
   }
 
   private linearCache = new Map<number, boolean>();

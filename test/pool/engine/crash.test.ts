@@ -38,10 +38,10 @@ function partlyZeroed(cand: Buffer, got: Buffer, op: Op): boolean {
 }
 
 /** Start the writer; resolve after it reports `flushes` completed flushes (or reject if it dies). */
-function runWriter(home: string, state: string, vol: string, seed: number, flushes: number, lanes = 1) {
+function runWriter(home: string, state: string, vol: string, seed: number, flushes: number, lanes = 1, workers?: number) {
   const child = spawn(process.execPath, [WRITER, join(ROOT, 'dist'), home, state, vol, String(seed)], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, STRATA_CRASH_LANES: String(lanes) },
+    env: { ...process.env, STRATA_CRASH_LANES: String(lanes), ...(workers === undefined ? {} : { STRATA_PREPARE_WORKERS: String(workers) }) },
   });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -57,7 +57,7 @@ function runWriter(home: string, state: string, vol: string, seed: number, flush
   return { child, ready, exited, stderr: () => stderr };
 }
 
-async function crashRounds(opts: { rounds: number; volsize: string; blocksize: string; props?: Record<string, string>; seed: number; lanes?: number }) {
+async function crashRounds(opts: { rounds: number; volsize: string; blocksize: string; props?: Record<string, string>; seed: number; lanes?: number; workers?: number }) {
   const lanes = opts.lanes ?? 1;
   const sfx = (l: number) => (lanes > 1 ? `-${l}` : '');
   const { dir, cleanup } = await tempDir('strata-crash-');
@@ -82,7 +82,7 @@ async function crashRounds(opts: { rounds: number; volsize: string; blocksize: s
     const r = rng(opts.seed ^ Number(process.env['STRATA_CRASH_SEED'] ?? 0));
     let sawPrefixes = 0;
     for (let round = 0; round < opts.rounds; round++) {
-      const w = runWriter(home, state, 'tank/vm', r.next(), 1 + r.below(3), lanes);
+      const w = runWriter(home, state, 'tank/vm', r.next(), 1 + r.below(3), lanes, opts.workers);
       await w.ready;
       // A random moment after the writer is well under way (not synchronization: the point is randomness).
       await new Promise((res) => setTimeout(res, r.below(150)));
@@ -196,6 +196,10 @@ describe('crash consistency (SIGKILL during random writes)', () => {
 
   it('4 concurrent writers on their own regions, 16K blocks: 6 kills', async () => {
     await crashRounds({ rounds: 6, volsize: '32M', blocksize: '16K', seed: 0x1a4e5, lanes: 4 });
+  });
+
+  it('16K blocks, lz4, blocks prepared on a worker thread: 6 kills', async () => {
+    await crashRounds({ rounds: 6, volsize: '24M', blocksize: '16K', seed: 0x3a7e5, workers: 1 });
   });
 
   it('4K blocks, copies=2, sha256, gzip: 8 kills', async () => {
