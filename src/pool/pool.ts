@@ -486,10 +486,20 @@ export class Pool {
     };
   }
 
+  /**
+   * The current name of dataset `id`. O(1) while names stay put: a cached
+   * index, checked against the directory on every hit (renames, destroys
+   * and re-creations make it miss), rebuilt on a miss. Volumes ask on every
+   * request (info(), properties), with hundreds of clones in a pool.
+   */
   nameOfId(id: number): string | undefined {
-    for (const [n, r] of this.dir.datasets) if (r.id === id) return n;
-    return undefined;
+    const cached = this.idNames.get(id);
+    if (cached !== undefined && this.dir.datasets.get(cached)?.id === id) return cached;
+    this.idNames.clear();
+    for (const [n, r] of this.dir.datasets) this.idNames.set(r.id, n);
+    return this.idNames.get(id);
   }
+  private idNames = new Map<number, string>();
 
   usedBy(name: string): number {
     const rec = this.dir.get(name);

@@ -1,6 +1,6 @@
 import { open, readFile, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { StorageError } from '../../../src/errors.js';
 import { createSparseFile, FileLeaf, sizeByBisection } from '../../../src/pool/vdev/leaf-file.js';
 import { FaultLeaf } from '../../../src/pool/vdev/fault-leaf.js';
@@ -151,5 +151,49 @@ describe('FileLeaf', () => {
     expect((await leaf.pread(5 * MiB, 4096))[0]).toBe(7);
     await leaf.close();
     expect((await FileLeaf.openOrUnavail(p, '1')).state).toBe('UNAVAIL');
+  });
+});
+
+describe('FileLeaf with inline (synchronous) I/O', () => {
+  it("'auto' is inline exactly on memory filesystems", async () => {
+    const { memoryBacked } = await import('../../../src/device/memory-backed.js');
+    // STRATA_INLINE_IO overrides 'auto' (a whole run can force either path): not here.
+    const env = process.env['STRATA_INLINE_IO'];
+    delete process.env['STRATA_INLINE_IO'];
+    onTestFinished(() => {
+      if (env !== undefined) process.env['STRATA_INLINE_IO'] = env;
+    });
+    for (const d of [dir, '/dev/shm']) {
+      const p = join(d, `strata-leaf-auto-${process.pid}`);
+      try {
+        await createSparseFile(p, 64 * MiB);
+      } catch {
+        continue; // no /dev/shm here
+      }
+      const leaf = await FileLeaf.open(p, '1');
+      expect(leaf.inline, d).toBe(await memoryBacked(p));
+      await leaf.close();
+      await unlink(p);
+    }
+  });
+
+  it('reads back what it wrote (writev, large and small), and a truncated device still gives EIO', async () => {
+    const p = join(dir, 'a');
+    await createSparseFile(p, 64 * MiB);
+    const leaf = await FileLeaf.open(p, '1', { inlineIo: 'always', probe: false });
+    expect(leaf.inline).toBe(true);
+    const a = Buffer.alloc(4096, 1);
+    const b = Buffer.alloc(8192, 2);
+    const big = Buffer.alloc(5 * MiB, 3); // above INLINE_MAX: the asynchronous path
+    await leaf.pwrite(5 * MiB, [a, b]);
+    await leaf.pwrite(16 * MiB, big);
+    const got = await leaf.pread(5 * MiB, 12288);
+    expect(got.equals(Buffer.concat([a, b]))).toBe(true);
+    expect((await leaf.pread(16 * MiB, 5 * MiB)).equals(big)).toBe(true);
+    expect((await leaf.pread(16 * MiB + MiB, 4096)).equals(Buffer.alloc(4096, 3))).toBe(true);
+    await truncate(p, 32 * MiB);
+    await expect(leaf.pread(40 * MiB, 4096)).rejects.toMatchObject({ code: 'EIO' });
+    expect(leaf.errors.read).toBe(1);
+    await leaf.close();
   });
 });
