@@ -36,31 +36,11 @@ import type { IoAccountJson } from '../../src/pool/io/account.js';
 import { fio, have, run } from './proc.js';
 import { ImageServer, PoolService } from './servers.js';
 import { PoolTarget, Qcow2Target, type Space, type Target } from './targets.js';
+import type { SnapshotBenchOptions } from '../../src/cli/bench-options.js';
+
+export type { SnapshotBenchOptions };
 
 export const MiB = 1024 * 1024;
-
-export interface SnapshotBenchOptions {
-  /** Size of the disks of phases 1-5. */
-  size: number;
-  rounds: number;
-  /** Length of each time-based read job. */
-  runtimeMs: number;
-  /** Volume sizes of phase 6. */
-  sizes: number[];
-  /** Snapshot counts of phase 5. */
-  depths: number[];
-  /** Directory for the temporary pool, homes and images. */
-  dir: string;
-  /** Use this pool of the home (volumes under POOL/strata-bench-PID, destroyed afterwards) instead of a temporary pool. */
-  pool?: string;
-  /** The home holding `pool` (default $STRATA_HOME or ./strata-data). */
-  home?: string;
-  /** NBD address of the home's running daemon, if it does not listen on its configured one. */
-  nbd?: string;
-  /** Only these targets (names as in the tables). */
-  only?: string[];
-  log: (line: string) => void;
-}
 
 export interface Stat {
   median: number;

@@ -10,7 +10,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { defaultResultsDir, runSnapshotBench } from './index.js';
-import { parseOptions, type RawOptions } from './options.js';
+import { parseOptions, type RawOptions } from '../../src/cli/bench-options.js';
 import { markdown, writeOutputs } from './report.js';
 
 async function main(): Promise<void> {

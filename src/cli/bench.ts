@@ -14,17 +14,9 @@ import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { err } from '../errors.js';
 import type { CliContext } from './context.js';
+import { DEFAULTS, parseOptions, type RawOptions } from './bench-options.js';
 
-interface BenchSnapshotsOpts {
-  size?: string;
-  rounds?: string;
-  runtime?: string;
-  sizes?: string;
-  depths?: string;
-  dir?: string;
-  pool?: string;
-  nbd?: string;
-  only?: string;
+interface BenchSnapshotsOpts extends RawOptions {
   out?: string;
   json?: boolean;
 }
@@ -34,11 +26,11 @@ export function registerBenchCommands(program: Command, ctx: CliContext): void {
   bench
     .command('snapshots')
     .description('compare snapshot strategies (native, cow, row) with qcow2 internal/external snapshots: IOPS, amplification, fragmentation, chain depth, create/delete time, space')
-    .option('--size <size>', 'disk size of the IOPS, amplification, fragmentation and depth tests', '256M')
-    .option('--rounds <n>', 'rounds (targets alternate within each; medians are reported)', '3')
-    .option('--runtime <sec>', 'seconds of each time-based read job', '1')
-    .option('--sizes <list>', 'volume sizes for snapshot create/delete time', '64M,256M,1G')
-    .option('--depths <list>', 'snapshot counts for the chain-depth reads', '1,10,50')
+    .option('--size <size>', 'disk size of the IOPS, amplification, fragmentation and depth tests', DEFAULTS.size)
+    .option('--rounds <n>', 'rounds (targets alternate within each; medians are reported)', DEFAULTS.rounds)
+    .option('--runtime <sec>', 'seconds of each time-based read job', DEFAULTS.runtime)
+    .option('--sizes <list>', 'volume sizes for snapshot create/delete time', DEFAULTS.sizes)
+    .option('--depths <list>', 'snapshot counts for the chain-depth reads', DEFAULTS.depths)
     .option('--dir <dir>', 'directory for the temporary pool and the qcow2 images (default: the system temp directory)')
     .option('--pool <name>', 'benchmark on this pool of the home instead of a temporary pool')
     .option('--nbd <addr>', "NBD address of the home's running daemon (default: its config, else 127.0.0.1:10809)")
@@ -48,7 +40,6 @@ export function registerBenchCommands(program: Command, ctx: CliContext): void {
     .action(async (o: BenchSnapshotsOpts) => {
       // Loaded here: nothing else needs the benchmark (or fio).
       const { runSnapshotBench, defaultResultsDir } = await import('../../bench/snapshot-strategies/index.js');
-      const { parseOptions } = await import('../../bench/snapshot-strategies/options.js');
       const { markdown, writeOutputs } = await import('../../bench/snapshot-strategies/report.js');
       let opts;
       try {

@@ -26,11 +26,12 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import type { ObjectState } from '../pool/object/object-state.js';
-import { checkDestroySnapshot, findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
+import { checkDestroySnapshot, findSnap, newSnapshotRecord, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
 import {
   bumpGeneration,
   cached,
+  destroyEach,
   dropLayer,
   headObject,
   layerObject,
@@ -38,6 +39,7 @@ import {
   readBlocks,
   runtimeOf,
   serialized,
+  snapshotEach,
   zeroBlock,
 } from './layers.js';
 import type { Prepared, SnapshotStrategy, WritePath } from './strategy.js';
@@ -66,21 +68,7 @@ function storesOf(pool: Pool, rec: DatasetRecord): Promise<Store[]> {
 /** Syncing context: a new snapshot with an empty store (the head is its view until written). */
 export function takeCowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, name: string): void {
   const head = headObject(pool, rec);
-  const snap: SnapshotRecord = {
-    id: pool.dir.nextId++,
-    guid: Math.floor(Math.random() * 2 ** 48).toString(16).padStart(16, '0'),
-    name,
-    createTxg: txg,
-    creation: Date.now(),
-    object: dnodeToJson(newDnode(head.blockSize, head.dnode.nblocks)),
-    referenced: rec.referenced,
-    logical: rec.logical,
-    userProps: {},
-    holds: {},
-    clones: [],
-    written: rec.written ?? rec.referenced,
-    layerUsed: 0,
-  };
+  const snap = newSnapshotRecord(pool, txg, rec, name, { object: dnodeToJson(newDnode(head.blockSize, head.dnode.nblocks)), layerUsed: 0 });
   rec.snapshots.push(snap);
   rec.written = 0;
   pool.registerLayers();
@@ -207,29 +195,9 @@ async function deleteOne(pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, c
 export const cowStrategy: SnapshotStrategy = {
   mode: 'cow',
 
-  async snapshot(pool, names, command) {
-    validateNewSnapshots(pool, names);
-    await serialized(pool, () =>
-      runtimeOf(pool).gate.exclusive(() =>
-        pool.syncTask(async (txg) => {
-          recheckNewSnapshots(pool, names);
-          for (const full of names) {
-            const [ds, name] = splitSnap(full);
-            takeCowSnapshot(pool, txg, pool.dir.get(ds), name);
-          }
-        }, command ?? `snapshot ${names.join(' ')}`),
-      ),
-    );
-  },
+  snapshot: (pool, names, command) => snapshotEach(pool, names, command, takeCowSnapshot),
 
-  async destroy(pool, names, command) {
-    await serialized(pool, async () => {
-      for (const full of names) {
-        const { rec, snap } = findSnap(pool, full);
-        await deleteOne(pool, rec, snap, command);
-      }
-    });
-  },
+  destroy: (pool, names, command) => destroyEach(pool, names, command, deleteOne),
 
   async rollback(pool, full, opts) {
     const { rec, index, ds } = findSnap(pool, full);

@@ -4,13 +4,12 @@
  */
 import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
-import { findSnap, reclaimOf, recheckNewSnapshots, splitSnap, takeSnapshotSync, validateNewSnapshots } from '../pool/dataset/snapshots.js';
+import { findSnap, reclaimOf, splitSnap, takeSnapshotSync, validateNewSnapshots } from '../pool/dataset/snapshots.js';
 import { bpAsize } from '../pool/blkptr.js';
-import { headObject, layerObject } from './layers.js';
+import { headObject, layerObject, snapshotEach } from './layers.js';
 import { nativeStrategy } from './native.js';
 import { cowStrategy, takeCowSnapshot } from './cow.js';
 import { rowStrategy, takeRowSnapshot } from './row.js';
-import { runtimeOf, serialized } from './layers.js';
 import type { SnapMode, SnapshotStrategy } from './strategy.js';
 
 export type { SnapMode, SnapshotStrategy, WritePath } from './strategy.js';
@@ -41,21 +40,13 @@ export async function snapshotAll(pool: Pool, names: string[], command?: string)
   validateNewSnapshots(pool, names);
   const modes = new Set(names.map((n) => strategyFor(pool, n).mode));
   if (modes.size === 1 && modes.has('native')) return nativeStrategy.snapshot(pool, names, command);
-  await serialized(pool, () =>
-    runtimeOf(pool).gate.exclusive(() =>
-      pool.syncTask(async (txg) => {
-        recheckNewSnapshots(pool, names);
-        for (const full of names) {
-          const [ds, name] = splitSnap(full);
-          const rec = pool.dir.get(ds);
-          const mode = modeOf(rec);
-          if (mode === 'cow') takeCowSnapshot(pool, txg, rec, name);
-          else if (mode === 'row') takeRowSnapshot(pool, txg, rec, name);
-          else takeSnapshotSync(pool, txg, rec, name);
-        }
-      }, command ?? `snapshot ${names.join(' ')}`),
-    ),
-  );
+  // As cow's and row's own snapshot, with each volume's take (snapshotEach validates again: the same answer).
+  await snapshotEach(pool, names, command, (pool, txg, rec, name) => {
+    const mode = modeOf(rec);
+    if (mode === 'cow') takeCowSnapshot(pool, txg, rec, name);
+    else if (mode === 'row') takeRowSnapshot(pool, txg, rec, name);
+    else takeSnapshotSync(pool, txg, rec, name);
+  });
 }
 
 /** Destroy snapshots of any strategies (refusals already checked): native ones batched as before, layered ones merged. */

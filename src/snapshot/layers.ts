@@ -2,7 +2,9 @@
  * What cow and row share: layer objects (a snapshot's own tree in the
  * pool, see Pool.layers), their presence bitmaps, reading the newest
  * version of blocks, and the per-pool runtime (one I/O gate, per-dataset
- * generations that structural changes bump so cached indexes rebuild).
+ * generations that structural changes bump so cached indexes rebuild),
+ * and the loops that snapshot several volumes or destroy several snapshots
+ * (snapshotEach, destroyEach; index.ts's snapshotAll uses the first too).
  * Moving blocks between trees is transplant.ts.
  *
  * Layers keep all-zero blocks as data (sync.ts writes them with noHole):
@@ -12,7 +14,8 @@ import { err } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
 import type { BlockPointer } from '../pool/blkptr.js';
 import type { ObjectState } from '../pool/object/object-state.js';
-import type { DatasetRecord } from '../pool/dataset/directory.js';
+import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
+import { findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots } from '../pool/dataset/snapshots.js';
 import type { IoAccount } from '../pool/io/account.js';
 import { Bitmap } from './bitmap.js';
 import { Gate } from './gate.js';
@@ -75,6 +78,46 @@ export async function serialized<T>(pool: Pool, fn: () => Promise<T>): Promise<T
   } finally {
     done();
   }
+}
+
+/**
+ * Take snapshots `vol@name` (validated here, rechecked in syncing context)
+ * atomically in one txg, with the pool's layered I/O paused: `take` records
+ * each in syncing context (per volume, so any mix of strategies).
+ */
+export async function snapshotEach(
+  pool: Pool,
+  names: string[],
+  command: string | undefined,
+  take: (pool: Pool, txg: number, rec: DatasetRecord, name: string) => void,
+): Promise<void> {
+  validateNewSnapshots(pool, names);
+  await serialized(pool, () =>
+    runtimeOf(pool).gate.exclusive(() =>
+      pool.syncTask(async (txg) => {
+        recheckNewSnapshots(pool, names);
+        for (const full of names) {
+          const [ds, name] = splitSnap(full);
+          take(pool, txg, pool.dir.get(ds), name);
+        }
+      }, command ?? `snapshot ${names.join(' ')}`),
+    ),
+  );
+}
+
+/** Destroy snapshots one after the other, alone among the pool's merges: `deleteOne` merges each (refusals checked by the caller). */
+export async function destroyEach(
+  pool: Pool,
+  names: string[],
+  command: string | undefined,
+  deleteOne: (pool: Pool, rec: DatasetRecord, snap: SnapshotRecord, command?: string) => Promise<void>,
+): Promise<void> {
+  await serialized(pool, async () => {
+    for (const full of names) {
+      const { rec, snap } = findSnap(pool, full);
+      await deleteOne(pool, rec, snap, command);
+    }
+  });
 }
 
 const zeros = new Map<number, Buffer>();

@@ -29,9 +29,9 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import { ObjectState } from '../pool/object/object-state.js';
-import { checkDestroySnapshot, findSnap, recheckNewSnapshots, splitSnap, validateClone, validateNewSnapshots, type DiffRange } from '../pool/dataset/snapshots.js';
+import { checkDestroySnapshot, findSnap, newSnapshotRecord, validateClone, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
-import { bumpGeneration, cached, dropLayer, headObject, layerObject, presenceOf, readBlocks, runtimeOf, serialized } from './layers.js';
+import { bumpGeneration, cached, destroyEach, dropLayer, headObject, layerObject, presenceOf, readBlocks, runtimeOf, serialized, snapshotEach } from './layers.js';
 import type { SnapshotStrategy, WritePath } from './strategy.js';
 import { LayeredView } from './view.js';
 import { forgetLayer, headOwner, layerOwner, transplantSync } from './transplant.js';
@@ -110,21 +110,7 @@ async function readThrough(pool: Pool, idx: RowIndex, ids: number[], acct?: impo
 export function takeRowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, name: string): void {
   const head = headObject(pool, rec);
   for (const t of head.dirty.keys()) if (t > txg && head.dirty.get(t)!.size) throw err.busy(`cannot snapshot: writes of txg ${t} are pending`);
-  const snap: SnapshotRecord = {
-    id: pool.dir.nextId++,
-    guid: Math.floor(Math.random() * 2 ** 48).toString(16).padStart(16, '0'),
-    name,
-    createTxg: txg,
-    creation: Date.now(),
-    object: rec.object,
-    referenced: rec.referenced,
-    logical: rec.logical,
-    userProps: {},
-    holds: {},
-    clones: [],
-    written: rec.written ?? rec.referenced,
-    layerUsed: rec.referenced,
-  };
+  const snap = newSnapshotRecord(pool, txg, rec, name, { object: rec.object, layerUsed: rec.referenced });
   head.dirty.clear();
   pool.objects.set(snap.id, head);
   const fresh = new ObjectState(newDnode(head.blockSize, head.dnode.nblocks), pool.io);
@@ -201,29 +187,9 @@ function rowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
 export const rowStrategy: SnapshotStrategy = {
   mode: 'row',
 
-  async snapshot(pool, names, command) {
-    validateNewSnapshots(pool, names);
-    await serialized(pool, () =>
-      runtimeOf(pool).gate.exclusive(() =>
-        pool.syncTask(async (txg) => {
-          recheckNewSnapshots(pool, names);
-          for (const full of names) {
-            const [ds, name] = splitSnap(full);
-            takeRowSnapshot(pool, txg, pool.dir.get(ds), name);
-          }
-        }, command ?? `snapshot ${names.join(' ')}`),
-      ),
-    );
-  },
+  snapshot: (pool, names, command) => snapshotEach(pool, names, command, takeRowSnapshot),
 
-  async destroy(pool, names, command) {
-    await serialized(pool, async () => {
-      for (const full of names) {
-        const { rec, snap } = findSnap(pool, full);
-        await deleteOne(pool, rec, snap, command);
-      }
-    });
-  },
+  destroy: (pool, names, command) => destroyEach(pool, names, command, deleteOne),
 
   async rollback(pool, full, opts) {
     const { rec, index, ds } = findSnap(pool, full);

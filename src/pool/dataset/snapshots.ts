@@ -108,24 +108,37 @@ export function recheckNewSnapshots(pool: Pool, names: string[]): void {
   }
 }
 
-/** Syncing context: record native snapshot `name` of `rec` (the head's tree is final for this txg). */
-export function takeSnapshotSync(pool: Pool, txg: number, rec: DatasetRecord, name: string): SnapshotRecord {
-  const snap: SnapshotRecord = {
+/** What a snapshot record holds that depends on its strategy (native, cow, row); absent fields stay absent. */
+export type SnapshotOwn = Pick<SnapshotRecord, 'object' | 'dead' | 'originShared' | 'layerUsed'>;
+
+/**
+ * A new snapshot record `name` of `rec`, created in `txg` (not yet added to
+ * `rec.snapshots`): the fields every strategy fills alike, and `own`. Keys
+ * in the order the directory has always stored them.
+ */
+export function newSnapshotRecord(pool: Pool, txg: number, rec: DatasetRecord, name: string, own: SnapshotOwn): SnapshotRecord {
+  return {
     id: pool.dir.nextId++,
     guid: Math.floor(Math.random() * 2 ** 48).toString(16).padStart(16, '0'),
     name,
     createTxg: txg,
     creation: Date.now(),
-    object: rec.object,
+    object: own.object,
     referenced: rec.referenced,
     logical: rec.logical,
     userProps: {},
     holds: {},
-    dead: rec.dead ?? emptyDeadlist(),
+    ...(own.dead !== undefined ? { dead: own.dead } : {}),
     clones: [],
     written: rec.written ?? rec.referenced,
-    originShared: rec.originShared ?? 0,
+    ...(own.originShared !== undefined ? { originShared: own.originShared } : {}),
+    ...(own.layerUsed !== undefined ? { layerUsed: own.layerUsed } : {}),
   };
+}
+
+/** Syncing context: record native snapshot `name` of `rec` (the head's tree is final for this txg). */
+export function takeSnapshotSync(pool: Pool, txg: number, rec: DatasetRecord, name: string): SnapshotRecord {
+  const snap = newSnapshotRecord(pool, txg, rec, name, { object: rec.object, dead: rec.dead ?? emptyDeadlist(), originShared: rec.originShared ?? 0 });
   rec.snapshots.push(snap);
   rec.dead = emptyDeadlist();
   rec.prevSnapTxg = txg;

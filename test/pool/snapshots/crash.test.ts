@@ -13,99 +13,36 @@
  *
  * Reproduce: SNAP_CRASH_MODES=cow SNAP_CRASH_SEED=<printed> [SNAP_CRASH_ROUNDS=n].
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { describe, expect, it } from 'vitest';
-import { PoolManager } from '../../../src/daemon/services.js';
+import { describe, it } from 'vitest';
 import { buildProject } from '../../formats/qcow2/helpers.js';
-import { MiB, rng, tempDir } from '../engine/helpers.js';
-import { checkSpace, compareState } from './check.js';
-import { candidateStates, type Action, type CrashModel as M } from './crash-states.js';
-// @ts-expect-error plain JS module shared with the crash child
-import { Model, execute } from './model-lib.mjs';
+import { rng, tempDir } from '../engine/helpers.js';
+import { checkSpace } from './check.js';
+import { candidateStates } from './crash-states.js';
+import { createCrashPool, destroyEverything, importCrashPool, matchState, parseJournal, replayJournal, runAndKill } from './crash-helpers.js';
 
 const CHILD = join(import.meta.dirname, 'crash-child.mjs');
-
-function parseJournal(path: string): { done: { a: Action; code: string | null }[]; inflight: Action | null } {
-  const done: { a: Action; code: string | null }[] = [];
-  let inflight: Action | null = null;
-  if (!existsSync(path)) return { done, inflight };
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    if (line.startsWith('B ')) inflight = JSON.parse(line.slice(2)) as Action;
-    else if (line.startsWith('D ')) {
-      done.push({ a: inflight!, code: JSON.parse(line.slice(2)) as string | null });
-      inflight = null;
-    }
-  }
-  return { done, inflight };
-}
 
 async function round(dist: string, mode: string, seed: number, waitOps: number, delayMs: number): Promise<{ done: number; inflight: string | null }> {
   const { dir, cleanup } = await tempDir('strata-snapcrash-');
   try {
-    const home = join(dir, 'home');
-    const journal = join(dir, 'journal');
-    let mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
-    await mgr.poolCreate('tank', { groups: [{ type: 'single', paths: [join(dir, 'd1.img')] }], createSize: 256 * MiB });
-    await mgr.close();
+    const { home, journal } = await createCrashPool(dir);
+    await runAndKill([CHILD, dist, home, journal, String(seed), mode], { line: /^done (\d+)$/, at: waitOps, delay: delayMs });
 
-    const child = spawn(process.execPath, [CHILD, dist, home, journal, String(seed), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: child.stdout }).on('line', (l) => {
-        const m = /^done (\d+)$/.exec(l);
-        if (m && Number(m[1]) >= waitOps) resolve();
-      });
-      void exited.then(({ code, signal }) => reject(new Error(`child exited early (code ${code}, signal ${signal}): ${stderr}`)));
-    });
-    // A random moment while the child is busy (randomness, not synchronization).
-    await new Promise((r) => setTimeout(r, delayMs));
-    child.kill('SIGKILL');
-    const ex = await exited;
-    expect(ex.signal, `child should have been killed: ${stderr}`).toBe('SIGKILL');
+    const { done, inflight: begun } = parseJournal(journal);
+    const inflight = begun[0] ?? null;
+    const model = replayJournal(mode, done, `seed ${seed} (snapmode=${mode})`);
 
-    const { done, inflight } = parseJournal(journal);
-    const model = new Model(mode) as M;
-    for (const { a, code } of done) expect(model.apply(a), `seed ${seed} (snapmode=${mode}): journaled result of ${JSON.stringify(a)}`).toBe(code);
-
-    mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
-    const pool = await mgr.pool('tank');
+    const { mgr, pool } = await importCrashPool(home);
     // Before, after, and the partial states an interrupted action may leave (crash-states.ts).
-    const candidates = await candidateStates(model, inflight ? [inflight] : [], pool);
-    let best: string[] | null = null;
-    let state: M = model;
-    for (const c of candidates) {
-      const p = await compareState(pool, c);
-      if (p.length === 0) {
-        best = [];
-        state = c;
-        break;
-      }
-      best ??= p;
-    }
+    const { state, problems } = await matchState(pool, await candidateStates(model, inflight ? [inflight] : [], pool));
     const history = done.map((d) => JSON.stringify(d.a)).join('\n');
-    if (best!.length) throw new Error(`seed ${seed} (snapmode=${mode}): after SIGKILL the pool matches neither the model before nor after ${JSON.stringify(inflight)}:\n  ${best!.join('\n  ')}\ncompleted:\n${history}`);
+    if (!state) throw new Error(`seed ${seed} (snapmode=${mode}): after SIGKILL the pool matches neither the model before nor after ${JSON.stringify(inflight)}:\n  ${problems.join('\n  ')}\ncompleted:\n${history}`);
     const space = await checkSpace(pool);
     if (space.length) throw new Error(`seed ${seed} (snapmode=${mode}): space after SIGKILL:\n  ${space.join('\n  ')}\ncompleted:\n${history}`);
 
     // Destroy everything (the engine's state is the model's now): no data space left.
-    for (const [n, v] of state.vols) for (const s of v.snaps) for (const tag of [...s.holds]) expect(await execute({ mgr }, { k: 'release', snap: `${n}@${s.name}`, tag })).toBe(null);
-    const left = new Set(state.vols.keys());
-    while (left.size) {
-      const before = left.size;
-      for (const n of [...left]) {
-        const code = await execute({ mgr }, { k: 'dvol', name: n, r: true });
-        if (code === null) left.delete(n);
-        else expect(code).toBe('EBUSY'); // has clones yet: next pass
-      }
-      expect(left.size, `cannot destroy ${[...left]}`).toBeLessThan(before);
-    }
-    await pool.txg.syncNow();
-    expect(pool.logged.map((a) => a.allocatedBytes())).toEqual(pool.logged.map(() => 0));
+    await destroyEverything(mgr, pool, state);
     await mgr.close();
     return { done: done.length, inflight: inflight?.k ?? null };
   } finally {

@@ -1,7 +1,34 @@
-/** Option parsing shared by `strata bench snapshots` and run.ts: strings in, SnapshotBenchOptions out. */
+/**
+ * The options of the snapshot-strategies benchmark, defined once for
+ * `strata bench snapshots` (bench.ts) and bench/snapshot-strategies/run.ts:
+ * strings in, SnapshotBenchOptions out (the benchmark's input; its code,
+ * bench/snapshot-strategies, imports the type from here).
+ */
 import { tmpdir } from 'node:os';
-import { parseSize } from '../../src/pool/dataset/units.js';
-import type { SnapshotBenchOptions } from './index.js';
+import { parseSize } from '../pool/dataset/units.js';
+
+export interface SnapshotBenchOptions {
+  /** Size of the disks of phases 1-5. */
+  size: number;
+  rounds: number;
+  /** Length of each time-based read job. */
+  runtimeMs: number;
+  /** Volume sizes of phase 6. */
+  sizes: number[];
+  /** Snapshot counts of phase 5. */
+  depths: number[];
+  /** Directory for the temporary pool, homes and images. */
+  dir: string;
+  /** Use this pool of the home (volumes under POOL/strata-bench-PID, destroyed afterwards) instead of a temporary pool. */
+  pool?: string;
+  /** The home holding `pool` (default $STRATA_HOME or ./strata-data). */
+  home?: string;
+  /** NBD address of the home's running daemon, if it does not listen on its configured one. */
+  nbd?: string;
+  /** Only these targets (names as in the tables). */
+  only?: string[];
+  log: (line: string) => void;
+}
 
 export interface RawOptions {
   size?: string;
