@@ -32,7 +32,9 @@
  * 50 us per eviction with 100k entries.
  *
  * The cache stores references: callers must not mutate a value after set()
- * or after get() returns it.
+ * or after get() returns it. `onDrop` hears of every resident value the
+ * cache lets go (evicted, deleted, replaced, cleared): the pool uses it to
+ * bound memory pinned by cached views of larger buffers (shared-views.ts).
  *
  * Differences from the paper (the first and third as arc.c does too):
  *  - get() is a lookup only; a miss is followed by set() from the caller
@@ -152,6 +154,9 @@ export class Arc<V> {
   private ghostMfuHits = 0;
   private evictions = 0;
 
+  /** Called with each resident value the cache drops (not for ghosts, which hold none). */
+  onDrop: ((key: string, value: V) => void) | null = null;
+
   constructor(opts: ArcOptions) {
     checkMax(opts.maxBytes);
     this.c = opts.maxBytes;
@@ -195,6 +200,23 @@ export class Arc<V> {
     }
   }
 
+  /** The resident value of key, without counting a reference or a hit. */
+  peek(key: string): V | undefined {
+    const n = this.index.get(key);
+    return n !== undefined && n.list <= T2 ? n.value : undefined;
+  }
+
+  /**
+   * Swap the value of a resident key for an equivalent one (same contents,
+   * same size), keeping its place; onDrop is not called. False if not resident.
+   */
+  replace(key: string, value: V): boolean {
+    const n = this.index.get(key);
+    if (n === undefined || n.list > T2) return false;
+    n.value = value;
+    return true;
+  }
+
   /** Whether key is resident, without counting a reference or a hit. */
   has(key: string): boolean {
     const n = this.index.get(key);
@@ -221,6 +243,7 @@ export class Arc<V> {
       // Unlink it first so making room can neither evict it nor count it twice.
       this.lists4[n.list].remove(n);
       this.index.delete(key);
+      if (n.list <= T2 && n.value !== value) this.onDrop?.(key, n.value!);
       if (n.list === T2) dest = T2;
       else if (n.list === B1) {
         if (!n.adapted) this.adaptTowardMru(n.bytes);
@@ -244,11 +267,13 @@ export class Arc<V> {
     if (n === undefined) return false;
     this.lists4[n.list].remove(n);
     this.index.delete(key);
+    if (n.list <= T2) this.onDrop?.(key, n.value!);
     return true;
   }
 
   /** Drop every entry and ghost and reset p. Counters are cumulative and stay. */
   clear(): void {
+    if (this.onDrop) for (const n of this.index.values()) if (n.list <= T2) this.onDrop(n.key, n.value!);
     this.index.clear();
     for (let i = 0; i < 4; i++) this.lists4[i] = new List();
     this.p = 0;
@@ -353,7 +378,9 @@ export class Arc<V> {
     while (t1.bytes + t2.bytes + bytes > this.c && (t1.head || t2.head)) {
       const takeT1 = t1.head !== null && (t2.head === null || t1.bytes > this.p || (fromB2 && t1.bytes === this.p));
       const victim = takeT1 ? t1.head! : t2.head!;
+      const dropped = victim.value!;
       victim.value = undefined; // a ghost keeps the key and size only; let the data go
+      this.onDrop?.(victim.key, dropped);
       victim.adapted = false;
       this.move(victim, takeT1 ? B1 : B2);
       this.evictions++;

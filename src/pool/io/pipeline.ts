@@ -18,6 +18,7 @@ import { checksumEquals, computeChecksum } from './checksum.js';
 import { decompressBlock } from './compress.js';
 import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, type Prepared } from './prepare.js';
 import { PrepareWorkers } from './prepare-workers.js';
+import { SharedViews } from '../cache/shared-views.js';
 import type { Allocation } from './allocate.js';
 import { SECTOR, type TopVdev } from '../vdev/types.js';
 
@@ -69,6 +70,15 @@ const MAX_WRITING_ARENAS = 4;
 export class BlockPipeline {
   readonly stats: PipelineStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, cksumErrors: 0 };
 
+  /** Cached views of larger buffers (owned payloads, coalesced reads), bounded (shared-views.ts). */
+  readonly views: SharedViews;
+
+  /** Put a block's logical data in the ARC (views of larger buffers tracked). */
+  private cache(key: string, data: Buffer): void {
+    this.arc.set(key, data, data.length);
+    if (data.byteLength !== data.buffer.byteLength) this.views.added(key, data);
+  }
+
   /** Where large write batches are prepared (prepare-workers.ts); null: on this thread. Replaceable (tests). */
   workers: PrepareWorkers | null = PrepareWorkers.shared();
 
@@ -76,7 +86,9 @@ export class BlockPipeline {
     private tops: TopVdev[],
     readonly alloc: Allocation,
     readonly arc: Arc<Buffer>,
-  ) {}
+  ) {
+    this.views = new SharedViews(arc);
+  }
 
   /**
    * Prepare a block: compress, pad and checksum (prepare.ts). Returns null for a hole.
@@ -112,7 +124,7 @@ export class BlockPipeline {
       cksum: prep.cksum,
     };
     // The logical data is what readers want; caching it saves a read+decompress right after a sync.
-    if (p.level > 0 || p.type !== 1) this.arc.set(arcKey(bp), data, data.length);
+    if (p.level > 0 || p.type !== 1) this.cache(arcKey(bp), data);
     return bp;
   }
 
@@ -145,10 +157,9 @@ export class BlockPipeline {
       out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
       // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
       // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
-      // immutable, so sharing them with the ARC is safe.
-      // Not views of a larger buffer (a write's owned payload): one cached block would keep
-      // the whole payload alive, beyond what the ARC accounts.
-      if (p.level > 0 || data.byteLength === data.buffer.byteLength) this.arc.set(arcKey(out[i]!), data, data.length);
+      // immutable, so sharing them with the ARC is safe. Views of a write's owned payload
+      // are cached too; `views` keeps what they pin bounded.
+      this.cache(arcKey(out[i]!), data);
       for (const d of dvas) {
         const w = open.get(d.vdev);
         if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
@@ -290,7 +301,7 @@ export class BlockPipeline {
     const pending = this.inflight.get(fkey);
     if (pending) return pending;
     const p = this.readUncached(bp).then((data) => {
-      this.arc.set(key, data, data.length);
+      this.cache(key, data);
       return data;
     });
     this.inflight.set(fkey, p);
@@ -358,7 +369,7 @@ export class BlockPipeline {
               const data = bp.comp === 'off' ? (bp.lsize === phys.length ? phys : phys.subarray(0, bp.lsize)) : decompressBlock(bp.comp, phys, bp.lsize);
               this.stats.readOps++;
               this.stats.readBytes += bp.psize;
-              this.arc.set(arcKey(bp), data, data.length);
+              this.cache(arcKey(bp), data);
               out[i] = data;
             } else {
               out[i] = await this.read(bp);
