@@ -339,9 +339,57 @@ export class ClusterMap {
     return out;
   }
 
+  /**
+   * mapRange without I/O: null when an L2 table it needs is not cached.
+   * The caller keeps [offset, offset+length) inside the disk.
+   */
+  mapRangeCached(offset: number, length: number): Seg[] | null {
+    const out: Seg[] = [];
+    const end = offset + length;
+    for (let pos = offset; pos < end; ) {
+      const l1i = Math.floor(pos / this.l2Span);
+      const tableEnd = Math.min(end, (l1i + 1) * this.l2Span);
+      const off = l1i < this.l1.length ? this.l1[l1i]! : 0;
+      if (off === 0) pushSeg(out, pos, tableEnd - pos, Kind.Unalloc, 0, 0);
+      else {
+        const l2 = this.cache.peek(off);
+        if (!l2) return null;
+        this.mapTable(l2, pos, tableEnd, out);
+      }
+      pos = tableEnd;
+    }
+    return out;
+  }
+
   /** mapRange's work inside one L2 table (synchronous: the loop that runs per cluster). */
   private mapTable(l2: Buffer, pos: number, tableEnd: number, out: Seg[]): void {
     const cs = this.cs;
+    if (!this.ext) {
+      // Standard entries (one allocation unit per cluster), decoded in place:
+      // this loop runs for every cluster a read or a block status query
+      // covers, and an entry object per cluster is most of its garbage.
+      for (let c = Math.floor(pos / cs); pos < tableEnd; c++) {
+        const o = (c % this.l2Entries) * 8;
+        const hi = be32(l2, o);
+        const lo = be32(l2, o + 4);
+        const cEnd = Math.min(tableEnd, (c + 1) * cs);
+        if ((hi & 0x40000000) !== 0) {
+          const e = this.decode(l2, c % this.l2Entries);
+          pushSeg(out, pos, cEnd - pos, Kind.Compressed, e.host, e.csize);
+        } else if ((lo & 1) === 1) {
+          pushSeg(out, pos, cEnd - pos, Kind.Zero, 0, 0);
+        } else {
+          const host = (hi & 0x00ffffff) * TWO32 + (((lo >>> 9) << 9) >>> 0);
+          if (host === 0) pushSeg(out, pos, cEnd - pos, Kind.Unalloc, 0, 0);
+          else {
+            if (host % cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${host}`);
+            pushSeg(out, pos, cEnd - pos, Kind.Data, host + (pos - c * cs), 0);
+          }
+        }
+        pos = cEnd;
+      }
+      return;
+    }
     while (pos < tableEnd) {
       const c = Math.floor(pos / cs);
       const e = this.decode(l2, c % this.l2Entries);

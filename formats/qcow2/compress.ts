@@ -4,12 +4,19 @@
  * - zstd: one zstd frame per cluster.
  * Compressed data on disk is followed by unrelated bytes (sector padding, the
  * next compressed cluster), so decompression stops at the end of the stream.
- * zstd is loaded only for images that use it (it is a native module).
+ * zstd is loaded only for images that use it (it is a native module), and
+ * node:zlib only when a cluster is first compressed or decompressed: most
+ * images have no compressed cluster, and loading zlib is a visible part of
+ * a short command's start-up.
  */
 import { createRequire } from 'node:module';
-import zlib from 'node:zlib';
+import type * as Zlib from 'node:zlib';
 import { err } from '../../src/errors.js';
 import { COMPRESSION_ZLIB } from './constants.js';
+
+const require = createRequire(import.meta.url);
+let zlibModule: typeof Zlib | undefined;
+const zlib = (): typeof Zlib => (zlibModule ??= require('node:zlib') as typeof Zlib);
 
 export interface ClusterCodec {
   /** Compressed form of one cluster, or null when compression does not save at least one sector. */
@@ -29,10 +36,11 @@ function worthIt(out: Buffer, data: Buffer): Buffer | null {
 }
 
 const zlibCodec: ClusterCodec = {
-  compress: (data) => worthIt(zlib.deflateRawSync(data, { windowBits: 12, memLevel: 9 }), data),
+  compress: (data) => worthIt(zlib().deflateRawSync(data, { windowBits: 12, memLevel: 9 }), data),
   decompress(src, clusterSize) {
     try {
-      return checked(zlib.inflateRawSync(src, { windowBits: 15, finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize }), clusterSize);
+      const z = zlib();
+      return checked(z.inflateRawSync(src, { windowBits: 15, finishFlush: z.constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize }), clusterSize);
     } catch (e) {
       throw err.corrupt(`qcow2: cannot decompress cluster: ${(e as Error).message}`);
     }
@@ -43,7 +51,7 @@ export async function loadCodec(type: number): Promise<ClusterCodec> {
   if (type === COMPRESSION_ZLIB) return zlibCodec;
   const zstd = await import('zstd-napi');
   // The low-level binding tells where a zstd frame ends, so trailing bytes are not fed to the decoder.
-  const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as { findFrameCompressedSize(b: Uint8Array): number };
+  const binding = require('zstd-napi/binding.js') as { findFrameCompressedSize(b: Uint8Array): number };
   return {
     compress: (data) => worthIt(zstd.compress(data), data),
     decompress(src, clusterSize) {

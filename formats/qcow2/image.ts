@@ -21,14 +21,18 @@
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
 import { err } from '../../src/errors.js';
 import { ClusterMap, Kind, type Seg } from './cluster.js';
-import { bitmapRanges } from './bitmaps.js';
 import { loadCodec, type ClusterCodec } from './compress.js';
 import * as C from './constants.js';
 import { encodeHeader, parseHeader, type Qcow2Header } from './header.js';
 import { ImageFile } from './io.js';
-import { Refcounts } from './refcount.js';
+import type { Refcounts } from './refcount.js';
 import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
-import { writeData, writeZeroRange } from './write.js';
+
+// What only writers need (refcounts, the write paths, bitmaps) is loaded by
+// the first writer: a read-only open (convert's source, info, map, a
+// served backing chain) does not pay for compiling it.
+let writeModule: Promise<typeof import('./write.js')> | undefined;
+const writeOps = () => (writeModule ??= import('./write.js'));
 
 export interface Qcow2OpenOptions {
   readOnly?: boolean;
@@ -120,7 +124,7 @@ export class Qcow2Image implements BlockDevice {
         img.snapshotTableBytes = t.bytes;
       }
       if (!readOnly) {
-        await img.loadRefcounts();
+        await Promise.all([img.loadRefcounts(), writeOps()]);
         if (header.incompatible & C.INCOMPAT_DIRTY) {
           // Lazy refcounts left the image dirty: rebuild refcounts before any write.
           const { checkImage } = await import('./check.js');
@@ -148,6 +152,7 @@ export class Qcow2Image implements BlockDevice {
   async loadRefcounts(): Promise<Refcounts> {
     if (this.refs) return this.refs;
     const h = this.header;
+    const { Refcounts } = await import('./refcount.js');
     const refs = await Refcounts.load(
       this.file,
       { clusterBits: h.clusterBits, refcountOrder: h.refcountOrder, tableOffset: h.refcountTableOffset, tableClusters: h.refcountTableClusters },
@@ -176,6 +181,7 @@ export class Qcow2Image implements BlockDevice {
     if (!bm) return;
     const refs = await this.loadRefcounts();
     const cs = this.map.cs;
+    const { bitmapRanges } = await import('./bitmaps.js');
     const ranges = await bitmapRanges(this.file, bm, cs);
     this.header.bitmaps = null;
     this.header.autoclear &= ~C.AUTOCLEAR_BITMAPS;
@@ -264,7 +270,7 @@ export class Qcow2Image implements BlockDevice {
   }
 
   read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    return this.readSmall(offset, length, into, true) ?? this.shared(() => this.readLocked(offset, length, into, true));
+    return this.readSmall(offset, length, into, true) ?? this.readCached(offset, length, into) ?? this.shared(() => this.readLocked(offset, length, into, true));
   }
 
   /** Read only this layer's own data (unallocated reads as zero): the chain index guarantees it is allocated here. */
@@ -298,6 +304,41 @@ export class Qcow2Image implements BlockDevice {
       },
       (e) => {
         if (--this.readers === 0 && this.drained) this.drained();
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * A read-only image's larger read whose L2 tables are all cached and that
+   * needs neither decompression nor the backing file (convert's pieces): the
+   * segments are mapped synchronously and the file reads issued at once, no
+   * lock and no async frames in between. Null when the general path is needed.
+   */
+  private readCached(offset: number, length: number, into: Buffer | undefined): Promise<Buffer> | null {
+    if (!this.readOnly || this.closed || length <= 0 || offset + length > this.header.size) return null;
+    const segs = this.map.mapRangeCached(offset, length);
+    if (!segs) return null;
+    for (const s of segs) if (s.kind === Kind.Compressed || (s.kind === Kind.Unalloc && this.backing)) return null;
+    const buf = into ?? Buffer.allocUnsafe(length);
+    const reads: Array<Promise<Buffer>> = [];
+    for (const s of segs) {
+      const dst = buf.subarray(s.offset - offset, s.offset - offset + s.length);
+      if (s.kind === Kind.Data) reads.push(this.file.readZeroFill(s.host, s.length, dst));
+      else dst.fill(0);
+    }
+    if (reads.length === 0) return Promise.resolve(buf);
+    this.readers++;
+    const done = () => {
+      if (--this.readers === 0 && this.drained) this.drained();
+    };
+    return (reads.length === 1 ? reads[0]! : Promise.all(reads)).then(
+      () => {
+        done();
+        return buf;
+      },
+      (e) => {
+        done();
         throw e;
       },
     );
@@ -356,7 +397,7 @@ export class Qcow2Image implements BlockDevice {
     if (!this.writeBehind) {
       return this.exclusive(async () => {
         this.lastCompressed = null;
-        await writeData(this, offset, data, false);
+        await (await writeOps()).writeData(this, offset, data, false);
         if (opts?.fua) await this.flushLocked();
       });
     }
@@ -364,7 +405,7 @@ export class Qcow2Image implements BlockDevice {
     try {
       await this.locked(async () => {
         this.lastCompressed = null;
-        await writeData(this, offset, data, false, behind);
+        await (await writeOps()).writeData(this, offset, data, false, behind);
       });
     } finally {
       // Resolve only once the data is written (a failed data write has unlinked its clusters).
@@ -377,7 +418,7 @@ export class Qcow2Image implements BlockDevice {
   writeCompressed(offset: number, data: Buffer): Promise<void> {
     return this.exclusive(async () => {
       this.lastCompressed = null;
-      await writeData(this, offset, data, true);
+      await (await writeOps()).writeData(this, offset, data, true);
     });
   }
 
@@ -385,7 +426,7 @@ export class Qcow2Image implements BlockDevice {
     return this.exclusive(async () => {
       this.lastCompressed = null;
       if (opts?.fastZero && !this.info().canFastZero) throw err.notsup('qcow2: fast zero needs a v3 image or no backing file');
-      await writeZeroRange(this, offset, length, false);
+      await (await writeOps()).writeZeroRange(this, offset, length, false);
       if (opts?.fua) await this.flushLocked();
     });
   }
@@ -393,7 +434,7 @@ export class Qcow2Image implements BlockDevice {
   trim(offset: number, length: number, opts?: WriteOptions): Promise<void> {
     return this.exclusive(async () => {
       this.lastCompressed = null;
-      await writeZeroRange(this, offset, length, true);
+      await (await writeOps()).writeZeroRange(this, offset, length, true);
       if (opts?.fua) await this.flushLocked();
     });
   }

@@ -18,7 +18,6 @@
  * Imports nothing from src/ but the BlockDevice interface and errors
  * (DESIGN.md: formats/ stand alone).
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { open as openFile, statfs, type FileHandle } from 'node:fs/promises';
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
@@ -310,7 +309,9 @@ export class RawDevice implements BlockDevice {
   }
 
   /** True when fallocate(1) did the job; false (and disabled for later calls if missing) otherwise. */
-  private fallocate(mode: '--punch-hole' | '--zero-range', offset: number, length: number): Promise<boolean> {
+  private async fallocate(mode: '--punch-hole' | '--zero-range', offset: number, length: number): Promise<boolean> {
+    // Loaded here, not at start-up: child_process (with net and dgram) costs milliseconds to load.
+    const { execFile } = await import('node:child_process');
     return new Promise((resolve) => {
       execFile('fallocate', [mode, '--keep-size', '--offset', String(offset), '--length', String(length), this.path], (e) => {
         if (e && (e as NodeJS.ErrnoException).code === 'ENOENT') this.fallocateOk = false;

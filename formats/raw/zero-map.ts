@@ -32,7 +32,13 @@ export class ZeroMap {
     this.zero = new Uint8Array(bytes);
     this.hole = new Uint8Array(bytes);
     if (allZero) {
-      for (let g = 0; g < this.grains; g++) this.set(g, true, true);
+      // Every grain zero and a hole: whole bytes, then the bits of the last one.
+      const full = this.grains >> 3;
+      this.zero.fill(0xff, 0, full);
+      this.hole.fill(0xff, 0, full);
+      const rest = this.grains & 7;
+      if (rest) this.zero[full] = this.hole[full] = (1 << rest) - 1;
+      this.zeroCount = this.grains;
     }
   }
 

@@ -4,44 +4,99 @@
  * API (daemon or in-process) and formats the result. User mistakes and
  * storage errors print one line on stderr and exit non-zero; no stack traces
  * unless STRATA_DEBUG is set.
+ *
+ * Start-up is part of every short command, so nothing is loaded before it is
+ * needed. `strata image ...` (also after the global options: `strata --home
+ * X image ...`) works on files and never needs the pool, the daemon or the
+ * other groups: its plain forms are parsed by image.ts alone (without
+ * commander), and anything else (help, mistakes, unusual spellings) by a
+ * program holding only the image commands. Every other command builds the
+ * whole program. The top-level program (name, description, global options,
+ * error output) is the same in both, so help, errors and exit codes do not
+ * depend on which path ran.
  */
-import { Command, CommanderError } from 'commander';
-import { isStorageError, exitCodeFor } from '../errors.js';
-import { CliContext } from './context.js';
-import { registerPoolCommands } from './pool.js';
-import { registerDatasetCommands } from './dataset.js';
-import { registerTransferCommands } from './transfer.js';
-import { registerServeCommand } from './serve.js';
-import { registerSnapshotCommands } from './snapshot.js';
+import type { Command } from 'commander';
+import type { CliContext } from './context.js';
 
-// `strata list | head` closes our stdout early: that is not an error.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
-});
+/** `strata list | head` closes our stdout early: that is not an error. */
+function quietEpipe(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
+}
+
+/**
+ * Where `image` is in the command words when they are `image ...`, possibly
+ * after the global options (`--home DIR`, `--home=DIR`); -1 otherwise
+ * (help, `--`, unknown options, other groups take the whole program).
+ */
+function imageIndex(args: string[]): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--home') i++; // its value, whatever it looks like (commander takes the next word)
+    else if (a.startsWith('--home=')) continue;
+    else return a === 'image' ? i : -1;
+  }
+  return -1;
+}
+
+type ImageModule = typeof import('./image.js');
+
+async function loadImage(): Promise<ImageModule | null> {
+  try {
+    return await import('./image.js');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    return null;
+  }
+}
+
+async function registerAll(program: Command, ctx: CliContext): Promise<void> {
+  const [pool, dataset, transfer, snapshot, serve] = await Promise.all([
+    import('./pool.js'),
+    import('./dataset.js'),
+    import('./transfer.js'),
+    import('./snapshot.js'),
+    import('./serve.js'),
+  ]);
+  pool.registerPoolCommands(program, ctx);
+  dataset.registerDatasetCommands(program, ctx);
+  transfer.registerTransferCommands(program, ctx);
+  snapshot.registerSnapshotCommands(program, ctx);
+  serve.registerServeCommand(program, ctx);
+  (await import('./bench.js')).registerBenchCommands(program, ctx);
+}
 
 async function main(argv: string[]): Promise<number> {
-  const ctx = new CliContext();
+  const at = imageIndex(argv.slice(2));
+  const image = await loadImage();
+  if (at >= 0 && image) {
+    const parsed = image.parseImageArgs(argv.slice(at + 3));
+    if (parsed) {
+      // convert never writes to stdout, and creating process.stdout costs
+      // milliseconds (a socket when it is a pipe): only the others watch it.
+      if (parsed.name !== 'convert') quietEpipe();
+      // The command reports its own failures (one line, process.exitCode).
+      await image.runImageCommand(parsed.name, parsed.args, parsed.opts);
+      return process.exitCode === undefined ? 0 : Number(process.exitCode);
+    }
+  }
+  quietEpipe();
+  const { Command, CommanderError } = await import('commander');
+  const ctx: CliContext | null = at >= 0 ? null : new (await import('./context.js')).CliContext();
   const program = new Command('strata')
     .description('strata: VM disk storage pools, snapshots and NBD/iSCSI serving')
     .option('--home <dir>', 'state directory (default $STRATA_HOME or ./strata-data)')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `strata: ${s.slice(7)}` : s) });
-  program.hook('preAction', (cmd) => {
-    ctx.homeDir = cmd.optsWithGlobals<{ home?: string }>().home;
-  });
-  registerPoolCommands(program, ctx);
-  registerDatasetCommands(program, ctx);
-  registerTransferCommands(program, ctx);
-  registerSnapshotCommands(program, ctx);
-  registerServeCommand(program, ctx);
-  (await import('./bench.js')).registerBenchCommands(program, ctx);
-  try {
-    const image = (await import('./image.js')) as { registerImageCommands?: (p: Command) => void };
-    image.registerImageCommands?.(program);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+  if (ctx) {
+    program.hook('preAction', (cmd) => {
+      ctx.homeDir = cmd.optsWithGlobals<{ home?: string }>().home;
+    });
+    await registerAll(program, ctx);
   }
+  image?.registerImageCommands(program);
   for (const c of program.commands) c.exitOverride();
   let code = 0;
   try {
@@ -50,17 +105,20 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       code = e.exitCode === 0 ? 0 : 2;
-    } else if (isStorageError(e)) {
-      process.stderr.write(`strata: ${e.message}\n`);
-      code = exitCodeFor(e.code);
     } else {
-      process.stderr.write(`strata: internal error: ${(e as Error)?.message ?? String(e)}\n`);
-      if (process.env['STRATA_DEBUG']) process.stderr.write(String((e as Error)?.stack) + '\n');
-      code = 1;
+      const { isStorageError, exitCodeFor } = await import('../errors.js');
+      if (isStorageError(e)) {
+        process.stderr.write(`strata: ${e.message}\n`);
+        code = exitCodeFor(e.code);
+      } else {
+        process.stderr.write(`strata: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+        if (process.env['STRATA_DEBUG']) process.stderr.write(String((e as Error)?.stack) + '\n');
+        code = 1;
+      }
     }
   }
   try {
-    await ctx.close();
+    await ctx?.close();
   } catch (e) {
     process.stderr.write(`strata: ${(e as Error).message}\n`);
     code = code || 1;

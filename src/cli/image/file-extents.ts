@@ -10,7 +10,6 @@
  * Only a file with fewer allocated blocks than its size can have holes, so a
  * fully allocated file costs one fstat and no process.
  */
-import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../device/block-device.js';
 
@@ -43,7 +42,11 @@ export async function dataExtents(path: string): Promise<Array<[number, number]>
     return null;
   }
   const out = await new Promise<string | null>((resolve) => {
-    execFile('perl', ['-e', SCRIPT, path], { maxBuffer: 64 * 1024 * 1024 }, (e, stdout) => resolve(e ? null : stdout));
+    // Loaded only for files with holes: child_process costs milliseconds to load.
+    import('node:child_process').then(
+      ({ execFile }) => execFile('perl', ['-e', SCRIPT, path], { maxBuffer: 64 * 1024 * 1024 }, (e, stdout) => resolve(e ? null : stdout)),
+      () => resolve(null),
+    );
   });
   if (out === null) return null;
   const ranges: Array<[number, number]> = [];
