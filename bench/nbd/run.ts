@@ -13,10 +13,9 @@
  * The default file lives on /dev/shm when it exists so the numbers measure
  * the servers, not the disk's writeback.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -25,6 +24,7 @@ import { NbdServer } from '../../src/nbd/index.js';
 import { PoolManager } from '../../src/daemon/services.js';
 import { copyDevice } from '../../src/device/copy.js';
 import { RawDevice } from '../../formats/raw/index.js';
+import { freePort, waitPort } from '../ports.js';
 
 export interface Running {
   uri: string;
@@ -73,44 +73,12 @@ export function strataTarget(name: string, factory: (file: string) => Promise<Bl
   };
 }
 
-/** A port nobody listens on right now (for servers that need a number up front). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function waitPort(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (child.exitCode !== null) return reject(new Error(`server exited with ${child.exitCode}`));
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > deadline) reject(new Error(`port ${port} did not open`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
-}
-
 function external(name: string, cmd: string, args: (file: string, port: number) => string[], uri: (port: number) => string): BenchTarget {
   return {
     name,
     async start(file, port) {
       const child = spawn(cmd, args(file, port), { stdio: ['ignore', 'ignore', 'inherit'] });
-      await waitPort(port, child);
+      await waitPort('127.0.0.1', port, child, 10_000);
       return {
         uri: uri(port),
         stop: () =>

@@ -30,15 +30,15 @@
  * exists), so the numbers measure the codecs and servers, not the disk.
  * Writes bench/results/qcow2-<date>-<dir>.json.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, writeSync, ftruncateSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openImage } from '../../formats/image-format.js';
 import type { BlockDevice } from '../../src/device/block-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
+import { freePort, waitPort } from '../ports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..', '..');
@@ -203,38 +203,6 @@ function qemuImgBench(top: string, reads: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-/** A port nobody listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = net.createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => ok(port));
-    });
-  });
-}
-
-function waitPort(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((ok, fail) => {
-    const attempt = () => {
-      if (child.exitCode !== null) return fail(new Error(`server exited with ${child.exitCode}`));
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        ok();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > deadline) fail(new Error(`port ${port} did not open`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
-}
-
 interface Served {
   uri: string;
   stop(): Promise<void>;
@@ -261,7 +229,7 @@ async function serveQemu(top: string): Promise<Served> {
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   try {
-    await waitPort(port, child);
+    await waitPort('127.0.0.1', port, child, 10_000);
   } catch (e) {
     throw new Error(`qemu-nbd: ${(e as Error).message}: ${stderr}`);
   }

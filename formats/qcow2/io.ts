@@ -13,22 +13,12 @@
  * cap so no request stalls the others. Disk-backed files stay asynchronous.
  */
 import fs from 'node:fs';
-import { open, statfs, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { memoryBacked } from '../raw/memory-backed.js';
 import { err, fromSystemError } from '../../src/errors.js';
 
 /** Largest request done inline on a memory file system. */
 const INLINE_MAX = 64 * 1024;
-const TMPFS_MAGIC = 0x01021994;
-const RAMFS_MAGIC = 0x858458f6;
-
-async function memoryBacked(path: string): Promise<boolean> {
-  try {
-    const t = (await statfs(path)).type;
-    return t === TMPFS_MAGIC || t === RAMFS_MAGIC;
-  } catch {
-    return false;
-  }
-}
 
 async function inlineMaxFor(path: string, syncIo: boolean): Promise<number> {
   if (!(await memoryBacked(path))) return 0;

@@ -19,7 +19,8 @@
  * (DESIGN.md: formats/ stand alone).
  */
 import fs from 'node:fs';
-import { open as openFile, statfs, type FileHandle } from 'node:fs/promises';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { memoryBacked } from './memory-backed.js';
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
 import { err, fromSystemError } from '../../src/errors.js';
 import { ZeroMap } from './zero-map.js';
@@ -40,8 +41,6 @@ export const INLINE_MAX = 64 * 1024;
  * Reads take no such lock and do run in parallel in the pool.
  */
 export const INLINE_WRITE_MAX = 4 * 1024 * 1024;
-const TMPFS_MAGIC = 0x01021994;
-const RAMFS_MAGIC = 0x858458f6;
 const MAX_REQUEST = 64 * 1024 * 1024;
 const ZERO_CHUNK = 1024 * 1024;
 
@@ -60,15 +59,6 @@ export interface RawOpenOptions {
    * loop, so 'auto' keeps them asynchronous.
    */
   inlineIo?: 'auto' | 'always' | 'never';
-}
-
-async function memoryBacked(path: string): Promise<boolean> {
-  try {
-    const t = (await statfs(path)).type;
-    return t === TMPFS_MAGIC || t === RAMFS_MAGIC;
-  } catch {
-    return false;
-  }
 }
 
 async function inlineFor(path: string, mode: RawOpenOptions['inlineIo']): Promise<boolean> {

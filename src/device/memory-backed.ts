@@ -6,8 +6,8 @@
  * 4 KiB op, and the context switches between the event loop and the pool
  * threads dominated cold-cache random reads of a pool). On disk-backed
  * filesystems a page-cache miss would stall the event loop, so callers keep
- * those asynchronous. (formats/raw has its own copy: formats/ imports
- * nothing from src/ but the BlockDevice interface and errors.)
+ * those asynchronous. (formats/raw/memory-backed.ts is its twin for formats/,
+ * which import nothing from src/ but the BlockDevice interface and errors.)
  */
 import { statfs } from 'node:fs/promises';
 

@@ -13,7 +13,7 @@ import { RawDevice } from '../../formats/raw/index.js';
 import { MemoryDevice } from '../../src/device/memory-device.js';
 import type { BlockDevice, BlockDeviceInfo, WriteOptions } from '../../src/device/block-device.js';
 import { RawClient } from './raw-client.js';
-import { serve, tempDir, type Served } from './helpers.js';
+import { pattern, serve, tempDir, type Served } from './helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,17 +21,7 @@ const SIZES = [512, 4 * KiB, 12 * KiB, 16 * KiB, 20 * KiB, 64 * KiB, 100 * KiB, 
 
 /** Deterministic pseudo-random bytes (differs per seed and position). */
 function bytes(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return pattern(n, (seed * 2654435761) >>> 0);
 }
 
 function header(type: number, offset: number, length: number, handle: number): Buffer {

@@ -16,7 +16,7 @@ import type { Arc } from '../cache/arc.js';
 import { bpAsize, dvaKey, type BlockPointer, type ChecksumId, type CompressId, type ObjType } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
 import { decompressBlock } from './compress.js';
-import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, type Prepared } from './prepare.js';
+import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, roundUp, type Prepared } from './prepare.js';
 import { PrepareWorkers } from './prepare-workers.js';
 import { SharedViews } from '../cache/shared-views.js';
 import type { Allocation } from './allocate.js';
@@ -54,10 +54,6 @@ export interface PipelineStats {
  */
 export function arcKey(bp: BlockPointer): string {
   return `${dvaKey(bp.dvas[0]!)}@${bp.birth}`;
-}
-
-function roundUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
 }
 
 /** Batches smaller than this are prepared inline (a worker round trip costs ~50-100 us). */
