@@ -2,12 +2,13 @@
  * qcow2 benchmark (not a test; timings never go into tests).
  *
  * 1. convert raw -> qcow2 and qcow2 -> raw of a 1 GiB image (half data, half
- *    holes, alternating 1 MiB), `strata image convert` (the real entry,
- *    dist/src/cli/main.js, as users run it) vs `qemu-img convert`, both as
+ *    holes, alternating 1 MiB), `strata image convert` (the installed
+ *    command, bin/strata, as users run it) vs `qemu-img convert`, both as
  *    child processes in this process's environment, alternating A/B,
  *    medians and ratios. Node's own start-up is reported too, with and
- *    without NODE_EXTRA_CA_CERTS when that is set (Node then parses the
- *    certificate file at every start, before any of our code runs).
+ *    without NODE_EXTRA_CA_CERTS when that is set (Node parses that
+ *    certificate file at every start, before any of our code runs, so
+ *    bin/strata starts it without).
  * 2. random 4 KiB reads through a backing chain of depth 1, 10 and 50
  *    (l0 holds data in its first half, every layer above one 64 KiB cluster):
  *    - in-process, one read at a time and 32 at a time (our merged chain
@@ -42,8 +43,10 @@ import { freePort, waitPort } from '../ports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..', '..');
-// The real `strata` entry, as users run it (`strata image convert ...`).
-const cli = join(repo, 'dist', 'src', 'cli', 'main.js');
+// The real `strata` command, as users run it (`strata image convert ...`):
+// package.json's bin, bin/strata (which starts Node without
+// NODE_EXTRA_CA_CERTS, see there).
+const cli = join(repo, 'bin', 'strata');
 const MIB = 1024 * 1024;
 
 function arg(name: string, def: number): number {
@@ -110,7 +113,7 @@ async function convertBench(dir: string, size: number, runs: number) {
       const order = i % 2 === 0 ? ['strata', 'qemu'] : ['qemu', 'strata'];
       for (const who of order) {
         const dst = join(dir, `out-${who}`);
-        if (who === 'strata') out[c.name]!.strata.push(timed(process.execPath, [cli, 'image', 'convert', ...c.strata, dst]));
+        if (who === 'strata') out[c.name]!.strata.push(timed(cli, ['image', 'convert', ...c.strata, dst]));
         else out[c.name]!.qemu.push(timed('qemu-img', ['convert', ...c.qemu, dst]));
         rmSync(dst, { force: true });
       }
@@ -119,8 +122,8 @@ async function convertBench(dir: string, size: number, runs: number) {
   const res: Record<string, unknown> = {};
   // Start-up, for reference: node alone, `strata image` (what convert pays
   // before copying) and the whole program (`strata --help` loads every group).
-  const startup = median([0, 1, 2, 3, 4].map(() => timed(process.execPath, [cli, '--help'])));
-  const imageStartup = median([0, 1, 2, 3, 4].map(() => timed(process.execPath, [cli, 'image', '--help'])));
+  const startup = median([0, 1, 2, 3, 4].map(() => timed(cli, ['--help'])));
+  const imageStartup = median([0, 1, 2, 3, 4].map(() => timed(cli, ['image', '--help'])));
   const nodeStartup = median([0, 1, 2, 3, 4].map(() => timed(process.execPath, ['-e', '0'])));
   const caFile = process.env['NODE_EXTRA_CA_CERTS'];
   const { NODE_EXTRA_CA_CERTS: _, ...withoutCa } = process.env;

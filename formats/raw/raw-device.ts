@@ -21,9 +21,10 @@
 import fs from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { memoryBacked } from './memory-backed.js';
-import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
+import type { BlockDevice, BlockDeviceInfo, Extent, ReadRanges, WriteOptions, ZeroOptions } from '../../src/device/block-device.js';
 import { err, fromSystemError } from '../../src/errors.js';
 import { ZeroMap } from './zero-map.js';
+import { readPieces, type FilePiece } from './file-pieces.js';
 
 /** Below this, writing zeroes costs less than spawning fallocate(1). */
 export const FALLOCATE_MIN = 256 * 1024;
@@ -212,6 +213,20 @@ export class RawDevice implements BlockDevice {
       return Promise.resolve(out);
     }
     return this.readAsync(offset, length, out);
+  }
+
+  /** BlockDevice.readRanges: neighbouring ranges share a system call (file-pieces.ts). */
+  readRanges(ranges: ReadRanges, into: Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(err.shutdown('raw image is closed'));
+    const pieces: FilePiece[] = [];
+    let at = 0;
+    for (const [offset, length] of ranges) {
+      if (length > 0) pieces.push({ pos: offset, buf: into.subarray(at, at + length) });
+      at += length;
+    }
+    return readPieces(this.fd, pieces, this.inline ? INLINE_MAX : 0).catch((e) => {
+      throw fromSystemError(e, `read ${this.path}`);
+    });
   }
 
   private async readAsync(offset: number, length: number, out: Buffer): Promise<Buffer> {

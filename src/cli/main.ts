@@ -17,28 +17,7 @@
  */
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
-
-/** `strata list | head` closes our stdout early: that is not an error. */
-function quietEpipe(): void {
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-  });
-}
-
-/**
- * Where `image` is in the command words when they are `image ...`, possibly
- * after the global options (`--home DIR`, `--home=DIR`); -1 otherwise
- * (help, `--`, unknown options, other groups take the whole program).
- */
-function imageIndex(args: string[]): number {
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--home') i++; // its value, whatever it looks like (commander takes the next word)
-    else if (a.startsWith('--home=')) continue;
-    else return a === 'image' ? i : -1;
-  }
-  return -1;
-}
+import { imageIndex, quietEpipe, runImageFast } from './image-fast.js';
 
 type ImageModule = typeof import('./image.js');
 
@@ -71,15 +50,8 @@ async function main(argv: string[]): Promise<number> {
   const at = imageIndex(argv.slice(2));
   const image = await loadImage();
   if (at >= 0 && image) {
-    const parsed = image.parseImageArgs(argv.slice(at + 3));
-    if (parsed) {
-      // convert never writes to stdout, and creating process.stdout costs
-      // milliseconds (a socket when it is a pipe): only the others watch it.
-      if (parsed.name !== 'convert') quietEpipe();
-      // The command reports its own failures (one line, process.exitCode).
-      await image.runImageCommand(parsed.name, parsed.args, parsed.opts);
-      return process.exitCode === undefined ? 0 : Number(process.exitCode);
-    }
+    const code = await runImageFast(argv, image);
+    if (code !== null) return code;
   }
   quietEpipe();
   const { Command, CommanderError } = await import('commander');

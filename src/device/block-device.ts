@@ -70,6 +70,14 @@ export interface BlockDevice {
   info(): BlockDeviceInfo;
   /** Read `length` bytes at `offset` into a new buffer (or `into` if given, which must be >= length). */
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * Optional: read several ranges (ascending, non-overlapping, inside the
+   * device) packed back to back into `into`, as if read one by one. Batch
+   * readers (convert) use it when it exists: the device can then read
+   * ranges that lie next to each other in its file with one system call
+   * (formats/raw/file-pieces.ts says why that matters).
+   */
+  readRanges?(ranges: ReadRanges, into: Buffer): Promise<void>;
   write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, opts?: ZeroOptions): Promise<void>;
   /** Discard: contents of the range become unspecified (we guarantee zeroes). */
@@ -81,4 +89,26 @@ export interface BlockDevice {
   cache?(offset: number, length: number): Promise<void>;
   /** Release resources; the device is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/** Ranges for BlockDevice.readRanges: [offset, length], ascending, non-overlapping. */
+export type ReadRanges = ReadonlyArray<readonly [offset: number, length: number]>;
+
+/** readRanges where a device has none (or cannot use its own): the ranges read one by one, concurrently. */
+export function readRangesEach(dev: Pick<BlockDevice, 'read'>, ranges: ReadRanges, into: Buffer): Promise<void> {
+  let at = 0;
+  const reads = ranges.map(([offset, length]) => {
+    const slot = into.subarray(at, at + length);
+    at += length;
+    // read() may answer with a buffer of its own instead of filling `into`.
+    return dev.read(offset, length, slot).then((b) => {
+      if (b.buffer !== slot.buffer || b.byteOffset !== slot.byteOffset) b.copy(slot, 0, 0, length);
+    });
+  });
+  return Promise.all(reads).then(() => undefined);
+}
+
+/** `dev.readRanges` when it has one, else range by range. */
+export function readRangesOf(dev: BlockDevice, ranges: ReadRanges, into: Buffer): Promise<void> {
+  return dev.readRanges ? dev.readRanges(ranges, into) : readRangesEach(dev, ranges, into);
 }

@@ -9,12 +9,13 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = join(ROOT, 'dist/src/cli/main.js');
 
-function newestMtime(dir: string): number {
+/** Newest modification time of the files under `dir` whose names end in `ext`. */
+export function newestMtime(dir: string, ext = '.ts'): number {
   let t = 0;
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestMtime(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
+    if (e.isDirectory()) t = Math.max(t, newestMtime(p, ext));
+    else if (e.name.endsWith(ext)) t = Math.max(t, statSync(p).mtimeMs);
   }
   return t;
 }
@@ -25,6 +26,18 @@ export function ensureBuilt(): void {
   if (existsSync(BIN) && statSync(BIN).mtimeMs >= src) return;
   const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
   if (!existsSync(BIN)) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
+}
+
+/** The CLI bundle bin/strata runs for `strata image ...` (src/cli/main-fast.ts). */
+export const BUNDLE = join(ROOT, 'dist/src/cli/main-fast.cjs');
+
+/** ensureBuilt, then the bundle (the build's second step) if it is missing or older than dist/. */
+export function ensureBundled(): void {
+  ensureBuilt();
+  const js = Math.max(newestMtime(join(ROOT, 'dist/src'), '.js'), newestMtime(join(ROOT, 'dist/formats'), '.js'));
+  if (existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= js) return;
+  const r = spawnSync(process.execPath, ['scripts/bundle-cli.mjs'], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bundling failed: ${r.stdout}${r.stderr}`);
 }
 
 export function tmp(prefix = 'strata-test-'): string {

@@ -11,7 +11,7 @@
  * fully allocated file costs one fstat and no process.
  */
 import { stat } from 'node:fs/promises';
-import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions, ZeroOptions } from '../../device/block-device.js';
+import { readRangesOf, type BlockDevice, type BlockDeviceInfo, type Extent, type ReadRanges, type WriteOptions, type ZeroOptions } from '../../device/block-device.js';
 
 // SEEK_DATA = 3, SEEK_HOLE = 4 on Linux. ENXIO from SEEK_DATA means no data
 // after the position; any other failure exits non-zero (the map is then unknown).
@@ -81,6 +81,10 @@ export class KnownExtents implements BlockDevice {
 
   read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     return this.dev.read(offset, length, into);
+  }
+
+  readRanges(ranges: ReadRanges, into: Buffer): Promise<void> {
+    return readRangesOf(this.dev, ranges, into);
   }
 
   write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void> {

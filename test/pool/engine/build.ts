@@ -6,22 +6,13 @@
  * still emit; we only require the outputs we use to exist afterwards.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { newestMtime } from '../../helpers/cli.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
 export const CLI = join(ROOT, 'dist/src/cli/main.js');
 const WANT = ['dist/src/cli/main.js', 'dist/src/daemon/services.js', 'dist/src/pool/pool.js'];
-
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestMtime(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
 
 function stale(): boolean {
   if (!WANT.every((f) => existsSync(join(ROOT, f)))) return true;
