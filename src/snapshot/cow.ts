@@ -26,7 +26,7 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import type { ObjectState } from '../pool/object/object-state.js';
-import { checkDestroySnapshot, findSnap, newSnapshotRecord, type DiffRange } from '../pool/dataset/snapshots.js';
+import { findSnap, newSnapshotRecord, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
 import {
   bumpGeneration,
@@ -37,6 +37,7 @@ import {
   layerObject,
   presenceOf,
   readBlocks,
+  rollbackTarget,
   runtimeOf,
   serialized,
   snapshotEach,
@@ -200,14 +201,7 @@ export const cowStrategy: SnapshotStrategy = {
   destroy: (pool, names, command) => destroyEach(pool, names, command, deleteOne),
 
   async rollback(pool, full, opts) {
-    const { rec, index, ds } = findSnap(pool, full);
-    const later = rec.snapshots.slice(index + 1);
-    if (later.length && !opts.destroyLater) {
-      throw err.exist(`cannot rollback to '${full}': more recent snapshots exist; use -r to destroy them: ${later.map((s) => `${ds}@${s.name}`).join(', ')}`);
-    }
-    // The later snapshots go: refused if one is held, as native's rollback -r.
-    for (const s of later) checkDestroySnapshot(pool, `${ds}@${s.name}`);
-    const snap = rec.snapshots[index]!;
+    const { rec, ds, snap, later } = rollbackTarget(pool, full, opts.destroyLater);
     await serialized(pool, async () => {
       // Newest first: each merges into the one before, down to the target.
       for (const s of [...later].reverse()) await deleteOne(pool, rec, s, opts.command);

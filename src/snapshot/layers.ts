@@ -15,7 +15,7 @@ import type { Pool } from '../pool/pool.js';
 import type { BlockPointer } from '../pool/blkptr.js';
 import type { ObjectState } from '../pool/object/object-state.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
-import { findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots } from '../pool/dataset/snapshots.js';
+import { checkDestroySnapshot, findSnap, recheckNewSnapshots, splitSnap, validateNewSnapshots } from '../pool/dataset/snapshots.js';
 import type { IoAccount } from '../pool/io/account.js';
 import { Bitmap } from './bitmap.js';
 import { Gate } from './gate.js';
@@ -118,6 +118,22 @@ export async function destroyEach(
       await deleteOne(pool, rec, snap, command);
     }
   });
+}
+
+/**
+ * The start of a cow or row rollback to `full`: the snapshot, and the later
+ * ones that must go with it. Without `destroyLater` later snapshots refuse
+ * the rollback (EEXIST, as zfs rollback without -r); with it each must be
+ * destroyable (not held, not cloned), as native's rollback -r checks.
+ */
+export function rollbackTarget(pool: Pool, full: string, destroyLater: boolean | undefined) {
+  const { rec, index, ds } = findSnap(pool, full);
+  const later = rec.snapshots.slice(index + 1);
+  if (later.length && !destroyLater) {
+    throw err.exist(`cannot rollback to '${full}': more recent snapshots exist; use -r to destroy them: ${later.map((s) => `${ds}@${s.name}`).join(', ')}`);
+  }
+  for (const s of later) checkDestroySnapshot(pool, `${ds}@${s.name}`);
+  return { rec, ds, snap: rec.snapshots[index]!, later };
 }
 
 const zeros = new Map<number, Buffer>();

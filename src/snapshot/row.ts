@@ -29,9 +29,9 @@ import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, newDnode } from '../pool/object/dnode.js';
 import { ObjectState } from '../pool/object/object-state.js';
-import { checkDestroySnapshot, findSnap, newSnapshotRecord, validateClone, type DiffRange } from '../pool/dataset/snapshots.js';
+import { findSnap, newSnapshotRecord, validateClone, type DiffRange } from '../pool/dataset/snapshots.js';
 import { Bitmap } from './bitmap.js';
-import { bumpGeneration, cached, destroyEach, dropLayer, headObject, layerObject, presenceOf, readBlocks, runtimeOf, serialized, snapshotEach } from './layers.js';
+import { bumpGeneration, cached, destroyEach, dropLayer, headObject, layerObject, presenceOf, readBlocks, rollbackTarget, runtimeOf, serialized, snapshotEach } from './layers.js';
 import type { SnapshotStrategy, WritePath } from './strategy.js';
 import { LayeredView } from './view.js';
 import { forgetLayer, headOwner, layerOwner, transplantSync } from './transplant.js';
@@ -192,13 +192,7 @@ export const rowStrategy: SnapshotStrategy = {
   destroy: (pool, names, command) => destroyEach(pool, names, command, deleteOne),
 
   async rollback(pool, full, opts) {
-    const { rec, index, ds } = findSnap(pool, full);
-    const later = rec.snapshots.slice(index + 1);
-    if (later.length && !opts.destroyLater) {
-      throw err.exist(`cannot rollback to '${full}': more recent snapshots exist; use -r to destroy them: ${later.map((s) => `${ds}@${s.name}`).join(', ')}`);
-    }
-    // The later snapshots go: refused if one is held or cloned, as native's rollback -r.
-    for (const s of later) checkDestroySnapshot(pool, `${ds}@${s.name}`);
+    const { rec, later } = rollbackTarget(pool, full, opts.destroyLater);
     await serialized(pool, () =>
       runtimeOf(pool).gate.exclusive(() =>
         pool.syncTask(async () => {
