@@ -25,40 +25,17 @@
  *
  * usage: node crash-child.mjs DIST HOME JOURNAL SCENARIO MODE SEED
  */
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Model, execute, rng } from '../pool/snapshots/model-lib.mjs';
+import { crashRunner, rng } from '../pool/snapshots/model-lib.mjs';
 
 const [dist, home, journal, scenario, mode, seedArg] = process.argv.slice(2);
-const { PoolManager } = await import(pathToFileURL(join(dist, 'src/daemon/services.js')).href);
-
-const fd = openSync(journal, 'a');
-const log = (line) => {
-  writeSync(fd, line + '\n');
-  fsyncSync(fd);
-};
-
-const mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
-await mgr.pool('tank');
-const model = new Model(mode);
+const runner = await crashRunner({ dist, home, journal, mode });
+const { model } = runner;
 const r = rng(Number(seedArg));
 let ids = 0;
-let done = 0;
 
-/** Run one action: journal, check against the model, journal the result. */
-async function act(a) {
-  const id = ids++;
-  log(`B ${id} ${JSON.stringify(a)}`);
-  const expected = model.apply(a);
-  const got = await execute({ mgr, flushWrites: true }, a);
-  if (got !== expected) {
-    process.stderr.write(`model mismatch at ${JSON.stringify(a)}: engine ${got}, model ${expected}\n`);
-    process.exit(3);
-  }
-  log(`D ${id} ${JSON.stringify(got)}`);
-  process.stdout.write(`done ${++done}\n`);
-  return got;
+/** Run one action (crashRunner's act), journaled with its id: `B id json`, `D id code`. */
+function act(a) {
+  return runner.act(a, `${ids++} `);
 }
 
 const phase = (name, k) => process.stdout.write(`phase ${name} ${k}\n`);
@@ -89,7 +66,7 @@ async function copyout() {
     const snaps = model.vols.get(name).snaps;
     const x = r.below(100);
     if (x < 65) {
-      if (snaps.length) phase('copyout', done);
+      if (snaps.length) phase('copyout', runner.done);
       await act(randomWrite(name, size, bs, 256 * 1024));
     } else if (x < 80 || !snaps.length) {
       if (snaps.length >= 4) await act({ k: 'dsnap', snap: `${name}@${snaps[r.below(snaps.length)].name}`, R: false });
@@ -167,5 +144,5 @@ try {
   process.stderr.write(`child failed: ${e?.stack ?? e}\n`);
   process.exit(4);
 } finally {
-  closeSync(fd);
+  runner.closeJournal();
 }

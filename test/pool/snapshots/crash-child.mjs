@@ -9,41 +9,18 @@
  *
  * usage: node crash-child.mjs DIST HOME JOURNAL SEED [MODE]
  */
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Model, execute, randomOp, rng } from './model-lib.mjs';
+import { crashRunner, randomOp, rng } from './model-lib.mjs';
 
 const [dist, home, journal, seedArg, mode = 'native'] = process.argv.slice(2);
-const { PoolManager } = await import(pathToFileURL(join(dist, 'src/daemon/services.js')).href);
-
-const fd = openSync(journal, 'a');
-const log = (line) => {
-  writeSync(fd, line + '\n');
-  fsyncSync(fd);
-};
-
-const mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
-await mgr.pool('tank');
-const model = new Model(mode);
+const { mgr, model, act, closeJournal } = await crashRunner({ dist, home, journal, mode });
 const KINDS = ['create', 'write', 'write', 'write', 'write', 'snap', 'snap', 'clone', 'promote', 'rollback', 'dsnap', 'dvol', 'rsnap', 'rvol', 'hold', 'release'];
 // Native keeps randomOp's own mix (the seeds of earlier runs still mean the same); cow and row add resets.
 const opts = mode === 'native' ? { noRecursiveClones: true } : { noRecursiveClones: true, kinds: [...KINDS, 'write', 'snap', 'reset'] };
 const r = rng(Number(seedArg));
-let done = 0;
 for (let i = 0; i < 100_000; i++) {
   const op = i === 0 ? { t: 'create', size: 2 << 20, bs: 8192 } : randomOp(r, opts);
   const a = model.resolve(op);
-  if (!a) continue;
-  log('B ' + JSON.stringify(a));
-  const expected = model.apply(a);
-  const got = await execute({ mgr, flushWrites: true }, a);
-  if (got !== expected) {
-    process.stderr.write(`model mismatch at ${JSON.stringify(a)}: engine ${got}, model ${expected}\n`);
-    process.exit(3);
-  }
-  log('D ' + JSON.stringify(got));
-  process.stdout.write(`done ${++done}\n`);
+  if (a) await act(a);
 }
-closeSync(fd);
+closeJournal();
 await mgr.close();

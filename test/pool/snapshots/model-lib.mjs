@@ -478,3 +478,49 @@ export function rng(seed) {
   };
   return { next, below: (n) => next() % n };
 }
+
+/**
+ * What both crash children (this folder's and test/snapshot's) run on:
+ * PoolManager on pool `tank` of `home`, from the build in `dist`, a model of
+ * `mode`, and act(a, tag): journal `B <tag><action>` durably, run the action
+ * with flushed writes, check the engine's answer against the model (exit 3
+ * on a mismatch), journal `D <tag><answer>` durably and print `done N`. A
+ * `D` line therefore means the action is durable; a `B` without its `D` may
+ * or may not have happened.
+ */
+export async function crashRunner({ dist, home, journal, mode }) {
+  const { closeSync, fsyncSync, openSync, writeSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { pathToFileURL } = await import('node:url');
+  const { PoolManager } = await import(pathToFileURL(join(dist, 'src/daemon/services.js')).href);
+  const fd = openSync(journal, 'a');
+  const log = (line) => {
+    writeSync(fd, line + '\n');
+    fsyncSync(fd);
+  };
+  const mgr = new PoolManager(home, { txgTimeoutMs: 60_000 });
+  await mgr.pool(POOL);
+  const model = new Model(mode);
+  let done = 0;
+  return {
+    mgr,
+    model,
+    /** Actions completed so far. */
+    get done() {
+      return done;
+    },
+    async act(a, tag = '') {
+      log(`B ${tag}${JSON.stringify(a)}`);
+      const expected = model.apply(a);
+      const got = await execute({ mgr, flushWrites: true }, a);
+      if (got !== expected) {
+        process.stderr.write(`model mismatch at ${JSON.stringify(a)}: engine ${got}, model ${expected}\n`);
+        process.exit(3);
+      }
+      log(`D ${tag}${JSON.stringify(got)}`);
+      process.stdout.write(`done ${++done}\n`);
+      return got;
+    },
+    closeJournal: () => closeSync(fd),
+  };
+}
