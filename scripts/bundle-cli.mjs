@@ -9,10 +9,10 @@
 // - import.meta.url (formats/qcow2/compress.ts's createRequire) becomes the
 //   bundle's own URL: same directory tree, so package lookups resolve the same.
 import { build } from 'esbuild';
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 
 const out = 'dist/src/cli/main-fast.cjs';
-await build({
+const result = await build({
   entryPoints: ['dist/src/cli/main-fast.js'],
   outfile: out,
   bundle: true,
@@ -24,5 +24,16 @@ await build({
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
+  metafile: true,
 });
+// The import.meta.url replacement above is right for createRequire (a
+// package lookup) and wrong for paths relative to a module (new URL('./x.js',
+// import.meta.url) would resolve against dist/src/cli/): refuse the bundle if
+// any module but the one that was checked uses import.meta.
+const MAY_USE_IMPORT_META = new Set(['dist/formats/qcow2/compress.js']);
+for (const input of Object.keys(result.metafile.inputs)) {
+  if (!MAY_USE_IMPORT_META.has(input) && readFileSync(input, 'utf8').includes('import.meta')) {
+    throw new Error(`${input} uses import.meta: check it works from the bundle (${out}), then add it to MAY_USE_IMPORT_META in scripts/bundle-cli.mjs`);
+  }
+}
 chmodSync('dist/src/cli/main.js', 0o755);

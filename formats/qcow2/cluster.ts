@@ -44,6 +44,20 @@ export interface L2Entry {
 }
 
 const TWO32 = 2 ** 32;
+/**
+ * Largest host offset a data cluster may start at: L2 entries hold 56-bit
+ * offsets, but past 2^53 a JS number is no longer exact and Node's
+ * positional I/O reads at the file's current position instead (preadv with
+ * -1). No real image gets near 8 PiB, so readers treat such entries as corrupt.
+ */
+const MAX_HOST = 2 ** 53 - 2 ** 21;
+
+/** A data cluster's host offset, checked for the reader (see MAX_HOST). */
+function dataHost(host: number, cs: number): number {
+  if (host % cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${host}`);
+  if (host > MAX_HOST) throw err.corrupt(`qcow2: data cluster offset ${host} is beyond what an image can hold`);
+  return host;
+}
 /** Zero bytes to compare runs of L2 entries against (32 extended or 64 standard entries). */
 const BLANK = Buffer.alloc(512);
 
@@ -316,8 +330,7 @@ export class ClusterMap {
     const inC = pos - cluster * this.cs;
     const k = this.subKind(e, Math.floor(inC / this.unit));
     if (k !== Kind.Data) return { offset: pos, length, kind: k, host: 0, csize: 0 };
-    if (e.host % this.cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${e.host}`);
-    return { offset: pos, length, kind: k, host: e.host + inC, csize: 0 };
+    return { offset: pos, length, kind: k, host: dataHost(e.host, this.cs) + inC, csize: 0 };
   }
 
   /**
@@ -381,10 +394,7 @@ export class ClusterMap {
         } else {
           const host = (hi & 0x00ffffff) * TWO32 + (((lo >>> 9) << 9) >>> 0);
           if (host === 0) pushSeg(out, pos, cEnd - pos, Kind.Unalloc, 0, 0);
-          else {
-            if (host % cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${host}`);
-            pushSeg(out, pos, cEnd - pos, Kind.Data, host + (pos - c * cs), 0);
-          }
+          else pushSeg(out, pos, cEnd - pos, Kind.Data, dataHost(host, cs) + (pos - c * cs), 0);
         }
         pos = cEnd;
       }
@@ -404,10 +414,8 @@ export class ClusterMap {
         const sub = Math.floor(inC / this.unit);
         const uEnd = Math.min(cEnd, c * cs + (sub + 1) * this.unit);
         const k = this.subKind(e, sub);
-        if (k === Kind.Data) {
-          if (e.host % cs !== 0) throw err.corrupt(`qcow2: unaligned data cluster offset ${e.host}`);
-          pushSeg(out, pos, uEnd - pos, k, e.host + inC, 0);
-        } else pushSeg(out, pos, uEnd - pos, k, 0, 0);
+        if (k === Kind.Data) pushSeg(out, pos, uEnd - pos, k, dataHost(e.host, cs) + inC, 0);
+        else pushSeg(out, pos, uEnd - pos, k, 0, 0);
         pos = uEnd;
       }
     }

@@ -25,7 +25,7 @@ import { loadCodec, type ClusterCodec } from './compress.js';
 import * as C from './constants.js';
 import { encodeHeader, parseHeader, type Qcow2Header } from './header.js';
 import { ImageFile } from './io.js';
-import type { FilePiece } from '../raw/file-pieces.js';
+import { settleAll, type FilePiece } from '../raw/file-pieces.js';
 import type { Refcounts } from './refcount.js';
 import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 
@@ -319,7 +319,12 @@ export class Qcow2Image implements BlockDevice {
    * the data of a sparse disk contiguously). Anything else: range by range.
    */
   readRanges(ranges: ReadRanges, into: Buffer): Promise<void> {
-    const pieces = this.readOnly && !this.closed ? this.piecesCached(ranges, into) : null;
+    let pieces: FilePiece[] | null;
+    try {
+      pieces = this.readOnly && !this.closed ? this.piecesCached(ranges, into) : null;
+    } catch (e) {
+      return Promise.reject(e); // a corrupt L2 entry
+    }
     if (!pieces) return readRangesEach(this, ranges, into);
     if (pieces.length === 0) return Promise.resolve();
     this.readers++;
@@ -382,7 +387,8 @@ export class Qcow2Image implements BlockDevice {
     const done = () => {
       if (--this.readers === 0 && this.drained) this.drained();
     };
-    return (reads.length === 1 ? reads[0]! : Promise.all(reads)).then(
+    // Every read settles before the image may close (settleAll), even when one fails.
+    return (reads.length === 1 ? reads[0]! : settleAll(reads)).then(
       () => {
         done();
         return buf;

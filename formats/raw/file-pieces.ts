@@ -16,6 +16,7 @@
  * tail), as both raw and qcow2 guest reads expect.
  */
 import fs from 'node:fs';
+import { err } from '../../src/errors.js';
 
 /** One piece: `buf.length` bytes of the file from `pos`. */
 export interface FilePiece {
@@ -73,6 +74,11 @@ async function readGroup(fd: number, iov: Buffer[], pos: number, total: number, 
  * memory-backed.ts), larger ones in the thread pool, all groups at once.
  */
 export function readPieces(fd: number, pieces: readonly FilePiece[], syncMax: number): Promise<void> {
+  // Node's readv turns a position that is not a safe integer into -1, "read
+  // at the current file position": a corrupt offset would read wrong bytes.
+  for (const p of pieces) {
+    if (!(p.pos >= 0 && Number.isSafeInteger(p.pos + p.buf.length))) return Promise.reject(err.inval(`read at file offset ${p.pos}: out of range`));
+  }
   const groups: Array<Promise<void>> = [];
   let i = 0;
   while (i < pieces.length) {
@@ -90,5 +96,15 @@ export function readPieces(fd: number, pieces: readonly FilePiece[], syncMax: nu
     // A group small enough runs to completion here (readGroup awaits nothing then).
     groups.push(readGroup(fd, iov, start, end - start, end - start <= syncMax));
   }
-  return groups.length === 1 ? groups[0]! : Promise.all(groups).then(() => undefined);
+  return groups.length === 1 ? groups[0]! : settleAll(groups);
+}
+
+/**
+ * All of `ps`, and only then the first failure if any: a caller that sees
+ * the rejection may close the file or reuse the buffers, so no read of the
+ * call may still be running by then.
+ */
+export async function settleAll(ps: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  const r = await Promise.allSettled(ps);
+  for (const x of r) if (x.status === 'rejected') throw x.reason;
 }

@@ -17,7 +17,7 @@
  * before creating any. Other commands do not come here at all (bin/strata):
  * loading the bundle first measured ~10 ms on `strata --help`.
  */
-import { imageIndex, runImageFast } from './image-fast.js';
+import { exitAfterOutput, imageIndex, runImageFast } from './image-fast.js';
 
 /** The image fast path (the bundle's modules are evaluated when first imported, so only for `image ...`). */
 async function fast(): Promise<number | null> {
@@ -28,7 +28,7 @@ async function fast(): Promise<number | null> {
 fast().then(
   (code) => {
     if (code === null) return import('./main.js');
-    process.exit(code);
+    exitAfterOutput(code);
   },
   (e) => {
     process.stderr.write(`strata: ${(e as Error).message}\n`);

@@ -17,7 +17,7 @@
  */
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
-import { imageIndex, quietEpipe, runImageFast } from './image-fast.js';
+import { exitAfterOutput, imageIndex, quietEpipe, runImageFast } from './image-fast.js';
 
 type ImageModule = typeof import('./image.js');
 
@@ -99,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv).then(
-  (code) => process.exit(code),
+  (code) => exitAfterOutput(code),
   (e) => {
     process.stderr.write(`strata: ${(e as Error).message}\n`);
     process.exit(1);

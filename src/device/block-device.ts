@@ -94,8 +94,21 @@ export interface BlockDevice {
 /** Ranges for BlockDevice.readRanges: [offset, length], ascending, non-overlapping. */
 export type ReadRanges = ReadonlyArray<readonly [offset: number, length: number]>;
 
-/** readRanges where a device has none (or cannot use its own): the ranges read one by one, concurrently. */
-export function readRangesEach(dev: Pick<BlockDevice, 'read'>, ranges: ReadRanges, into: Buffer): Promise<void> {
+/** Bytes `ranges` cover, checked against `into` (a short buffer would silently read short). */
+function packedLength(ranges: ReadRanges, into: Buffer): number {
+  let total = 0;
+  for (const [, length] of ranges) total += length;
+  if (total > into.length) throw new RangeError(`readRanges: ${total} bytes do not fit a buffer of ${into.length}`);
+  return total;
+}
+
+/**
+ * readRanges where a device has none (or cannot use its own): the ranges
+ * read one by one, concurrently. Every read settles before the call does,
+ * even when one fails: the caller may reuse `into` once it sees the failure.
+ */
+export async function readRangesEach(dev: Pick<BlockDevice, 'read'>, ranges: ReadRanges, into: Buffer): Promise<void> {
+  packedLength(ranges, into);
   let at = 0;
   const reads = ranges.map(([offset, length]) => {
     const slot = into.subarray(at, at + length);
@@ -105,10 +118,16 @@ export function readRangesEach(dev: Pick<BlockDevice, 'read'>, ranges: ReadRange
       if (b.buffer !== slot.buffer || b.byteOffset !== slot.byteOffset) b.copy(slot, 0, 0, length);
     });
   });
-  return Promise.all(reads).then(() => undefined);
+  const settled = await Promise.allSettled(reads);
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
 }
 
 /** `dev.readRanges` when it has one, else range by range. */
 export function readRangesOf(dev: BlockDevice, ranges: ReadRanges, into: Buffer): Promise<void> {
+  try {
+    packedLength(ranges, into);
+  } catch (e) {
+    return Promise.reject(e);
+  }
   return dev.readRanges ? dev.readRanges(ranges, into) : readRangesEach(dev, ranges, into);
 }

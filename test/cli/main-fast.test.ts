@@ -6,7 +6,7 @@
  * failures. Both run in the same environment, from twin directories.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, BUNDLE, ensureBundled, tmp } from '../helpers/cli.js';
@@ -73,6 +73,23 @@ describe('the CLI bundle and the ES module program agree', () => {
       expect(bundle).toEqual(esm);
     });
   }
+
+  it('output through a pipe is complete (stdout drains before the process exits)', () => {
+    // A map with thousands of extents: a few hundred KB of JSON, far more than a pipe holds.
+    const fx = join(dir, 'fx');
+    const raw = Buffer.alloc(8 << 20);
+    for (let o = 0; o < raw.length; o += 8192) raw.fill(1 + ((o >> 13) % 250), o, o + 4096);
+    writeFileSync(join(fx, 'many.raw'), raw);
+    const c = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=4096', 'many.raw', 'many.qcow2'], { cwd: fx });
+    expect(c.status).toBe(0);
+    const whole = runIn(BIN, fx, ['image', 'map', '--output=json', 'many.qcow2']).stdout;
+    expect(whole.length).toBeGreaterThan(128 * 1024);
+    for (const entry of [BIN, BUNDLE]) {
+      // The reader is slower than the writer (a shell pipeline into wc after a pause).
+      const r = spawnSync('sh', ['-c', `"${process.execPath}" "${entry}" image map --output=json many.qcow2 | (sleep 0.2; wc -c)`], { cwd: fx, encoding: 'utf8' });
+      expect(Number(r.stdout.trim())).toBe(Buffer.byteLength(whole));
+    }
+  });
 
   it('convert and create write the same files', () => {
     for (const args of [

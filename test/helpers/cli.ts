@@ -26,6 +26,8 @@ export function ensureBuilt(): void {
   if (existsSync(BIN) && statSync(BIN).mtimeMs >= src) return;
   const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
   if (!existsSync(BIN)) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
+  // The build's second step (npm run build): the CLI bundle bin/strata runs.
+  spawnSync(process.execPath, ['scripts/bundle-cli.mjs'], { cwd: ROOT, encoding: 'utf8' });
 }
 
 /** The CLI bundle bin/strata runs for `strata image ...` (src/cli/main-fast.ts). */

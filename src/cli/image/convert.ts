@@ -162,6 +162,9 @@ export async function copySparse(
         await prev;
         if (failure) return;
         for (const [a, data, runs] of pieces) for (const [s, e] of runs) writes.push(put(a + s, data.subarray(s, e)));
+      } catch (e) {
+        failure ??= { e }; // before the next batch's turn: it must not write after a failed read
+        throw e;
       } finally {
         myTurnDone();
       }

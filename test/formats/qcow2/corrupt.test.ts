@@ -107,6 +107,31 @@ describe('corrupt qcow2 images are refused cleanly', () => {
     expect(r.status).toBe(0); // past-EOF data reads as zeroes, as QEMU's file driver does
   });
 
+  it('an L2 entry with a host offset past 2^53: reads refuse it (never the bytes at the file position)', async () => {
+    const f = join(t.dir, 'l2-huge.qcow2');
+    copyFileSync(good, f);
+    const fd = openSync(f, 'r+');
+    const hdr = Buffer.alloc(48);
+    readSync(fd, hdr, 0, hdr.length, 0);
+    const l1 = Buffer.alloc(8);
+    readSync(fd, l1, 0, 8, Number(hdr.readBigUInt64BE(40)));
+    const l2off = Number(l1.readBigUInt64BE(0) & 0x00fffffffffffe00n);
+    // Guest cluster 0 -> host 0x00ffffffffff0000 (aligned, COPIED): past what a JS number holds exactly.
+    writeSync(fd, u64((1n << 63n) | 0x00ffffffffff0000n), 0, 8, l2off);
+    closeSync(fd);
+    const r = strata(build.cli, ['convert', '-O', 'raw', f, join(t.dir, 'huge.raw')]);
+    expectOneLineError(r, /data cluster offset .* beyond what an image can hold/);
+    const { openImage } = await import('../../../formats/image-format.js');
+    const dev = await openImage(f, { readOnly: true });
+    try {
+      await expect(dev.read(0, 65536)).rejects.toThrow(/beyond what an image can hold/);
+      // The batch path too, with the L2 table cached by now.
+      await expect(dev.readRanges!([[0, 65536], [131072, 65536]], Buffer.alloc(131072))).rejects.toThrow(/beyond what an image can hold/);
+    } finally {
+      await dev.close();
+    }
+  });
+
   it('an L1 entry or refcount table entry pointing at other metadata is never written through', async () => {
     const { Qcow2Image } = await import('../../../formats/qcow2/index.js');
     const hdr = Buffer.alloc(72);

@@ -276,6 +276,37 @@ describe('readPieces', () => {
     await expect(q!).rejects.toBeInstanceOf(Error);
   });
 
+  it('a position that is negative or past 2^53 rejects and reads nothing (Node would read at the file position)', async () => {
+    for (const pos of [-1, 2 ** 53, 2 ** 53 - 5, 2 ** 56, Number.NaN]) {
+      for (const syncMax of [0, Infinity]) {
+        const buf = Buffer.alloc(10, 0xee);
+        await expect(readPieces(fd, [{ pos: 0, buf: Buffer.alloc(10) }, { pos, buf }], syncMax)).rejects.toThrow(/out of range/);
+        expect(buf.every((b) => b === 0xee)).toBe(true);
+      }
+    }
+  });
+
+  it('when one group fails, the call settles only after every group has', async () => {
+    // Two groups: readv is stubbed so the first completes late and the second fails at once.
+    const order: string[] = [];
+    const real = fs.readv;
+    const spy = vi.spyOn(fs, 'readv').mockImplementation(((f: number, iov: NodeJS.ArrayBufferView[], pos: number, cb: (e: Error | null, n: number) => void) => {
+      if (pos === 0) setTimeout(() => real(f, iov, pos, (e, n) => (order.push('slow done'), cb(e, n))), 30);
+      else setImmediate(() => (order.push('fast failed'), cb(Object.assign(new Error('EIO'), { code: 'EIO' }), 0)));
+    }) as typeof fs.readv);
+    try {
+      const pieces = makePieces([
+        [0, 100],
+        [10 * GAP_MAX, 100],
+      ]);
+      await expect(readPieces(fd, pieces, 0)).rejects.toMatchObject({ code: 'EIO' });
+      order.push('settled');
+      expect(order).toEqual(['fast failed', 'slow done', 'settled']);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('syncMax = Infinity: every buffer is filled before readPieces returns', () => {
     const spec: Array<[number, number]> = [
       [0, 5000],

@@ -38,6 +38,8 @@ export async function ensureBuilt(): Promise<void> {
         } catch {
           /* errors in unrelated files still emit; checked below */
         }
+        // The build's second step (npm run build): the CLI bundle bin/strata runs.
+        execFileSync(process.execPath, [join(ROOT, 'scripts/bundle-cli.mjs')], { cwd: ROOT, stdio: 'pipe' });
         for (const f of WANT) if (!existsSync(join(ROOT, f))) throw new Error(`build did not produce ${f}`);
       }
       return;
