@@ -17,7 +17,7 @@ import { err } from '../errors.js';
 import { Arc } from './cache/arc.js';
 import { bpAsize, ObjType, type BlockPointer, type ChecksumId, type CompressId } from './blkptr.js';
 import { Allocation } from './io/allocate.js';
-import { BlockPipeline } from './io/pipeline.js';
+import { BlockPipeline, type WriteProps } from './io/pipeline.js';
 import type { SpaceAllocator } from './space/allocator.js';
 import { Directory, type DatasetRecord, type DatasetType, type SnapshotRecord } from './dataset/directory.js';
 import { IoAccount } from './io/account.js';
@@ -484,6 +484,28 @@ export class Pool {
       cksum: this.dir.resolve(name, 'checksum').value as ChecksumId,
       copies: Number(this.dir.resolve(name, 'copies').value),
     };
+  }
+
+  /**
+   * Properties of the blocks of dataset `name`'s volume tree (or of a
+   * snapshot layer it owns) written in txg `txg`, per tree level: its
+   * compression and checksum; indirect blocks get one more copy than data
+   * (ZFS's ditto rule: losing one loses many). `keepZeros`: all-zero data
+   * blocks stay data (layers and row heads, where a hole means "look below").
+   */
+  writeProps(name: string, txg: number, keepZeros = false): (level: number) => WriteProps {
+    const pol = this.writePolicy(name);
+    return (level) => ({
+      comp: pol.comp,
+      cksum: pol.cksum,
+      type: level === 0 ? ObjType.VolumeData : ObjType.Indirect,
+      level,
+      fill: 1,
+      birth: txg,
+      copies: level === 0 ? pol.copies : Math.min(3, pol.copies + 1),
+      logged: true,
+      ...(keepZeros && level === 0 ? { noHole: true } : {}),
+    });
   }
 
   /**

@@ -13,7 +13,7 @@
  */
 import { err } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
-import { bpAsize, dvaKey, ObjType, type BlockPointer } from '../pool/blkptr.js';
+import { bpAsize, dvaKey, type BlockPointer } from '../pool/blkptr.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
 import { dnodeToJson, type Dnode } from '../pool/object/dnode.js';
 import type { ObjectState } from '../pool/object/object-state.js';
@@ -92,23 +92,13 @@ export async function transplantSync(pool: Pool, txg: number, plan: TransplantPl
     if (b >= dst.dnode.nblocks) continue;
     if (plan.take(b, there.get(b) ?? null)) placed.set(b, bp);
   }
-  const pol = pool.writePolicy(plan.name);
   const acct = pool.account(pool.dir.get(plan.name).id);
   if (placed.size) {
     const nd = await dst.tree.sync(
       dst.dnode,
       new Map(),
       {
-        props: (level) => ({
-          comp: pol.comp,
-          cksum: pol.cksum,
-          type: level === 0 ? ObjType.VolumeData : ObjType.Indirect,
-          level,
-          fill: 1,
-          birth: txg,
-          copies: level === 0 ? pol.copies : Math.min(3, pol.copies + 1),
-          logged: true,
-        }),
+        props: pool.writeProps(plan.name, txg),
         born: (bp) => {
           // Only indirect blocks are written here; moved data is not device I/O.
           if (bp.level > 0) {

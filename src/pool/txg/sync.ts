@@ -64,23 +64,11 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
       obj.dirty.delete(txg);
       continue;
     }
-    const pol = pool.writePolicy(name);
     const acct = pool.account(rec.id);
     // Layers and row heads keep all-zero blocks as data: a hole there means "look below".
     const keepZeros = !!layer || rec.props['snapmode'] === 'row';
     const nd = await obj.tree.sync(obj.dnode, dm, {
-      props: (level) => ({
-        comp: pol.comp,
-        cksum: pol.cksum,
-        type: level === 0 ? ObjType.VolumeData : ObjType.Indirect,
-        level,
-        fill: 1,
-        birth: txg,
-        // Indirect blocks get one more copy than data (ZFS's ditto rule): losing one loses many.
-        copies: level === 0 ? pol.copies : Math.min(3, pol.copies + 1),
-        logged: true,
-        ...(keepZeros && level === 0 ? { noHole: true } : {}),
-      }),
+      props: pool.writeProps(name, txg, keepZeros),
       born: (bp) => {
         acct.deviceWriteOps++;
         acct.deviceWriteBytes += bpAsize(bp);
