@@ -44,7 +44,7 @@ import {
   zeroBlock,
 } from './layers.js';
 import type { Prepared, SnapshotStrategy, WritePath } from './strategy.js';
-import { LayeredView } from './view.js';
+import { LayeredView, stillThere } from './view.js';
 import { forgetLayer, headOwner, layerOwner, transplantSync } from './transplant.js';
 import { rangesOf } from './ranges.js';
 
@@ -253,22 +253,29 @@ export const cowStrategy: SnapshotStrategy = {
     const head = headObject(pool, rec);
     const bs = head.blockSize;
     const rt = runtimeOf(pool);
-    return new LayeredView(pool, full, rec, snap, head.dnode.nblocks * bs, bs, async () => {
-      const index = rec.snapshots.indexOf(snap);
-      if (index < 0) throw err.noent(`snapshot '${full}' was destroyed`);
-      return {
-        read: (ids) => viewRead(pool, rec, index, ids),
-        allocated: async (first, end) => {
-          const stores = await storesOf(pool, rec);
-          const hit = new Bitmap(end);
-          const h = headObject(pool, rec);
-          await h.tree.walk(h.dnode, first, end, (b) => hit.set(b));
-          for (const [, m] of h.dirty) for (const [b, d] of m) if (b >= first && b < end) (d ? hit.set(b) : hit.clear(b));
-          for (let j = index; j < stores.length; j++) for (const b of stores[j]!.has.ones(first, end)) hit.set(b);
-          return [...hit.ones(first, end)];
-        },
-      };
-    }, rt.gate);
+    return new LayeredView({
+      pool,
+      size: head.dnode.nblocks * bs,
+      bs,
+      check: stillThere(full, rec, snap),
+      gate: rt.gate,
+      source: async () => {
+        const index = rec.snapshots.indexOf(snap);
+        if (index < 0) throw err.noent(`snapshot '${full}' was destroyed`);
+        return {
+          read: (ids) => viewRead(pool, rec, index, ids),
+          allocated: async (first, end) => {
+            const stores = await storesOf(pool, rec);
+            const hit = new Bitmap(end);
+            const h = headObject(pool, rec);
+            await h.tree.walk(h.dnode, first, end, (b) => hit.set(b));
+            for (const [, m] of h.dirty) for (const [b, d] of m) if (b >= first && b < end) (d ? hit.set(b) : hit.clear(b));
+            for (let j = index; j < stores.length; j++) for (const b of stores[j]!.has.ones(first, end)) hit.set(b);
+            return [...hit.ones(first, end)];
+          },
+        };
+      },
+    });
   },
 
   writePath: (pool, rec) => {

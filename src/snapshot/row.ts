@@ -33,7 +33,7 @@ import { findSnap, newSnapshotRecord, validateClone, type DiffRange } from '../p
 import { Bitmap } from './bitmap.js';
 import { bumpGeneration, cached, destroyEach, dropLayer, headObject, layerObject, presenceOf, readBlocks, rollbackTarget, runtimeOf, serialized, snapshotEach } from './layers.js';
 import type { SnapshotStrategy, WritePath } from './strategy.js';
-import { LayeredView } from './view.js';
+import { LayeredView, stillThere } from './view.js';
 import { forgetLayer, headOwner, layerOwner, transplantSync } from './transplant.js';
 import { rangesOf } from './ranges.js';
 
@@ -272,17 +272,24 @@ export const rowStrategy: SnapshotStrategy = {
     const { rec, snap } = findSnap(pool, full);
     const layer = layerObject(pool, snap.id);
     const bs = layer.blockSize;
-    return new LayeredView(pool, full, rec, snap, layer.dnode.nblocks * bs, bs, async () => {
-      const idx = await viewIndex(pool, rec, snap);
-      return {
-        read: (ids) => readThrough(pool, idx, ids),
-        allocated: async (first, end) => {
-          const out: number[] = [];
-          for (let b = first; b < end && b < idx.owner.length; b++) if (idx.owner[b]) out.push(b);
-          return out;
-        },
-      };
-    }, runtimeOf(pool).gate);
+    return new LayeredView({
+      pool,
+      size: layer.dnode.nblocks * bs,
+      bs,
+      check: stillThere(full, rec, snap),
+      gate: runtimeOf(pool).gate,
+      source: async () => {
+        const idx = await viewIndex(pool, rec, snap);
+        return {
+          read: (ids) => readThrough(pool, idx, ids),
+          allocated: async (first, end) => {
+            const out: number[] = [];
+            for (let b = first; b < end && b < idx.owner.length; b++) if (idx.owner[b]) out.push(b);
+            return out;
+          },
+        };
+      },
+    });
   },
 
   writePath: (pool, rec) => rowWritePath(pool, rec),

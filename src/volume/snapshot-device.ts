@@ -1,107 +1,47 @@
 /**
- * A snapshot of a volume as a read-only BlockDevice: reads and block status
- * straight from the snapshot's block tree (it never changes).
+ * A native snapshot of a volume as a read-only BlockDevice: reads and block
+ * status straight from the snapshot's block tree (it never changes), through
+ * the snapshot view every strategy uses (src/snapshot/view.ts).
  */
 import { err } from '../errors.js';
-import type { BlockDevice, BlockDeviceInfo, Extent } from '../device/block-device.js';
 import type { Pool } from '../pool/pool.js';
-import { dnodeFromJson, type Dnode } from '../pool/object/dnode.js';
+import { dnodeFromJson } from '../pool/object/dnode.js';
 import { BlockTree } from '../pool/object/tree.js';
-import { blockExtents } from '../device/extents.js';
 import { findSnap } from '../pool/dataset/snapshots.js';
 import type { DatasetRecord, SnapshotRecord } from '../pool/dataset/directory.js';
+import { LayeredView, type ViewSource } from '../snapshot/view.js';
 
-export class SnapshotDevice implements BlockDevice {
-  private dnode: Dnode;
-  private tree: BlockTree;
-  private closed = false;
-  /** The snapshot itself (not its name: a rename or a promote must not break an open export). */
-  private snap: SnapshotRecord;
-  private owner: DatasetRecord;
-
-  constructor(
-    private pool: Pool,
-    private full: string,
-  ) {
+export class SnapshotDevice extends LayeredView {
+  constructor(pool: Pool, full: string) {
     const { snap, rec } = findSnap(pool, full);
     if (!snap.object) throw err.inval(`'${full}' is not a volume snapshot`);
-    this.snap = snap;
-    this.owner = rec;
-    this.dnode = dnodeFromJson(snap.object);
-    this.tree = new BlockTree(pool.io);
-  }
-
-  private alive(): void {
-    if (this.closed) throw err.shutdown('snapshot device is closed');
-    if (this.pool.closed) throw err.shutdown(`pool '${this.pool.name}' is not open`);
-    if (this.owner.snapshots.includes(this.snap)) return;
-    // Moved by a promote, or gone: its blocks may be freed from here on.
-    for (const rec of this.pool.dir.datasets.values()) {
-      if (rec.snapshots.includes(this.snap)) {
-        this.owner = rec;
-        return;
-      }
-    }
-    throw err.noent(`snapshot '${this.full}' was destroyed`);
-  }
-
-  info(): BlockDeviceInfo {
-    return {
-      size: this.dnode.nblocks * this.dnode.blockSize,
-      blockSize: this.dnode.blockSize,
-      minBlockSize: 512,
-      maxRequest: 32 * 1024 * 1024,
-      readOnly: true,
-      multiConn: true,
-      canTrim: false,
-      canZero: false,
-      canFastZero: false,
-      canCache: true,
+    const dnode = dnodeFromJson(snap.object);
+    const tree = new BlockTree(pool.io);
+    const source: ViewSource = {
+      read: async (ids) => pool.io.readMany(await Promise.all(ids.map((b) => tree.getBp(dnode, b)))),
+      allocated: async (first, end) => {
+        const out: number[] = [];
+        await tree.walk(dnode, first, end, (b) => void out.push(b));
+        return out;
+      },
     };
-  }
-
-  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    this.alive();
-    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-    const bs = this.dnode.blockSize;
-    const first = Math.floor(offset / bs);
-    const last = Math.floor((offset + length - 1) / bs);
-    const ids: number[] = [];
-    for (let b = first; b <= last; b++) ids.push(b);
-    const bps = await Promise.all(ids.map((b) => this.tree.getBp(this.dnode, b)));
-    const datas = await this.pool.io.readMany(bps);
-    ids.forEach((b, i) => {
-      const start = Math.max(offset, b * bs);
-      const end = Math.min(offset + length, (b + 1) * bs);
-      const d = datas[i];
-      if (d) d.copy(out, start - offset, start - b * bs, end - b * bs);
-      else out.fill(0, start - offset, end - offset);
+    // The snapshot itself, not its name: a rename or a promote must not break an open export.
+    let owner = rec;
+    super({
+      pool,
+      size: dnode.nblocks * dnode.blockSize,
+      bs: dnode.blockSize,
+      source: async () => source,
+      check: () => {
+        owner = ownerOf(pool, owner, snap, full);
+      },
     });
-    return out;
   }
+}
 
-  async write(): Promise<void> {
-    throw err.perm('snapshots are read-only');
-  }
-  async writeZeroes(): Promise<void> {
-    throw err.perm('snapshots are read-only');
-  }
-  async trim(): Promise<void> {
-    throw err.perm('snapshots are read-only');
-  }
-  async flush(): Promise<void> {}
-
-  async blockStatus(offset: number, length: number): Promise<Extent[]> {
-    this.alive();
-    const bs = this.dnode.blockSize;
-    const first = Math.floor(offset / bs);
-    const end = Math.min(Math.ceil((offset + length) / bs), this.dnode.nblocks, first + (1 << 20));
-    const known: [number, boolean][] = [];
-    await this.tree.walk(this.dnode, first, end, (b) => void known.push([b, true]));
-    return blockExtents(offset, length, bs, first, end, known);
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-  }
+/** The dataset holding `snap` now (moved by a promote?); ENOENT once it is gone (its blocks may be freed). */
+function ownerOf(pool: Pool, last: DatasetRecord, snap: SnapshotRecord, full: string): DatasetRecord {
+  if (last.snapshots.includes(snap)) return last;
+  for (const rec of pool.dir.datasets.values()) if (rec.snapshots.includes(snap)) return rec;
+  throw err.noent(`snapshot '${full}' was destroyed`);
 }
