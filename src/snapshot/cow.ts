@@ -266,10 +266,9 @@ export const cowStrategy: SnapshotStrategy = {
           read: (ids) => viewRead(pool, rec, index, ids),
           allocated: async (first, end) => {
             const stores = await storesOf(pool, rec);
-            const hit = new Bitmap(end);
-            const h = headObject(pool, rec);
-            await h.tree.walk(h.dnode, first, end, (b) => hit.set(b));
-            for (const [, m] of h.dirty) for (const [b, d] of m) if (b >= first && b < end) (d ? hit.set(b) : hit.clear(b));
+            // presenceOf takes the head's dirty maps before walking: a txg syncing during the
+            // walk must not hide the blocks it moves from a dirty map into the tree.
+            const hit = await presenceOf(headObject(pool, rec), first, end);
             for (let j = index; j < stores.length; j++) for (const b of stores[j]!.has.ones(first, end)) hit.set(b);
             return [...hit.ones(first, end)];
           },

@@ -159,20 +159,21 @@ export function headObject(pool: Pool, rec: DatasetRecord): ObjectState {
 }
 
 /**
- * Blocks present in an object: its committed tree, then its dirty maps oldest txg first.
+ * Blocks present in an object (in [first, end) when given): its committed tree, then its
+ * dirty maps oldest txg first.
  * The tree and the dirty maps are taken together, before the walk awaits: a txg that syncs
  * meanwhile moves its blocks from its dirty map (deleted from obj.dirty) into a newer tree,
  * and a walk of the old tree followed by a look at the remaining dirty maps saw them in
  * neither (a cow store then "lacked" blocks it held, and the next write over one copied the
  * head's newer contents over the snapshot's).
  */
-export async function presenceOf(obj: ObjectState): Promise<Bitmap> {
+export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nblocks): Promise<Bitmap> {
   const dnode = obj.dnode;
   const dirty = [...obj.dirty].sort((a, b) => a[0] - b[0]);
-  const bits = new Bitmap(dnode.nblocks);
-  await obj.tree.walk(dnode, 0, dnode.nblocks, (b) => bits.set(b));
+  const bits = new Bitmap(Math.max(dnode.nblocks, end));
+  await obj.tree.walk(dnode, first, end, (b) => bits.set(b));
   for (const [, m] of dirty) {
-    for (const [b, d] of m) (d ? bits.set(b) : bits.clear(b));
+    for (const [b, d] of m) if (b >= first && b < end) (d ? bits.set(b) : bits.clear(b));
   }
   return bits;
 }
