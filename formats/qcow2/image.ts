@@ -25,7 +25,7 @@ import { loadCodec, type ClusterCodec } from './compress.js';
 import * as C from './constants.js';
 import { encodeHeader, parseHeader, type Qcow2Header } from './header.js';
 import { ImageFile } from './io.js';
-import { settleAll, type FilePiece } from '../raw/file-pieces.js';
+import type { FilePiece } from '../raw/file-pieces.js';
 import type { Refcounts } from './refcount.js';
 import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 
@@ -244,9 +244,27 @@ export class Qcow2Image implements BlockDevice {
     } catch (e) {
       p = Promise.reject(e);
     }
-    return p.finally(() => {
-      if (--this.readers === 0 && this.drained) this.drained();
-    });
+    return p.finally(() => this.readerDone());
+  }
+
+  /** A lock-free read of a read-only image ended: close() waits for the last one. */
+  private readerDone(): void {
+    if (--this.readers === 0 && this.drained) this.drained();
+  }
+
+  /** Count file reads `io` as a reader until they settle, then answer `value` (or their failure). */
+  private tracked<T>(io: Promise<unknown>, value: T): Promise<T> {
+    this.readers++;
+    return io.then(
+      () => {
+        this.readerDone();
+        return value;
+      },
+      (e) => {
+        this.readerDone();
+        throw e;
+      },
+    );
   }
 
   info(): BlockDeviceInfo {
@@ -297,17 +315,7 @@ export class Qcow2Image implements BlockDevice {
       return Promise.resolve(buf);
     }
     if (s.kind !== Kind.Data) return null;
-    this.readers++;
-    return this.file.readZeroFill(s.host, length, buf.subarray(0, length)).then(
-      () => {
-        if (--this.readers === 0 && this.drained) this.drained();
-        return buf;
-      },
-      (e) => {
-        if (--this.readers === 0 && this.drained) this.drained();
-        throw e;
-      },
-    );
+    return this.tracked(this.file.readZeroFill(s.host, length, buf.subarray(0, length)), buf);
   }
 
   /**
@@ -327,17 +335,10 @@ export class Qcow2Image implements BlockDevice {
     }
     if (!pieces) return readRangesEach(this, ranges, into);
     if (pieces.length === 0) return Promise.resolve();
-    this.readers++;
-    const done = (): void => {
-      if (--this.readers === 0 && this.drained) this.drained();
-    };
-    return this.file.readPieces(pieces).then(done, (e) => {
-      done();
-      throw e;
-    });
+    return this.tracked(this.file.readPieces(pieces), undefined);
   }
 
-  /** readRanges' file pieces, zero segments filled; null when a range needs the general path. */
+  /** The file pieces of `ranges` packed into `into` (zero segments filled here): readRanges' and readCached's; null when a range needs the general path. */
   private piecesCached(ranges: ReadRanges, into: Buffer): FilePiece[] | null {
     const pieces: FilePiece[] = [];
     let at = 0;
@@ -366,38 +367,19 @@ export class Qcow2Image implements BlockDevice {
 
   /**
    * A read-only image's larger read whose L2 tables are all cached and that
-   * needs neither decompression nor the backing file (convert's pieces): the
-   * segments are mapped synchronously and the file reads issued at once, no
-   * lock and no async frames in between. Null when the general path is needed.
+   * needs neither decompression nor the backing file (convert's pieces):
+   * readRanges' path for one range, so the segments are mapped
+   * synchronously and the file reads issued at once (neighbours in the file
+   * by one call), no lock and no async frames in between. Null when the
+   * general path is needed.
    */
   private readCached(offset: number, length: number, into: Buffer | undefined): Promise<Buffer> | null {
-    if (!this.readOnly || this.closed || length <= 0 || offset + length > this.header.size) return null;
-    const segs = this.map.mapRangeCached(offset, length);
-    if (!segs) return null;
-    for (const s of segs) if (s.kind === Kind.Compressed || (s.kind === Kind.Unalloc && this.backing)) return null;
+    if (!this.readOnly || this.closed || length <= 0) return null;
     const buf = into ?? Buffer.allocUnsafe(length);
-    const reads: Array<Promise<Buffer>> = [];
-    for (const s of segs) {
-      const dst = buf.subarray(s.offset - offset, s.offset - offset + s.length);
-      if (s.kind === Kind.Data) reads.push(this.file.readZeroFill(s.host, s.length, dst));
-      else dst.fill(0);
-    }
-    if (reads.length === 0) return Promise.resolve(buf);
-    this.readers++;
-    const done = () => {
-      if (--this.readers === 0 && this.drained) this.drained();
-    };
-    // Every read settles before the image may close (settleAll), even when one fails.
-    return (reads.length === 1 ? reads[0]! : settleAll(reads)).then(
-      () => {
-        done();
-        return buf;
-      },
-      (e) => {
-        done();
-        throw e;
-      },
-    );
+    const pieces = this.piecesCached([[offset, length]], buf);
+    if (!pieces) return null;
+    // Every read settles before the image may close (readPieces settles all its groups), even when one fails.
+    return pieces.length ? this.tracked(this.file.readPieces(pieces), buf) : Promise.resolve(buf);
   }
 
   /** @internal */

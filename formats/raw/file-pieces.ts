@@ -104,7 +104,7 @@ export function readPieces(fd: number, pieces: readonly FilePiece[], syncMax: nu
  * the rejection may close the file or reuse the buffers, so no read of the
  * call may still be running by then.
  */
-export async function settleAll(ps: ReadonlyArray<Promise<unknown>>): Promise<void> {
+async function settleAll(ps: ReadonlyArray<Promise<unknown>>): Promise<void> {
   const r = await Promise.allSettled(ps);
   for (const x of r) if (x.status === 'rejected') throw x.reason;
 }
