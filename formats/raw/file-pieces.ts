@@ -31,13 +31,12 @@ const GROUP_MAX = 64 * 1024 * 1024;
 /** Buffers per call at most (well under Linux's IOV_MAX of 1024). */
 const IOV_MAX = 512;
 
-let scratch: Buffer | null = null;
-
-/** Where gaps are read to. Shared: its contents are never looked at, so concurrent reads into it are harmless. */
-function gapBuffer(): Buffer {
-  scratch ??= Buffer.allocUnsafeSlow(GAP_MAX);
-  return scratch;
-}
+/**
+ * Where gaps are read to. Shared: its contents are never looked at, so
+ * concurrent reads into it are harmless (allocUnsafeSlow touches no page
+ * until a gap is read).
+ */
+const GAP_SINK = Buffer.allocUnsafeSlow(GAP_MAX);
 
 function readvAsync(fd: number, iov: Buffer[], pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.readv(fd, iov, pos, (e, n) => (e ? reject(e) : resolve(n))));
@@ -89,7 +88,7 @@ export function readPieces(fd: number, pieces: readonly FilePiece[], syncMax: nu
       const p = pieces[i]!;
       const gap = p.pos - end;
       if (gap < 0 || gap > GAP_MAX || p.pos + p.buf.length - start > GROUP_MAX) break;
-      if (gap > 0) iov.push(gapBuffer().subarray(0, gap));
+      if (gap > 0) iov.push(GAP_SINK.subarray(0, gap));
       iov.push(p.buf);
       end = p.pos + p.buf.length;
     }
