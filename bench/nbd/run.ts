@@ -25,6 +25,7 @@ import { PoolManager } from '../../src/daemon/services.js';
 import { copyDevice } from '../../src/device/copy.js';
 import { RawDevice } from '../../formats/raw/index.js';
 import { freePort, waitPort } from '../ports.js';
+import { asStrataRuns } from '../strata-env.js';
 
 export interface Running {
   uri: string;
@@ -260,6 +261,7 @@ export function report(r: BenchResult): string {
 }
 
 async function main(): Promise<void> {
+  asStrataRuns();
   const args = process.argv.slice(2);
   const opt = (name: string, def: string) => {
     const i = args.indexOf(`--${name}`);

@@ -19,6 +19,7 @@ import type { BlockDevice } from '../../src/device/block-device.js';
 import { PoolManager } from '../../src/daemon/services.js';
 import { RawDevice } from '../../formats/raw/index.js';
 import { parseSize } from '../../src/pool/dataset/units.js';
+import { asStrataRuns } from '../strata-env.js';
 
 interface Args {
   size: number;
@@ -94,6 +95,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  asStrataRuns();
   const a = args();
   const dir = mkdtempSync(join(process.env['BENCH_DIR'] ?? tmpdir(), 'strata-bench-'));
   const all: Result[] = [];
