@@ -26,6 +26,7 @@ import { copyDevice } from '../../src/device/copy.js';
 import { RawDevice } from '../../formats/raw/index.js';
 import { freePort, waitPort } from '../ports.js';
 import { asStrataRuns } from '../strata-env.js';
+import { MALLOC_TUNABLES } from '../../src/cli/node-env.js';
 
 export interface Running {
   uri: string;
@@ -74,11 +75,24 @@ export function strataTarget(name: string, factory: (file: string) => Promise<Bl
   };
 }
 
+/**
+ * The peers run as their users run them: without the malloc tunables this
+ * process got from asStrataRuns() (bin/strata's; the peers' own defaults
+ * otherwise). STRATA_BENCH_PEER_TUNABLES=1 gives them the same tunables, to
+ * measure what the setting alone is worth to them (a lot: qemu-nbd's 1 MiB
+ * writes went from ~800 to ~3000 MB/s here, bench/README.md).
+ */
+function peerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  if (process.env['STRATA_BENCH_PEER_TUNABLES'] !== '1' && env['GLIBC_TUNABLES'] === MALLOC_TUNABLES) delete env['GLIBC_TUNABLES'];
+  return env;
+}
+
 function external(name: string, cmd: string, args: (file: string, port: number) => string[], uri: (port: number) => string): BenchTarget {
   return {
     name,
     async start(file, port) {
-      const child = spawn(cmd, args(file, port), { stdio: ['ignore', 'ignore', 'inherit'] });
+      const child = spawn(cmd, args(file, port), { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() });
       await waitPort('127.0.0.1', port, child, 10_000);
       return {
         uri: uri(port),

@@ -13,7 +13,7 @@
  */
 import { err, StorageError } from '../../errors.js';
 import type { Arc } from '../cache/arc.js';
-import { bpAsize, dvaKey, type BlockPointer, type ChecksumId, type CompressId, type ObjType } from '../blkptr.js';
+import { bpAsize, dvaKey, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
 import { decompressBlock } from './compress.js';
 import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, roundUp, type Prepared } from './prepare.js';
@@ -66,7 +66,7 @@ const MAX_WRITING_ARENAS = 4;
 export class BlockPipeline {
   readonly stats: PipelineStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, cksumErrors: 0 };
 
-  /** Cached views of larger buffers (owned payloads, coalesced reads), bounded (shared-views.ts). */
+  /** Cached views of larger buffers (coalesced reads), bounded (shared-views.ts). */
   readonly views: SharedViews;
 
   /** Put a block's logical data in the ARC (views of larger buffers tracked). */
@@ -153,9 +153,14 @@ export class BlockPipeline {
       out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
       // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
       // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
-      // immutable, so sharing them with the ARC is safe. Views of a write's owned payload
-      // are cached too; `views` keeps what they pin bounded.
-      this.cache(arcKey(out[i]!), data);
+      // immutable, so sharing them with the ARC is safe. Except data blocks that are views of
+      // a larger buffer: a guest's write payload kept whole (WriteOptions.owned, writes of a
+      // block or more: streams, copies, restores). Caching those kept every payload alive
+      // until the ARC (a quarter of RAM) filled, so each write took memory the kernel had to
+      // fault in and zero, and the GC marked ever more of it: 1 MiB writes to a pool volume
+      // ran at 170-240 MB/s after a random-write phase, 440-490 without (bench/README.md).
+      // The device's page cache holds them anyway; a read verifies them from there.
+      if (p.level > 0 || p.type !== ObjType.VolumeData || data.byteLength === data.buffer.byteLength) this.cache(arcKey(out[i]!), data);
       for (const d of dvas) {
         const w = open.get(d.vdev);
         if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {
