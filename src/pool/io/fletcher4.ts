@@ -164,6 +164,153 @@ const wasm: WasmF4 | null = (() => {
 
 export const fletcher4HasWasm = wasm !== null;
 
+/*
+ * The SIMD module: four lanes, as ZFS's fletcher_4_sse2/avx2 do. Lane j
+ * (0..3) runs the recurrence over words j, j+4, j+8, ... only; the lanes are
+ * independent, two per v128 (i64x2), and a 16-byte step costs two widening
+ * loads and eight i64x2 adds against sixteen scalar adds. Over n = 4m words,
+ * with x = m - k the distance of lane word k from its lane's end, word
+ * i = j + 4k sits n - i = 4x - j words from the end, and the weights of
+ * Fletcher-4 (1, y, y(y+1)/2, y(y+1)(y+2)/6 for y = n - i) rewritten in the
+ * lane weights (1, x, x(x+1)/2, x(x+1)(x+2)/6) give, all mod 2^64:
+ *
+ *   A = sum a_j
+ *   B = 4 sum b_j - (a1 + 2 a2 + 3 a3)
+ *   C = 16 sum c_j - (6 b0 + 10 b1 + 14 b2 + 18 b3) + a2 + 3 a3
+ *   D = 64 sum d_j - (48 c0 + 64 c1 + 80 c2 + 96 c3) + (4 b0 + 10 b1 + 20 b2 + 34 b3) - a3
+ *
+ * (checked against the scalar definition by test/pool/io/fletcher4.test.ts,
+ * every length a multiple of 16 up to past the window, and by brute force
+ * when derived). Memory: [0, 32) the result A B C D; [32, 160) the lane
+ * accumulators, a b c d, each lanes 0..3 as four i64 (so two v128: lanes
+ * 0-1, then 2-3), zeroed by the caller before the first window, kept between
+ * windows; [SIMD_IN, SIMD_IN + n) input. run(n) folds n bytes (a multiple
+ * of 16) into the lanes; fin() combines them into A B C D.
+ */
+const SIMD_IN = 256;
+const LANES = 32;
+const SIMD = 0xfd;
+const V128 = 0x7b, I64CONST = 0x42, I64MUL = 0x7e;
+/** SIMD opcodes (0xfd prefix, then the opcode as uleb128; WebAssembly 2.0, "Vector Instructions"). */
+const V128LOAD = [SIMD, 0x00], V128LOAD32X2U = [SIMD, 0x06], V128STORE = [SIMD, 0x0b], I64X2ADD = [SIMD, ...uleb(206)];
+// run's locals: param n, then p, end (i32), then a01 a23 b01 b23 c01 c23 d01 d23 (v128).
+const SP = 1, SE = 2, LANE0 = 3;
+/** Local index of accumulator k (0 a, 1 b, 2 c, 3 d), half h (0: lanes 0-1, 1: lanes 2-3). */
+const lane = (k: number, h: number): number => LANE0 + 2 * k + h;
+/** Memory offset of accumulator k's v128 half h. */
+const laneAt = (k: number, h: number): number => LANES + 32 * k + 16 * h;
+
+/** Fold the 16 bytes at p + k... into the lanes: two widening loads (words 0-1 and 2-3). */
+const step: number[] = [0, 1].flatMap((h) => [
+  LGET, lane(3, h), LGET, lane(2, h), LGET, lane(1, h), LGET, lane(0, h),
+  LGET, SP, ...V128LOAD32X2U, 3, 8 * h, ...I64X2ADD, LTEE, lane(0, h),
+  ...I64X2ADD, LTEE, lane(1, h),
+  ...I64X2ADD, LTEE, lane(2, h),
+  ...I64X2ADD, LSET, lane(3, h),
+]);
+
+const runBody: number[] = [
+  2, 2, I32, 8, V128,
+  ...[0, 1, 2, 3].flatMap((k) => [0, 1].flatMap((h) => [I32CONST, 0, ...V128LOAD, 4, ...uleb(laneAt(k, h)), LSET, lane(k, h)])),
+  I32CONST, ...sleb(SIMD_IN), LSET, SP,
+  LGET, N, I32CONST, ...sleb(SIMD_IN), I32ADD, LSET, SE,
+  BLOCK, VOID,
+  LGET, SP, LGET, SE, I32GEU, BR_IF, 0,
+  LOOP, VOID,
+  ...step,
+  LGET, SP, I32CONST, 16, I32ADD, LTEE, SP, LGET, SE, I32LTU, BR_IF, 0,
+  END,
+  END,
+  ...[0, 1, 2, 3].flatMap((k) => [0, 1].flatMap((h) => [I32CONST, 0, LGET, lane(k, h), ...V128STORE, 4, ...uleb(laneAt(k, h))])),
+  END,
+];
+
+/** Coefficients of the lane values (accumulator k, lane j) in A, B, C, D: see above. */
+const COMBINE: readonly (readonly (readonly number[])[])[] = [
+  // a_j        b_j               c_j                 d_j
+  [[1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+  [[0, -1, -2, -3], [4, 4, 4, 4], [0, 0, 0, 0], [0, 0, 0, 0]],
+  [[0, 0, 1, 3], [-6, -10, -14, -18], [16, 16, 16, 16], [0, 0, 0, 0]],
+  [[0, 0, 0, -1], [4, 10, 20, 34], [-48, -64, -80, -96], [64, 64, 64, 64]],
+];
+
+const finBody: number[] = [
+  0,
+  ...COMBINE.flatMap((row, out) => [
+    I32CONST, 0, I64CONST, 0,
+    ...row.flatMap((coefs, k) =>
+      coefs.flatMap((c, j) => (c === 0 ? [] : [I32CONST, 0, I64LOAD, 3, ...uleb(LANES + 32 * k + 8 * j), I64CONST, ...sleb(c), I64MUL, I64ADD])),
+    ),
+    I64STORE, 3, out * 8,
+  ]),
+  END,
+];
+
+/** signed LEB128, for i32/i64 constants. */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+/** The SIMD module binary (exported so a test can check it validates). */
+export const FLETCHER4_SIMD_WASM: Uint8Array<ArrayBuffer> = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...section(1, [2, 0x60, 1, I32, 0, 0x60, 0, 0]), // type 0: (i32) -> (); type 1: () -> ()
+  ...section(3, [2, 0, 1]), // run: type 0, fin: type 1
+  ...section(5, [1, 0x00, (SIMD_IN + WINDOW + 0xffff) >>> 16]),
+  ...section(7, [3, ...name('mem'), 0x02, 0, ...name('run'), 0x00, 0, ...name('fin'), 0x00, 1]),
+  ...section(10, [2, ...uleb(runBody.length), ...runBody, ...uleb(finBody.length), ...finBody]),
+]);
+
+interface WasmF4Simd {
+  run(n: number): void;
+  fin(): void;
+  heap: Uint8Array;
+}
+
+/** null where WebAssembly SIMD is unavailable (or --jitless): the scalar module does everything. */
+const simd: WasmF4Simd | null = (() => {
+  try {
+    if (typeof WebAssembly !== 'object' || !WebAssembly.validate(FLETCHER4_SIMD_WASM)) return null;
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(FLETCHER4_SIMD_WASM), {});
+    const mem = inst.exports.mem as WebAssembly.Memory;
+    return { run: inst.exports.run as (n: number) => void, fin: inst.exports.fin as () => void, heap: new Uint8Array(mem.buffer) };
+  } catch {
+    return null;
+  }
+})();
+
+export const fletcher4HasSimd = simd !== null;
+
+/**
+ * Fletcher-4 via the four-lane SIMD module: lengths that are a multiple of 16
+ * (every block: they are whole sectors). Throws for others or without SIMD.
+ * Measured ~2x the scalar module on 16 KiB blocks, most of what remains
+ * being the copy into wasm memory.
+ */
+export function fletcher4Simd(data: Uint8Array, out: Buffer = Buffer.allocUnsafe(32)): Buffer {
+  if (simd === null) throw new Error('fletcher4: WebAssembly SIMD unavailable');
+  if (data.length % 16 !== 0) throw new RangeError(`fletcher4Simd: length ${data.length} is not a multiple of 16`);
+  const { run, fin, heap } = simd;
+  heap.fill(0, LANES, LANES + 128);
+  for (let off = 0; off < data.length; off += WINDOW) {
+    const n = Math.min(WINDOW, data.length - off);
+    heap.set(data.subarray(off, off + n), SIMD_IN);
+    run(n);
+  }
+  fin();
+  out.set(heap.subarray(0, 32));
+  return out;
+}
+
 function checkLength(data: Uint8Array): void {
   // ZFS asserts the same (IS_P2ALIGNED(size, sizeof (uint32_t))).
   if (data.length % 4 !== 0) throw new RangeError(`fletcher4: length ${data.length} is not a multiple of 4`);
@@ -220,5 +367,8 @@ export function fletcher4Js(data: Uint8Array, out: Buffer = Buffer.allocUnsafe(3
   return out;
 }
 
-/** Fletcher-4 of data (length a multiple of 4): 32 bytes, a b c d as LE uint64. */
-export const fletcher4: (data: Uint8Array, out?: Buffer) => Buffer = wasm ? fletcher4Wasm : fletcher4Js;
+/** Fletcher-4 of data (length a multiple of 4): 32 bytes, a b c d as LE uint64. The fastest path this Node has. */
+export function fletcher4(data: Uint8Array, out?: Buffer): Buffer {
+  if (simd !== null && (data.length & 15) === 0) return fletcher4Simd(data, out);
+  return wasm !== null ? fletcher4Wasm(data, out) : fletcher4Js(data, out);
+}

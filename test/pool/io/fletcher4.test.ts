@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
-import { FLETCHER4_WASM, fletcher4, fletcher4HasWasm, fletcher4Js, fletcher4Wasm } from '../../../src/pool/io/fletcher4.js';
+import { FLETCHER4_SIMD_WASM, FLETCHER4_WASM, fletcher4, fletcher4HasSimd, fletcher4HasWasm, fletcher4Js, fletcher4Simd, fletcher4Wasm } from '../../../src/pool/io/fletcher4.js';
 
 /**
  * The definition, transcribed literally (zfs_fletcher.c, fletcher_4_native):
@@ -43,12 +43,22 @@ const impls = [
   ['default', fletcher4],
   ['js', fletcher4Js],
   ...(fletcher4HasWasm ? [['wasm', fletcher4Wasm] as const] : []),
+  // The four-lane SIMD module takes multiples of 16 bytes only (every block is whole sectors).
+  ...(fletcher4HasSimd ? [['simd', (d: Uint8Array, o?: Buffer) => (d.length % 16 === 0 ? fletcher4Simd(d, o) : fletcher4Wasm(d, o))] as const] : []),
 ] as const;
 
 describe('fletcher4', () => {
   it('has WebAssembly on this Node, and the module validates', () => {
     expect(fletcher4HasWasm).toBe(true);
     expect(WebAssembly.validate(FLETCHER4_WASM)).toBe(true);
+    expect(fletcher4HasSimd).toBe(true);
+    expect(WebAssembly.validate(FLETCHER4_SIMD_WASM)).toBe(true);
+  });
+
+  it('the SIMD lanes combine to the definition at every multiple of 16 up to 1 KiB, and refuse other lengths', () => {
+    const data = pattern(1024, 12345);
+    for (let n = 0; n <= 1024; n += 16) expect(fletcher4Simd(data.subarray(0, n)), `${n} bytes`).toEqual(reference(data.subarray(0, n)));
+    expect(() => fletcher4Simd(Buffer.alloc(20))).toThrow(RangeError);
   });
 
   it('small vectors worked by hand from the recurrence', () => {
