@@ -34,6 +34,8 @@ export class SharedViews {
   private waste = 0;
   /** Views copied out of their buffers (stats, tests). */
   compactions = 0;
+  /** Bytes of the buffers that have cached views (what they keep in memory). */
+  private pinned = 0;
 
   /**
    * budget: waste allowed before survivors are copied out (default: 1/16 of
@@ -54,11 +56,22 @@ export class SharedViews {
     if (!s) {
       this.byBuffer.set(value.buffer, (s = { keys: new Set(), bytes: 0 }));
       this.waste += value.buffer.byteLength;
+      this.pinned += value.buffer.byteLength;
     }
     if (s.keys.has(key)) return;
     s.keys.add(key);
     s.bytes += value.byteLength;
     this.waste -= value.byteLength;
+  }
+
+  /**
+   * Whether views of more buffers may be cached: the buffers that have cached
+   * views hold less than the budget. The pipeline asks before caching views
+   * of a write payload (pipeline.ts); views from coalesced reads are cached
+   * regardless (compaction keeps those honest).
+   */
+  hasRoom(): boolean {
+    return this.pinned < this.budget;
   }
 
   /** Buffers with cached views, the bytes those views cover, and the bytes the buffers hold (tests). */
@@ -80,6 +93,7 @@ export class SharedViews {
     if (s.keys.size === 0) {
       this.byBuffer.delete(value.buffer);
       this.waste -= value.buffer.byteLength;
+      this.pinned -= value.buffer.byteLength;
       return;
     }
     if (this.waste > this.budget) this.compact();
@@ -97,6 +111,7 @@ export class SharedViews {
         if (mostlyEvictedOnly && s.bytes * 2 >= buf.byteLength) continue;
         this.byBuffer.delete(buf);
         this.waste -= buf.byteLength - s.bytes;
+        this.pinned -= buf.byteLength;
         for (const k of s.keys) {
           const v = this.arc.peek(k);
           if (v && v.buffer === buf) {

@@ -153,14 +153,19 @@ export class BlockPipeline {
       out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
       // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this
       // block (read-modify-write) and reads right after a sync hit memory. Dirty buffers are
-      // immutable, so sharing them with the ARC is safe. Except data blocks that are views of
-      // a larger buffer: a guest's write payload kept whole (WriteOptions.owned, writes of a
-      // block or more: streams, copies, restores). Caching those kept every payload alive
-      // until the ARC (a quarter of RAM) filled, so each write took memory the kernel had to
-      // fault in and zero, and the GC marked ever more of it: 1 MiB writes to a pool volume
-      // ran at 170-240 MB/s after a random-write phase, 440-490 without (bench/README.md).
-      // The device's page cache holds them anyway; a read verifies them from there.
-      if (p.level > 0 || p.type !== ObjType.VolumeData || data.byteLength === data.buffer.byteLength) this.cache(arcKey(out[i]!), data);
+      // immutable, so sharing them with the ARC is safe. Data blocks that are views of a
+      // larger buffer -- a guest's write payload kept whole (WriteOptions.owned: streams,
+      // copies, restores) -- only while the payloads that cached views keep alive stay under
+      // the views' budget (shared-views.ts, 1/16 of the ARC). Caching all of them kept every
+      // payload alive while the ARC (a quarter of RAM) had room: the heap grew, each new
+      // payload took memory the kernel had to fault in and zero (clear_page was a quarter of
+      // the server's samples), and the GC marked ever more. 1 MiB writes to a pool volume ran
+      // at 170-240 MB/s after a random-write phase, 440-690 with none cached; random reads
+      // right after them 58-70K IOPS with all cached, 38-55K with none (bench/README.md).
+      // Past the budget the device's page cache holds them; a read verifies them from there.
+      if (p.level > 0 || p.type !== ObjType.VolumeData || data.byteLength === data.buffer.byteLength || this.views.hasRoom()) {
+        this.cache(arcKey(out[i]!), data);
+      }
       for (const d of dvas) {
         const w = open.get(d.vdev);
         if (w && this.isLinear(d.vdev) && w.offset + w.len === d.offset && w.len < 4 * 1024 * 1024) {

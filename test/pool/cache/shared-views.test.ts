@@ -76,4 +76,44 @@ describe('SharedViews', () => {
     arc.clear();
     expect(views.stats()).toEqual({ buffers: 0, viewBytes: 0, pinnedBytes: 0 });
   });
+
+  it('hasRoom: the buffers with cached views hold less than the budget, through caching, eviction, compaction, delete and clear', () => {
+    const arc = new Arc<Buffer>({ maxBytes: 48 * K });
+    const views = new SharedViews(arc, BUDGET);
+    const agrees = (when: string) => expect(views.hasRoom(), when).toBe(views.stats().pinnedBytes < BUDGET);
+    expect(views.hasRoom()).toBe(true);
+    const first = cacheViews(arc, views, payload(1, 4), 'a'); // 4 blocks pinned: room left
+    agrees('one payload');
+    expect(views.hasRoom()).toBe(true);
+    cacheViews(arc, views, payload(2, 4), 'b'); // 8 blocks = the budget: no room
+    agrees('two payloads');
+    expect(views.hasRoom()).toBe(false);
+    for (const k of first) arc.delete(k); // a payload freed (overwritten blocks): room again
+    agrees('one deleted');
+    expect(views.hasRoom()).toBe(true);
+    // Mixed traffic: payloads, re-reads that keep survivors, plain blocks that evict.
+    let seed = 7;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
+    const all: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      const op = rnd(4);
+      if (op === 0) all.push(...cacheViews(arc, views, payload(i, 1 + rnd(6)), `p${i}-`));
+      else if (op === 1 && all.length) arc.get(all[rnd(all.length)]!);
+      else if (op === 2 && all.length) arc.delete(all[rnd(all.length)]!);
+      else arc.set(`x${i}`, Buffer.alloc(K, i), K);
+      agrees(`step ${i}`);
+    }
+    // Compaction: one re-read block per payload survives while its siblings are evicted.
+    arc.clear();
+    const keys = [1, 2, 3].map((n) => cacheViews(arc, views, payload(100 + n, 16), `c${n}-`));
+    for (const k of keys) arc.get(k[3]!);
+    for (let i = 0; i < 60; i++) {
+      arc.set(`y${i}`, Buffer.alloc(K, i), K);
+      agrees(`eviction ${i}`);
+    }
+    expect(views.compactions).toBeGreaterThan(0);
+    arc.clear();
+    agrees('cleared');
+    expect(views.hasRoom()).toBe(true);
+  });
 });
