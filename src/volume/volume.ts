@@ -154,16 +154,17 @@ export class Volume implements BlockDevice {
       const dnode = this.obj.dnode;
       const head = this.obj;
       const bps = await Promise.all(need.map((n) => head.tree.getBp(dnode, n.b)));
-      const u = this.pool.io.uncached(bps);
-      this.acct.deviceReadOps += u.ops;
-      this.acct.deviceReadBytes += u.bytes;
       // One device read per physically contiguous run of blocks (each still verified).
+      const u = { ops: 0, bytes: 0 };
       let datas: (Buffer | null)[];
       try {
-        datas = await this.pool.io.readMany(bps);
+        datas = await this.pool.io.readMany(bps, u);
       } catch (e) {
         await this.logUnreadable(need.map((n) => n.b), bps);
         throw e;
+      } finally {
+        this.acct.deviceReadOps += u.ops;
+        this.acct.deviceReadBytes += u.bytes;
       }
       // row: what the head lacks comes from the layers below.
       const wp = this.wp;

@@ -299,6 +299,11 @@ export class BlockPipeline {
     const key = arcKey(bp);
     const hit = this.arc.get(key);
     if (hit) return hit;
+    return this.readMiss(bp, key);
+  }
+
+  /** read() after an ARC miss on `key` (arcKey(bp)) in this same tick. */
+  private async readMiss(bp: BlockPointer, key: string): Promise<Buffer> {
     // One device read per block at a time: a volume read of N blocks under one
     // uncached indirect block used to issue N reads of that indirect (and count N
     // checksum errors for one bad copy). Keyed by checksum too, so a stale reader's
@@ -323,10 +328,14 @@ export class BlockPipeline {
    * Read many blocks, coalescing physically adjacent ones on linear
    * top-levels (single devices, mirrors) into one device read. Each block is
    * still verified on its own; one that fails goes through the ordinary
-   * read path, which tries other copies and self-heals.
+   * read path, which tries other copies and self-heals. `misses`, when
+   * given, counts the blocks not in the ARC and their physical bytes (what
+   * uncached() would have said just before; one ARC lookup per block).
    */
-  async readMany(bps: (BlockPointer | null)[]): Promise<(Buffer | null)[]> {
+  async readMany(bps: (BlockPointer | null)[], misses?: { ops: number; bytes: number }): Promise<(Buffer | null)[]> {
     const out: (Buffer | null)[] = new Array(bps.length).fill(null);
+    /** ARC keys of the blocks that missed (their runs read them). */
+    const keys: (string | undefined)[] = new Array(bps.length);
     const runs: number[][] = [];
     let run: number[] = [];
     let runEnd = -1;
@@ -340,10 +349,16 @@ export class BlockPipeline {
       const bp = bps[i];
       if (!bp) continue;
       const d = bp.dvas[0]!;
-      const hit = this.arc.get(arcKey(bp));
+      const key = arcKey(bp);
+      const hit = this.arc.get(key);
       if (hit) {
         out[i] = hit;
         continue;
+      }
+      keys[i] = key;
+      if (misses) {
+        misses.ops++;
+        misses.bytes += bp.psize;
       }
       if (!this.isLinear(d.vdev) || d.vdev !== runTop || d.offset !== runEnd || runEnd - (bps[run[0]!]!.dvas[0]!.offset) >= 4 * 1024 * 1024) flush();
       run.push(i);
@@ -354,7 +369,7 @@ export class BlockPipeline {
     await Promise.all(
       runs.map(async (r) => {
         if (r.length === 1) {
-          out[r[0]!] = await this.read(bps[r[0]!]!);
+          out[r[0]!] = await this.readMiss(bps[r[0]!]!, keys[r[0]!]!);
           return;
         }
         const first = bps[r[0]!]!.dvas[0]!;
