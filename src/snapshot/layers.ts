@@ -193,17 +193,20 @@ export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly num
   });
   if (need.length) {
     const bps: (BlockPointer | null)[] = await Promise.all(need.map((i) => obj.tree.getBp(obj.dnode, ids[i]!)));
-    if (acct) {
-      const u = pool.io.uncached(bps);
-      if (forWrite) {
+    // readMany counts the blocks it finds missing from the ARC (one lookup per block).
+    const u = { ops: 0, bytes: 0 };
+    let datas: (Buffer | null)[];
+    try {
+      datas = await pool.io.readMany(bps, u);
+    } finally {
+      if (acct && forWrite) {
         acct.deviceReadOpsForWrites += u.ops;
         acct.deviceReadBytesForWrites += u.bytes;
-      } else {
+      } else if (acct) {
         acct.deviceReadOps += u.ops;
         acct.deviceReadBytes += u.bytes;
       }
     }
-    const datas = await pool.io.readMany(bps);
     need.forEach((i, k) => {
       // A write may have landed meanwhile: prefer it.
       const now = obj.dirtyBlock(ids[i]!);

@@ -66,7 +66,7 @@ const MAX_WRITING_ARENAS = 4;
 export class BlockPipeline {
   readonly stats: PipelineStats = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0, cksumErrors: 0 };
 
-  /** Cached views of larger buffers (coalesced reads), bounded (shared-views.ts). */
+  /** Cached views of larger buffers (coalesced reads; write payloads within its budget), bounded (shared-views.ts). */
   readonly views: SharedViews;
 
   /** Put a block's logical data in the ARC (views of larger buffers tracked). */
@@ -282,18 +282,6 @@ export class BlockPipeline {
     return l;
   }
 
-  /** Device reads a read of these blocks costs: those not in the ARC, at physical size (accounting). */
-  uncached(bps: readonly (BlockPointer | null)[]): { ops: number; bytes: number } {
-    let ops = 0;
-    let bytes = 0;
-    for (const bp of bps) {
-      if (!bp || this.arc.has(arcKey(bp))) continue;
-      ops++;
-      bytes += bp.psize;
-    }
-    return { ops, bytes };
-  }
-
   /** Read and verify a block; returns the logical contents (shared: do not mutate). */
   async read(bp: BlockPointer): Promise<Buffer> {
     const key = arcKey(bp);
@@ -329,8 +317,9 @@ export class BlockPipeline {
    * top-levels (single devices, mirrors) into one device read. Each block is
    * still verified on its own; one that fails goes through the ordinary
    * read path, which tries other copies and self-heals. `misses`, when
-   * given, counts the blocks not in the ARC and their physical bytes (what
-   * uncached() would have said just before; one ARC lookup per block).
+   * given, counts the blocks not in the ARC and their physical bytes (the
+   * device reads this costs, for I/O accounting), from the same one ARC
+   * lookup per block that decides what to read.
    */
   async readMany(bps: (BlockPointer | null)[], misses?: { ops: number; bytes: number }): Promise<(Buffer | null)[]> {
     const out: (Buffer | null)[] = new Array(bps.length).fill(null);
