@@ -60,8 +60,8 @@ export interface BlockDeviceInfo {
    * The device keeps owned payloads (WriteOptions.owned) instead of copying
    * them: a caller that can give each write of at least `blockSize` bytes a
    * fresh buffer should, and pass `owned: true`. A pool volume then keeps
-   * whole blocks as views of the payload until their txg syncs (not in its
-   * cache after that: src/pool/io/pipeline.ts); copying them into block
+   * whole blocks as views of the payload until their txg syncs (in its
+   * cache after that only within a budget: src/pool/io/pipeline.ts); copying them into block
    * buffers measured ~12 us per 16 KiB block on the write path, mostly
    * allocation.
    */

@@ -2,9 +2,9 @@
  * Cached views of larger buffers, kept honest.
  *
  * Some ARC values are views into a larger buffer: blocks sliced out of one
- * coalesced device read (and metadata written as part of a larger buffer;
- * data blocks a volume kept from a guest's write payload are views too, but
- * the pipeline does not cache those after they are written). The ARC
+ * coalesced device read, and blocks a volume kept from a guest's write
+ * payload (WriteOptions.owned: a 1 MiB NBD write is 64 views of one buffer),
+ * which the pipeline caches after they are written only while hasRoom(). The ARC
  * charges each view its own length, but a buffer stays in memory while any
  * view of it is cached: after evictions, a few surviving views (say, blocks
  * read again, which the ARC keeps longer) could pin many times what the ARC
