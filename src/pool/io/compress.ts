@@ -28,6 +28,9 @@ import { deflateSync, inflateSync } from 'node:zlib';
 import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
 import { StorageError, err } from '../../errors.js';
 import { zleDecode, zleEncode } from './zle.js';
+import { looksIncompressible } from './sample.js';
+
+export { looksIncompressible };
 
 export type GzipLevel = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
 export type Compression = 'off' | 'lz4' | 'zle' | `gzip-${GzipLevel}`;
@@ -74,73 +77,6 @@ export interface CompressOptions {
   earlyAbort?: boolean;
 }
 
-/** Sample geometry (btrfs's compression heuristic uses the same): 16 bytes every 256 (or more). */
-const SAMPLE_LEN = 16;
-const SAMPLE_STRIDE = 256;
-/** At most this many samples per block: the cost stays ~constant for big blocks. */
-const MAX_SAMPLES = 32;
-/** Offset of the first sample: away from 512-byte sector starts. */
-const SAMPLE_SKEW = 200;
-/** Blocks smaller than this are cheap to just try. */
-const HEURISTIC_MIN = 8192;
-/**
- * Order-0 entropy, in bits per byte, above which a byte-statistics coder
- * cannot save 1/8 (8 bits * 7/8 = 7). Random data samples at ~7.8.
- */
-const ENTROPY_LIMIT = 7;
-/** c * log2(c) for every possible histogram count (a constant table). */
-const C_LOG2_C = (() => {
-  const t = new Float64Array(SAMPLE_LEN * MAX_SAMPLES + 1);
-  for (let c = 2; c < t.length; c++) t[c] = c * Math.log2(c);
-  return t;
-})();
-
-/**
- * A fast guess that compression cannot save 1/8 of data (a few us per
- * block, whatever its size): true only if the sampled bytes have an order-0
- * entropy above 7 bits per byte AND no two 16-byte samples are equal (a
- * repeat, which LZ matching would exploit). Zero runs, text, and repeats at
- * multiples of the sample stride all fail the test and get compressed for
- * real. Blocks under 8 KiB are never judged.
- */
-export function looksIncompressible(data: Uint8Array): boolean {
-  const len = data.length;
-  if (len < HEURISTIC_MIN) return false;
-  const stride = SAMPLE_STRIDE * Math.max(1, Math.floor(len / (SAMPLE_STRIDE * MAX_SAMPLES)));
-  // Scratch tables are module-level: this runs for every block written (one JS thread, no reentrancy).
-  const hist = HIST;
-  hist.fill(0);
-  SEEN.fill(0);
-  let samples = 0;
-  // Samples start mid-sector: many writers put headers at sector starts (fio's
-  // scrambled buffers, filesystem metadata), which would skew the estimate.
-  for (let off = SAMPLE_SKEW; off + SAMPLE_LEN <= len && samples < MAX_SAMPLES; off += stride) {
-    for (let i = off; i < off + SAMPLE_LEN; i++) hist[data[i]!]!++;
-    // Fingerprint of the sample; a false match only costs a real compression attempt.
-    const print =
-      ((Math.imul(word(data, off) ^ word(data, off + 8), 0x9e3779b1) ^ word(data, off + 4) ^ Math.imul(word(data, off + 12), 0x85ebca6b)) >>> 0) | 1;
-    // Open addressing in a table twice the sample count: a repeat means LZ would find matches.
-    let slot = (Math.imul(print, 0x27d4eb2d) >>> 25) & (SEEN.length - 1);
-    while (SEEN[slot] !== 0) {
-      if (SEEN[slot] === print) return false;
-      slot = (slot + 1) & (SEEN.length - 1);
-    }
-    SEEN[slot] = print;
-    samples++;
-  }
-  // H = log2(n) - (1/n) * sum(c log2 c), in bits per byte.
-  const n = samples * SAMPLE_LEN;
-  let sum = 0;
-  for (let b = 0; b < 256; b++) sum += C_LOG2_C[hist[b]!]!;
-  return Math.log2(n) - sum / n > ENTROPY_LIMIT;
-}
-
-const HIST = new Uint16Array(256);
-const SEEN = new Uint32Array(MAX_SAMPLES * 2);
-
-function word(d: Uint8Array, at: number): number {
-  return d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24);
-}
 
 function roundUp(n: number, to: number): number {
   return Math.ceil(n / to) * to;

@@ -58,6 +58,7 @@
  *             (local.tee $a (i64.add (local.get $a)
  *               (i64.load32_u offset=k (local.get $p))))))))))
  */
+import { C_LOG2_C, SAMPLE_LEN, SAMPLE_SKEW, entropyTooHigh, sampleSpan } from './sample.js';
 
 /** Input window of the wasm module: big inputs are processed in slices of this size. */
 const WINDOW = 256 * 1024;
@@ -260,19 +261,83 @@ function sleb(n: number): number[] {
   }
 }
 
+/*
+ * smp(stride, count) -> f64: the compressibility sample of sample.ts, run on
+ * the block already copied to [SIMD_IN, ...) for its checksum. Memory: HIST
+ * (256 i32, the byte histogram, zeroed by smp), CLOG (C_LOG2_C as f64,
+ * written once at instantiation). Returns -1 when two samples are equal, else
+ * sum(CLOG[HIST[b]]) over b = 0..255 in order (the same float additions as
+ * looksIncompressible, so the same verdict bit for bit). In WAT:
+ *
+ *   memory.fill(HIST, 0, 1024)
+ *   p = SIMD_IN + SAMPLE_SKEW
+ *   for (k = 0; k < count; k++, p += stride) {
+ *     HIST[p[0]]++ ... HIST[p[15]]++                      ;; unrolled, i32.load8_u offset=b
+ *     for (q = SIMD_IN + SAMPLE_SKEW; q < p; q += stride)  ;; every earlier sample
+ *       if (i64(q) == i64(p) & i64(q + 8) == i64(p + 8)) return -1
+ *   }
+ *   for (x = 0; x < 1024; x += 4) sum += f64.load(CLOG + HIST[x] * 8)
+ *   return sum
+ */
+const HIST_AT = SIMD_IN + WINDOW;
+const CLOG_AT = HIST_AT + 1024;
+const SIMD_MEM_END = CLOG_AT + C_LOG2_C.length * 8;
+const I32LOAD = 0x28, I32LOAD8U = 0x2d, I32STORE = 0x36, F64LOAD = 0x2b, I64EQ = 0x51, I32SHL = 0x74;
+const F64ADD = 0xa0, F64CONST = 0x44, IF = 0x04, RETURN = 0x0f, BR = 0x0c, F64 = 0x7c;
+const MEMORY_FILL = [0xfc, ...uleb(11), 0x00];
+const f64bytes = (v: number): number[] => Array.from(new Uint8Array(new Float64Array([v]).buffer));
+// smp's locals: params stride, count; then k, p, q, x (i32), sum (f64).
+const STRIDE = 0, COUNT = 1, SK = 2, SPP = 3, SQ = 4, SX = 5, SSUM = 6;
+const FIRST = SIMD_IN + SAMPLE_SKEW;
+const sampleBody: number[] = [
+  2, 4, I32, 1, F64,
+  I32CONST, ...sleb(HIST_AT), I32CONST, 0, I32CONST, ...sleb(1024), ...MEMORY_FILL,
+  I32CONST, ...sleb(FIRST), LSET, SPP,
+  BLOCK, VOID, LOOP, VOID,
+  LGET, SK, LGET, COUNT, I32GEU, BR_IF, 1,
+  ...Array.from({ length: SAMPLE_LEN }, (_, b) => [
+    LGET, SPP, I32LOAD8U, 0, b, I32CONST, 2, I32SHL, LTEE, SX,
+    LGET, SX, I32LOAD, 2, ...uleb(HIST_AT), I32CONST, 1, I32ADD, I32STORE, 2, ...uleb(HIST_AT),
+  ]).flat(),
+  I32CONST, ...sleb(FIRST), LSET, SQ,
+  BLOCK, VOID, LOOP, VOID,
+  LGET, SQ, LGET, SPP, I32GEU, BR_IF, 1,
+  LGET, SQ, I64LOAD, 0, 0, LGET, SPP, I64LOAD, 0, 0, I64EQ,
+  LGET, SQ, I64LOAD, 0, 8, LGET, SPP, I64LOAD, 0, 8, I64EQ,
+  I32AND, IF, VOID, F64CONST, ...f64bytes(-1), RETURN, END,
+  LGET, SQ, LGET, STRIDE, I32ADD, LSET, SQ,
+  BR, 0,
+  END, END,
+  LGET, SPP, LGET, STRIDE, I32ADD, LSET, SPP,
+  LGET, SK, I32CONST, 1, I32ADD, LSET, SK,
+  BR, 0,
+  END, END,
+  I32CONST, 0, LSET, SX, // x held byte * 4 above
+  BLOCK, VOID, LOOP, VOID,
+  LGET, SX, I32CONST, ...sleb(1024), I32GEU, BR_IF, 1,
+  LGET, SSUM, LGET, SX, I32LOAD, 2, ...uleb(HIST_AT), I32CONST, 3, I32SHL, F64LOAD, 3, ...uleb(CLOG_AT), F64ADD, LSET, SSUM,
+  LGET, SX, I32CONST, 4, I32ADD, LSET, SX,
+  BR, 0,
+  END, END,
+  LGET, SSUM,
+  END,
+];
+
 /** The SIMD module binary (exported so a test can check it validates). */
 export const FLETCHER4_SIMD_WASM: Uint8Array<ArrayBuffer> = Uint8Array.from([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  ...section(1, [2, 0x60, 1, I32, 0, 0x60, 0, 0]), // type 0: (i32) -> (); type 1: () -> ()
-  ...section(3, [2, 0, 1]), // run: type 0, fin: type 1
-  ...section(5, [1, 0x00, (SIMD_IN + WINDOW + 0xffff) >>> 16]),
-  ...section(7, [3, ...name('mem'), 0x02, 0, ...name('run'), 0x00, 0, ...name('fin'), 0x00, 1]),
-  ...section(10, [2, ...uleb(runBody.length), ...runBody, ...uleb(finBody.length), ...finBody]),
+  // type 0: (i32) -> (); type 1: () -> (); type 2: (i32, i32) -> (f64)
+  ...section(1, [3, 0x60, 1, I32, 0, 0x60, 0, 0, 0x60, 2, I32, I32, 1, F64]),
+  ...section(3, [3, 0, 1, 2]), // run: type 0, fin: type 1, smp: type 2
+  ...section(5, [1, 0x00, (SIMD_MEM_END + 0xffff) >>> 16]),
+  ...section(7, [4, ...name('mem'), 0x02, 0, ...name('run'), 0x00, 0, ...name('fin'), 0x00, 1, ...name('smp'), 0x00, 2]),
+  ...section(10, [3, ...uleb(runBody.length), ...runBody, ...uleb(finBody.length), ...finBody, ...uleb(sampleBody.length), ...sampleBody]),
 ]);
 
 interface WasmF4Simd {
   run(n: number): void;
   fin(): void;
+  smp(stride: number, count: number): number;
   heap: Uint8Array;
 }
 
@@ -282,7 +347,13 @@ const simd: WasmF4Simd | null = (() => {
     if (typeof WebAssembly !== 'object' || !WebAssembly.validate(FLETCHER4_SIMD_WASM)) return null;
     const inst = new WebAssembly.Instance(new WebAssembly.Module(FLETCHER4_SIMD_WASM), {});
     const mem = inst.exports.mem as WebAssembly.Memory;
-    return { run: inst.exports.run as (n: number) => void, fin: inst.exports.fin as () => void, heap: new Uint8Array(mem.buffer) };
+    new Float64Array(mem.buffer, CLOG_AT, C_LOG2_C.length).set(C_LOG2_C);
+    return {
+      run: inst.exports.run as (n: number) => void,
+      fin: inst.exports.fin as () => void,
+      smp: inst.exports.smp as (stride: number, count: number) => number,
+      heap: new Uint8Array(mem.buffer),
+    };
   } catch {
     return null;
   }
@@ -309,6 +380,33 @@ export function fletcher4Simd(data: Uint8Array, out: Buffer = Buffer.allocUnsafe
   fin();
   out.set(heap.subarray(0, 32));
   return out;
+}
+
+/**
+ * The write path's fused step for a block that may not be worth compressing
+ * (prepare.ts): copy it into wasm memory once, take the compressibility
+ * sample there (smp above; the verdict of sample.ts looksIncompressible),
+ * and only if it looks incompressible, checksum that same copy. Returns the
+ * checksum of data when it looks incompressible (it will be stored as is),
+ * null when it may compress, undefined when this path does not apply (no
+ * SIMD, a length that is not a multiple of 16, too small to be judged, or
+ * larger than one window). Saves the sample's own pass over a block that is
+ * usually cold in the cache by now, and runs the sample ~5x faster than JS.
+ */
+export function fletcher4Sampled(data: Uint8Array, out?: Buffer): Buffer | null | undefined {
+  if (simd === null || (data.length & 15) !== 0 || data.length > WINDOW) return undefined;
+  const { stride, count } = sampleSpan(data.length);
+  if (count === 0) return undefined;
+  const { run, fin, smp, heap } = simd;
+  heap.set(data, SIMD_IN);
+  const sum = smp(stride, count);
+  if (sum < 0 || !entropyTooHigh(sum, count)) return null;
+  heap.fill(0, LANES, LANES + 128);
+  run(data.length);
+  fin();
+  const res = out ?? Buffer.allocUnsafe(32);
+  res.set(heap.subarray(0, 32));
+  return res;
 }
 
 function checkLength(data: Uint8Array): void {

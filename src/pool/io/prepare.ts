@@ -6,6 +6,7 @@
  */
 import { CHECKSUM_IDS, COMPRESS_IDS, type ChecksumId, type CompressId } from '../blkptr.js';
 import { computeChecksum } from './checksum.js';
+import { fletcher4Sampled } from './fletcher4.js';
 import { compressBlock, isAllZero } from './compress.js';
 import { SECTOR } from '../vdev/types.js';
 
@@ -29,7 +30,16 @@ export function roundUp(n: number, to: number): number {
  */
 export function prepareBlock(data: Buffer, comp: CompressId, cksum: ChecksumId, noHole: boolean | undefined): Prepared | null {
   if (!noHole && isAllZero(data)) return null;
-  const packed = comp === 'off' ? null : compressBlock(comp, data, SECTOR, { earlyAbort: true });
+  // The common case of guest data that will not compress, in one pass over a copy in wasm
+  // memory (fletcher4Sampled): the sample, then, if it says incompressible, the checksum of the
+  // block as it will be stored. Same bytes and checksum as the path below takes for it.
+  let sampled: Buffer | null | undefined;
+  if ((comp === 'lz4' || comp.startsWith('gzip')) && cksum === 'fletcher4' && data.length % SECTOR === 0) {
+    sampled = fletcher4Sampled(data);
+    if (sampled) return { phys: data, psize: data.length, comp: 'off', cksum: sampled };
+  }
+  // sampled === null: the sample said it may compress; compressBlock need not sample again.
+  const packed = comp === 'off' ? null : compressBlock(comp, data, SECTOR, { earlyAbort: sampled === undefined });
   let phys: Buffer;
   if (packed) {
     const psize = roundUp(packed.length, SECTOR);
