@@ -59,6 +59,24 @@ export function isHole(bp: BlockPointer | null | undefined): boolean {
   return !bp || bp.birth === 0;
 }
 
+const TWO32 = 4294967296;
+
+/**
+ * u64 fields as two u32 halves: no BigInt on the hot path (a BigInt per field
+ * was a heap object per block pointer, and a BlockTree sync codes two per
+ * data block). Offsets and txgs stay far below 2^53, where the double is
+ * exact; beyond it the read rounds to nearest, as Number(BigInt) did.
+ */
+function readU64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at + 4) * TWO32 + buf.readUInt32LE(at);
+}
+
+function writeU64(out: Buffer, v: number, at: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`block pointer field ${v} is not a u64 this pool can hold`);
+  out.writeUInt32LE(v % TWO32, at);
+  out.writeUInt32LE(Math.floor(v / TWO32), at + 4);
+}
+
 export function encodeBp(bp: BlockPointer | null, out: Buffer, at: number): void {
   out.fill(0, at, at + BP_SIZE);
   if (!bp || bp.birth === 0) return;
@@ -67,7 +85,7 @@ export function encodeBp(bp: BlockPointer | null, out: Buffer, at: number): void
     const o = at + i * 16;
     out.writeUInt32LE(d.vdev, o);
     out.writeUInt32LE(d.asize / SECTOR_BYTES, o + 4);
-    out.writeBigUInt64LE(BigInt(d.offset), o + 8);
+    writeU64(out, d.offset, o + 8);
   }
   out.writeUInt32LE(bp.lsize, at + 48);
   out.writeUInt32LE(bp.psize, at + 52);
@@ -76,19 +94,19 @@ export function encodeBp(bp: BlockPointer | null, out: Buffer, at: number): void
   out.writeUInt8(bp.type, at + 58);
   out.writeUInt8(bp.level, at + 59);
   out.writeUInt32LE(bp.fill, at + 60);
-  out.writeBigUInt64LE(BigInt(bp.birth), at + 64);
+  writeU64(out, bp.birth, at + 64);
   bp.cksum.copy(out, at + 72, 0, 32);
 }
 
 export function decodeBp(buf: Buffer, at: number): BlockPointer | null {
-  const birth = Number(buf.readBigUInt64LE(at + 64));
+  const birth = readU64(buf, at + 64);
   if (birth === 0) return null;
   const dvas: Dva[] = [];
   for (let i = 0; i < MAX_COPIES; i++) {
     const o = at + i * 16;
     const asizeSectors = buf.readUInt32LE(o + 4);
     if (asizeSectors === 0) continue;
-    dvas.push({ vdev: buf.readUInt32LE(o), asize: asizeSectors * SECTOR_BYTES, offset: Number(buf.readBigUInt64LE(o + 8)) });
+    dvas.push({ vdev: buf.readUInt32LE(o), asize: asizeSectors * SECTOR_BYTES, offset: readU64(buf, o + 8) });
   }
   const comp = COMPRESS_IDS[buf.readUInt8(at + 56)];
   const cksumType = CHECKSUM_IDS[buf.readUInt8(at + 57)];

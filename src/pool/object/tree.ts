@@ -151,8 +151,8 @@ export class BlockTree {
       const data = dirty.get(id);
       if (data) items.push({ id, data });
     }
-    const p0 = hooks.props(0);
-    const written = await this.io.writeMany(items.map((it) => ({ data: it.data, p: { ...p0, level: 0, fill: 1 } })));
+    const p0 = { ...hooks.props(0), level: 0, fill: 1 }; // one shared (read-only) props object, not one per block
+    const written = await this.io.writeMany(items.map((it) => ({ data: it.data, p: p0 })));
     let updates = new Map<number, BlockPointer | null>();
     for (const id of ids) updates.set(id, null);
     items.forEach((it, i) => updates.set(it.id, written[i]!));
