@@ -252,3 +252,61 @@ describe('SpaceAllocator behaviour', () => {
     expect(a.fragmentation()).toBeGreaterThan(0);
   });
 });
+
+describe('roomFor', () => {
+  /** Free runs (in sectors) of a one-metaslab allocator, from an allocation bitmap. */
+  function runs(bits: Uint8Array): number[] {
+    const out: number[] = [];
+    let n = 0;
+    for (const b of bits) {
+      if (b) {
+        if (n) out.push(n);
+        n = 0;
+      } else n++;
+    }
+    if (n) out.push(n);
+    return out;
+  }
+
+  it('is what blocks of each size can still take: exact for powers of two, a lower bound otherwise', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 40 }), fc.nat()), { minLength: 1, maxLength: 300 }), (ops) => {
+        const cap = 16 * 1024 * 1024; // one metaslab
+        const a = new SpaceAllocator({ capacity: cap, sector: SECTOR });
+        const bits = new Uint8Array(cap / SECTOR);
+        const live: [number, number][] = [];
+        for (const [doAlloc, n, pick] of ops) {
+          if (doAlloc || live.length === 0) {
+            const off = a.alloc(n * SECTOR);
+            if (off < 0) continue;
+            bits.fill(1, off / SECTOR, off / SECTOR + n);
+            live.push([off, n]);
+          } else {
+            const [off, k] = live.splice(pick % live.length, 1)[0]!;
+            a.free(off, k * SECTOR);
+            bits.fill(0, off / SECTOR, off / SECTOR + k);
+          }
+        }
+        const free = runs(bits);
+        for (const n of [1, 2, 3, 4, 6, 8, 32]) {
+          const exact = free.reduce((s, l) => s + Math.floor(l / n) * n, 0) * SECTOR;
+          const room = a.roomFor(n * SECTOR);
+          expect(room).toBeLessThanOrEqual(exact);
+          if ((n & (n - 1)) === 0) expect(room).toBe(free.filter((l) => l >= n).reduce((s, l) => s + l - (n - 1), 0) * SECTOR);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('counts no room for blocks bigger than every hole', () => {
+    const a = new SpaceAllocator({ capacity: 16 * 1024 * 1024, sector: SECTOR });
+    const offs: number[] = [];
+    for (let i = 0; i < 4096; i++) offs.push(a.alloc(SECTOR));
+    for (let i = 0; i < 4096; i += 2) a.free(offs[i]!, SECTOR); // every other sector free
+    expect(a.freeBytes()).toBe(8 * 1024 * 1024);
+    expect(a.roomFor(SECTOR)).toBe(8 * 1024 * 1024);
+    expect(a.roomFor(2 * SECTOR)).toBe(0);
+    expect(a.roomFor(128 * 1024)).toBe(0);
+  });
+});
