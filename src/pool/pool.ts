@@ -23,9 +23,9 @@ import { Directory, type DatasetRecord, type DatasetType, type SnapshotRecord } 
 import { IoAccount } from './io/account.js';
 import { parentOf, validateDatasetName } from './dataset/names.js';
 import { parseProp, PROPS, isUserProp } from './dataset/props.js';
-import { dnodeFromJson, dnodeToJson, IND_SIZE, newDnode, type Dnode } from './object/dnode.js';
+import { dnodeFromJson, dnodeToJson, newDnode, type Dnode } from './object/dnode.js';
 import { ObjectState } from './object/object-state.js';
-import { BYTE_BLOCK, emptyByteObject, type ByteObject } from './object/byte-object.js';
+import { emptyByteObject, type ByteObject } from './object/byte-object.js';
 import { TxgEngine } from './txg/txg.js';
 import { writeConfig, type LabelConfig, type PoolLabelState } from './txg/label.js';
 import type { VdevTree } from './vdev/tree.js';
@@ -211,20 +211,6 @@ export class Pool {
     return this.alloc.capacity() - this.alloc.allocated() - need >= this.alloc.logReserve();
   }
 
-  /** Room for blocks of `size` (Allocation.roomFor), computed once per committed txg: apart from log blocks, space changes only in syncs. */
-  private roomFor(size: number): number {
-    if (this.room.synced !== this.txg.synced) this.room = { synced: this.txg.synced, bySize: new Map() };
-    let r = this.room.bySize.get(size);
-    if (r === undefined) this.room.bySize.set(size, (r = this.alloc.roomFor(size)));
-    return r;
-  }
-  private room = { synced: -1, bySize: new Map<number, number>() };
-
-  /** Room in runs that fit a 128K block that data may not take (admit): half the slop, at most 16 MiB. */
-  private metaFloor(): number {
-    return Math.min(Math.floor(this.slop() / 2), 16 * 1024 * 1024);
-  }
-
   /** Space the pool keeps back so a full pool can still sync metadata and free space. */
   slop(): number {
     const cap = this.alloc.capacity();
@@ -271,32 +257,16 @@ export class Pool {
    * Admission check before dirtying `bytes` for dataset `rec`. Thick volumes
    * may use their reservation; everyone needs real allocatable space. When
    * space is only waiting on deferred frees, a sync releases it.
-   *
-   * Allocatable space is room (Allocation.roomFor), not free bytes: near
-   * full, the free space is holes between blocks, and a sync must place
-   * every block of its txg or fail whole (the pool suspends). Counting
-   * bytes, a nearly full pool under random overwrites admitted data its
-   * syncs could not place: 13.9 MB free, 4.6 MB of it in runs a 16K block
-   * fits, 0.3 MB for a 128K one (test/pool/engine/full-pool.test.ts). Two
-   * checks: the dataset's blocks fit, with the slop left over for the
-   * sync's metadata; and runs for 128K blocks (byte objects: the space map
-   * log, directory and history every sync appends to) stay above a floor,
-   * since data carves its blocks out of those runs too.
    */
   async admit(rec: DatasetRecord, bytes: number, copies: number): Promise<void> {
     const need = bytes * copies;
-    const block = Math.max(Number(rec.props['volblocksize']) || 0, IND_SIZE);
     for (let attempt = 0; attempt < 4; attempt++) {
-      const free = this.alloc.capacity() - this.alloc.allocated();
-      // A request that writes no data (zeroes, trims) is judged on bytes, as before: it frees space.
-      const room = need === 0 ? free : Math.min(free, this.roomFor(block));
-      const allocatable = room - this.slop() - this.txg.totalDirty() * copies;
-      const metaRoom = need === 0 ? 0 : this.roomFor(BYTE_BLOCK) - this.metaFloor();
+      const allocatable = this.alloc.capacity() - this.alloc.allocated() - this.slop() - this.txg.totalDirty() * copies;
       let reserved = 0;
       for (const r of this.dir.datasets.values()) if (r !== rec) reserved += this.unusedReservation(r);
       const own = this.unusedReservation(rec);
       const logical = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop() - reserved - this.txg.totalDirty();
-      if (allocatable >= need && metaRoom >= 0 && (own >= need || logical >= need)) return;
+      if (allocatable >= need && (own >= need || logical >= need)) return;
       if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) break;
       await this.txg.syncNow();
     }

@@ -31,11 +31,6 @@ export class Allocation {
   private records = new Map<number, SpaceRecord[]>();
   /** txg -> frees that become allocatable once txg + TXG_DEFER has synced. */
   private deferred = new Map<number, Dva[]>();
-  /** Bytes blocks of `size` can still take (SpaceAllocator.roomFor), over the normal-class top-levels. */
-  roomFor(size: number): number {
-    return this.allocators.reduce((n, a, i) => (this.exclude.has(i) ? n : n + a.roomFor(size)), 0);
-  }
-
   /** Bytes freed but not yet allocatable. */
   private deferredBytes = 0;
   /** Free bytes the intent log must leave to the txgs (set by the pool: slop + dirty data). */

@@ -127,31 +127,6 @@ export class SpaceAllocator {
     return this.freeSectors * this.sector;
   }
 
-  /**
-   * A lower bound on the bytes that blocks of `size` bytes (a power of two,
-   * at least a sector) can still take: free bytes in segments of at least
-   * `size`, less what each such segment leaves over (under `size`). From the
-   * size histograms, O(metaslabs x 64). Near full, free space is mostly
-   * holes between blocks, and bytes that no block fits are not room: the
-   * pool's admission control counts this, not freeBytes(), so a sync never
-   * meets a free space it cannot place its blocks in.
-   */
-  roomFor(size: number): number {
-    const n = Math.max(1, Math.ceil(size / this.sector));
-    // Segments of >= n sectors are exactly the buckets from floor(log2(n)) up when n is a power of two;
-    // otherwise the bucket of n also holds shorter segments, so start one bucket higher (a lower bound).
-    const first = (n & (n - 1)) === 0 ? 31 - Math.clz32(n) : 32 - Math.clz32(n);
-    let sectors = 0;
-    for (const ms of this.metaslabs) {
-      const { histSpace, histCount } = ms.free;
-      for (let b = first; b < histSpace.length; b++) {
-        if (histCount[b] === 0) continue;
-        sectors += histSpace[b]! - (n - 1) * histCount[b]!;
-      }
-    }
-    return Math.max(0, sectors) * this.sector;
-  }
-
   /** Number of metaslabs (for status output and tests). */
   metaslabCount(): number {
     return this.metaslabs.length;
