@@ -83,6 +83,38 @@ describe('full pool', () => {
       await m2.close();
     });
   }
+  it('space freed on a full pool is writable at once: admission commits txgs until the deferred frees come back', async () => {
+    const { dir, cleanup } = await tempDir();
+    cleanups.push(cleanup);
+    const { mgr, pool } = await newPool(dir, { size: 96 * MiB, dirtyMax: 16 * MiB });
+    await mgr.create('tank/big', { volsize: '512M', sparse: true });
+    const { volume, release } = await mgr.openVolume('tank/big');
+    let n = 0;
+    for (;;) {
+      try {
+        await volume.write(n * MiB, randomBytes(MiB));
+      } catch (e) {
+        expect((e as StorageError).code).toBe('ENOSPC');
+        break;
+      }
+      n++;
+    }
+    await volume.flush();
+    // Free 16 MiB, sync it, and write into it straight away: the freed space waits out its
+    // deferral (TXG_DEFER txgs) and nothing else is dirty. Admission used to call syncNow()
+    // with nothing to sync, and the write got ENOSPC until something else made a txg.
+    await volume.trim(0, 16 * MiB);
+    await volume.flush();
+    await pool.commit();
+    const data = randomBytes(8 * MiB);
+    await volume.write(0, data);
+    await volume.flush();
+    expect((await volume.read(0, data.length)).equals(data)).toBe(true);
+    expect(pool.txg.suspended).toBeNull();
+    release();
+    await mgr.close();
+  });
+
   it('near full, a flushed write that fits the pool but not pool + intent log does not suspend it', async () => {
     const { dir, cleanup } = await tempDir();
     cleanups.push(cleanup);
