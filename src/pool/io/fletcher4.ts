@@ -273,8 +273,9 @@ function sleb(n: number): number[] {
  *   p = SIMD_IN + SAMPLE_SKEW
  *   for (k = 0; k < count; k++, p += stride) {
  *     HIST[p[0]]++ ... HIST[p[15]]++                      ;; unrolled, i32.load8_u offset=b
+ *     plo = i64(p); phi = i64(p + 8)
  *     for (q = SIMD_IN + SAMPLE_SKEW; q < p; q += stride)  ;; every earlier sample
- *       if (i64(q) == i64(p) & i64(q + 8) == i64(p + 8)) return -1
+ *       if (i64(q) == plo) if (i64(q + 8) == phi) return -1
  *   }
  *   for (x = 0; x < 1024; x += 4) sum += f64.load(CLOG + HIST[x] * 8)
  *   return sum
@@ -286,11 +287,11 @@ const I32LOAD = 0x28, I32LOAD8U = 0x2d, I32STORE = 0x36, F64LOAD = 0x2b, I64EQ =
 const F64ADD = 0xa0, F64CONST = 0x44, IF = 0x04, RETURN = 0x0f, BR = 0x0c, F64 = 0x7c;
 const MEMORY_FILL = [0xfc, ...uleb(11), 0x00];
 const f64bytes = (v: number): number[] => Array.from(new Uint8Array(new Float64Array([v]).buffer));
-// smp's locals: params stride, count; then k, p, q, x (i32), sum (f64).
-const STRIDE = 0, COUNT = 1, SK = 2, SPP = 3, SQ = 4, SX = 5, SSUM = 6;
+// smp's locals: params stride, count; then k, p, q, x (i32), sum (f64), plo, phi (i64: sample p's two halves).
+const STRIDE = 0, COUNT = 1, SK = 2, SPP = 3, SQ = 4, SX = 5, SSUM = 6, PLO = 7, PHI = 8;
 const FIRST = SIMD_IN + SAMPLE_SKEW;
 const sampleBody: number[] = [
-  2, 4, I32, 1, F64,
+  3, 4, I32, 1, F64, 2, I64,
   I32CONST, ...sleb(HIST_AT), I32CONST, 0, I32CONST, ...sleb(1024), ...MEMORY_FILL,
   I32CONST, ...sleb(FIRST), LSET, SPP,
   BLOCK, VOID, LOOP, VOID,
@@ -299,12 +300,16 @@ const sampleBody: number[] = [
     LGET, SPP, I32LOAD8U, 0, b, I32CONST, 2, I32SHL, LTEE, SX,
     LGET, SX, I32LOAD, 2, ...uleb(HIST_AT), I32CONST, 1, I32ADD, I32STORE, 2, ...uleb(HIST_AT),
   ]).flat(),
+  LGET, SPP, I64LOAD, 0, 0, LSET, PLO,
+  LGET, SPP, I64LOAD, 0, 8, LSET, PHI,
   I32CONST, ...sleb(FIRST), LSET, SQ,
   BLOCK, VOID, LOOP, VOID,
   LGET, SQ, LGET, SPP, I32GEU, BR_IF, 1,
-  LGET, SQ, I64LOAD, 0, 0, LGET, SPP, I64LOAD, 0, 0, I64EQ,
-  LGET, SQ, I64LOAD, 0, 8, LGET, SPP, I64LOAD, 0, 8, I64EQ,
-  I32AND, IF, VOID, F64CONST, ...f64bytes(-1), RETURN, END,
+  LGET, SQ, I64LOAD, 0, 0, LGET, PLO, I64EQ,
+  IF, VOID,
+  LGET, SQ, I64LOAD, 0, 8, LGET, PHI, I64EQ,
+  IF, VOID, F64CONST, ...f64bytes(-1), RETURN, END,
+  END,
   LGET, SQ, LGET, STRIDE, I32ADD, LSET, SQ,
   BR, 0,
   END, END,
