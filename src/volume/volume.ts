@@ -335,7 +335,9 @@ export class Volume implements BlockDevice {
           m.set(b, null); // zeroing part of a hole (in every layer): still a hole
           continue;
         }
-        const blk = Buffer.alloc(bs);
+        // The newest version is copied over the whole block, so its memory need not be zeroed
+        // first (a shorter one, which no block should be, still gets a zeroed buffer).
+        const blk = latest && latest.length === bs ? Buffer.allocUnsafe(bs) : Buffer.alloc(bs);
         if (latest) latest.copy(blk);
         fill(blk, start - b * bs, start - offset, end - start);
         m.set(b, blk);
