@@ -14,7 +14,7 @@
  * The default file lives on /dev/shm when it exists so the numbers measure
  * the servers, not the disk's writeback.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -85,15 +85,19 @@ export function strataTarget(name: string, dev: StrataDevice): BenchTarget {
       await waitPort('127.0.0.1', port, child, 600_000);
       return {
         uri: `nbd://127.0.0.1:${port}/disk`,
-        stop: () =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null) return resolve();
-            child.once('exit', () => resolve());
-            child.kill('SIGTERM');
-          }),
+        stop: () => stopChild(child),
       };
     },
   };
+}
+
+/** SIGTERM a server process and wait until it has exited (at once if it already has). */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
 }
 
 /** Every strata target's device, by name, for the server processes. */
@@ -139,12 +143,7 @@ function external(name: string, cmd: string, args: (file: string, port: number) 
       await waitPort('127.0.0.1', port, child, 10_000);
       return {
         uri: uri(port),
-        stop: () =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null) return resolve();
-            child.once('exit', () => resolve());
-            child.kill('SIGTERM');
-          }),
+        stop: () => stopChild(child),
       };
     },
   };

@@ -270,7 +270,8 @@ export class Pool {
       if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) break;
       // Freed space comes back only as txgs commit (TXG_DEFER of them): with nothing dirty,
       // syncNow() had nothing to do and the writer got ENOSPC until something else made a txg.
-      if (!this.txg.hasChanges()) this.txg.markDirty(0);
+      // So make sure the open txg has something to commit, as commit() does.
+      this.txg.markDirty(0);
       await this.txg.syncNow();
     }
     throw err.nospc(`out of space in pool '${this.name}'`);

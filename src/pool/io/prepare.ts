@@ -34,7 +34,8 @@ export function prepareBlock(data: Buffer, comp: CompressId, cksum: ChecksumId, 
   // memory (fletcher4Sampled): the sample, then, if it says incompressible, the checksum of the
   // block as it will be stored. Same bytes and checksum as the path below takes for it.
   let sampled: Buffer | null | undefined;
-  if ((comp === 'lz4' || comp.startsWith('gzip')) && cksum === 'fletcher4' && data.length % SECTOR === 0) {
+  // (lz4 and gzip: the algorithms compressBlock's early abort applies to.)
+  if (comp !== 'off' && comp !== 'zle' && cksum === 'fletcher4' && data.length % SECTOR === 0) {
     sampled = fletcher4Sampled(data);
     if (sampled) return { phys: data, psize: data.length, comp: 'off', cksum: sampled };
   }

@@ -68,11 +68,6 @@ export class TxgEngine {
     }
   }
 
-  /** Whether the open txg has changes to sync. */
-  hasChanges(): boolean {
-    return this.changed.has(this.open);
-  }
-
   /** Record a change in the open txg. Returns that txg. */
   markDirty(bytes: number): number {
     const t = this.open;

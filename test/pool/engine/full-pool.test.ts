@@ -7,12 +7,26 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PoolManager } from '../../../src/daemon/services.js';
 import { StorageError } from '../../../src/errors.js';
+import type { BlockDevice } from '../../../src/device/block-device.js';
 import { loggedAllocated, MiB, newPool, readAll, rng, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
+
+/** Write 1 MiB after 1 MiB from offset 0 until the pool says ENOSPC (anything else fails the test), flushing every `flushEvery` writes. */
+async function fillUntilFull(volume: BlockDevice, flushEvery: number): Promise<void> {
+  for (let n = 0; ; ) {
+    try {
+      await volume.write(n * MiB, randomBytes(MiB));
+    } catch (e) {
+      expect((e as StorageError).code).toBe('ENOSPC');
+      return;
+    }
+    if (++n % flushEvery === 0) await volume.flush();
+  }
+}
 
 describe('full pool', () => {
   for (const variant of [
@@ -89,16 +103,7 @@ describe('full pool', () => {
     const { mgr, pool } = await newPool(dir, { size: 96 * MiB, dirtyMax: 16 * MiB });
     await mgr.create('tank/big', { volsize: '512M', sparse: true });
     const { volume, release } = await mgr.openVolume('tank/big');
-    let n = 0;
-    for (;;) {
-      try {
-        await volume.write(n * MiB, randomBytes(MiB));
-      } catch (e) {
-        expect((e as StorageError).code).toBe('ENOSPC');
-        break;
-      }
-      n++;
-    }
+    await fillUntilFull(volume, Infinity);
     await volume.flush();
     // Free 16 MiB, sync it, and write into it straight away: the freed space waits out its
     // deferral (TXG_DEFER txgs) and nothing else is dirty. Admission used to call syncNow()
@@ -121,16 +126,7 @@ describe('full pool', () => {
     const { mgr, pool, home } = await newPool(dir, { size: 96 * MiB, dirtyMax: 64 * MiB });
     await mgr.create('tank/big', { volsize: '512M', sparse: true });
     const { volume, release } = await mgr.openVolume('tank/big');
-    let n = 0;
-    for (;;) {
-      try {
-        await volume.write(n * MiB, randomBytes(MiB));
-      } catch (e) {
-        expect((e as StorageError).code).toBe('ENOSPC');
-        break;
-      }
-      if (++n % 16 === 0) await volume.flush();
-    }
+    await fillUntilFull(volume, 16);
     await volume.flush();
     // Free 7 MiB: a 6.5 MiB write fits, but not twice (log copy + txg copy).
     await volume.trim(0, 7 * MiB);
