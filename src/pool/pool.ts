@@ -24,7 +24,7 @@ import { IoAccount } from './io/account.js';
 import { parentOf, validateDatasetName } from './dataset/names.js';
 import { parseProp, PROPS, isUserProp } from './dataset/props.js';
 import { dnodeFromJson, dnodeToJson, newDnode, type Dnode } from './object/dnode.js';
-import { ObjectState } from './object/object-state.js';
+import { MetaTally, ObjectState } from './object/object-state.js';
 import { emptyByteObject, type ByteObject } from './object/byte-object.js';
 import { TxgEngine } from './txg/txg.js';
 import { writeConfig, type LabelConfig, type PoolLabelState } from './txg/label.js';
@@ -61,12 +61,37 @@ export interface DatasetInfo {
   volblocksize?: number;
 }
 
+/**
+ * Reserve runs for the MOS blocks a txg's sync writes whatever its size:
+ * the directory's block, the tail of the space map log, history, in two
+ * copies, the MOS root in three (small blocks, which a fragmented pool
+ * still has holes for; runs are the worst case). Space map and dead-list
+ * growth is counted per dirtied block (MetaTally).
+ */
+const MOS_META_RUNS = 8;
+/** Indirect blocks of the write being admitted, not counted yet (two tree levels, in up to 3 copies). */
+const ADMIT_META_BLOCKS = 6;
+
+/** The pool's objects; each one added counts its indirect blocks into the pool's MetaTally. */
+class ObjectMap extends Map<number, ObjectState> {
+  constructor(private readonly tally: MetaTally) {
+    super();
+  }
+
+  override set(id: number, obj: ObjectState): this {
+    obj.tally = this.tally;
+    return super.set(id, obj);
+  }
+}
+
 export class Pool {
   readonly io: BlockPipeline;
   readonly alloc: Allocation;
   readonly arc: Arc<Buffer>;
   dir: Directory;
-  readonly objects = new Map<number, ObjectState>();
+  /** Indirect blocks the unsynced txgs will write (object-state.ts); sizes the metadata reserve. */
+  readonly metaTally = new MetaTally();
+  readonly objects: Map<number, ObjectState> = new ObjectMap(this.metaTally);
   /**
    * Layer objects of cow and row volumes (src/snapshot): a snapshot's own
    * store or frozen layer, keyed by the snapshot's id, which is also its
@@ -254,19 +279,59 @@ export class Pool {
   }
 
   /**
+   * Bytes of metadata the unsynced txgs' syncs may write, as the metadata
+   * reserve holds them (allocate.ts): a maximal metadata block for every
+   * counted indirect block, and for each txg its MOS records (two copies)
+   * and MOS_META_RUNS. `extra` adds indirect blocks not counted yet, of a
+   * write about to join txg `joining` (which may have nothing counted yet).
+   * 0 when nothing is pending.
+   */
+  metaNeed(extra = 0, joining?: number): number {
+    const run = this.alloc.metaRun();
+    let runs = extra;
+    let txgs = 0;
+    for (const e of this.metaTally.entries()) {
+      runs += e.blocks + 2 * Math.ceil(e.mosBytes / run) + MOS_META_RUNS;
+      txgs++;
+    }
+    if (joining !== undefined && !this.metaTally.has(joining)) runs += 2 + MOS_META_RUNS;
+    return txgs || joining !== undefined ? runs * run : 0;
+  }
+
+  /**
+   * Hold the reserve a write needs just before it dirties its blocks in txg
+   * `txg`, with nothing awaited in between, so writers that passed
+   * admission together cannot all count on the same room. False: ENOSPC.
+   */
+  holdMetaFor(txg: number, extraBlocks: number): boolean {
+    return this.alloc.holdMeta(this.metaNeed(extraBlocks, txg));
+  }
+
+  /** After a sync: give back the reserve the synced txg no longer needs. */
+  metaSynced(txg: number): void {
+    this.metaTally.drop(txg);
+    this.alloc.releaseMeta(this.metaNeed());
+  }
+
+  /**
    * Admission check before dirtying `bytes` for dataset `rec`. Thick volumes
-   * may use their reservation; everyone needs real allocatable space. When
-   * space is only waiting on deferred frees, a sync releases it.
+   * may use their reservation; everyone needs real allocatable space, and
+   * the syncs need contiguous runs for their metadata (holdMeta), which a
+   * fragmented, nearly full pool may no longer have. When space is only
+   * waiting on deferred frees, a sync releases it.
    */
   async admit(rec: DatasetRecord, bytes: number, copies: number): Promise<void> {
     const need = bytes * copies;
     for (let attempt = 0; attempt < 4; attempt++) {
+      // Metadata first: the reserve it holds is no longer allocatable for data.
+      const metaHeld = this.alloc.holdMeta(this.metaNeed(ADMIT_META_BLOCKS, this.txg.open));
       const allocatable = this.alloc.capacity() - this.alloc.allocated() - this.slop() - this.txg.totalDirty() * copies;
       let reserved = 0;
       for (const r of this.dir.datasets.values()) if (r !== rec) reserved += this.unusedReservation(r);
       const own = this.unusedReservation(rec);
       const logical = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop() - reserved - this.txg.totalDirty();
-      if (allocatable >= need && (own >= need || logical >= need)) return;
+      // Zeroing (need 0) frees space: it must not fail for want of a reserve it tried to hold.
+      if ((metaHeld || need === 0) && allocatable >= need && (own >= need || logical >= need)) return;
       if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) break;
       // Freed space comes back only as txgs commit (TXG_DEFER of them): with nothing dirty,
       // syncNow() had nothing to do and the writer got ENOSPC until something else made a txg.
@@ -274,6 +339,8 @@ export class Pool {
       this.txg.markDirty(0);
       await this.txg.syncNow();
     }
+    // Runs a failed hold took must not stay allocated on an idle pool.
+    this.alloc.releaseMeta(this.metaNeed());
     throw err.nospc(`out of space in pool '${this.name}'`);
   }
 
@@ -365,7 +432,7 @@ export class Pool {
         // Everything this dataset owns: the head's tree and every dead list (see deadlist.ts).
         const deads = [r.dead, ...r.snapshots.map((s) => s.dead)].filter((d): d is NonNullable<typeof d> => !!d);
         if (obj) {
-          obj.dirty.clear();
+          obj.clearDirty();
           this.objects.delete(r.id);
         }
         this.freeQueue.push({ dnode: obj ? obj.dnode : null, after: r.originTxg ?? 0, deads });
@@ -373,7 +440,7 @@ export class Pool {
         for (const s of r.snapshots) {
           const layer = this.layers.has(s.id) ? this.objects.get(s.id) : undefined;
           if (!layer) continue;
-          layer.dirty.clear();
+          layer.clearDirty();
           this.freeQueue.push({ dnode: layer.dnode, after: 0, deads: [] });
           this.objects.delete(s.id);
           this.layers.delete(s.id);
@@ -608,7 +675,8 @@ export class Pool {
 
   stats() {
     const cap = this.alloc.capacity();
-    const allocated = this.alloc.allocated() - this.alloc.pendingFrees();
+    // The metadata reserve is space held for the next syncs, not data: ALLOC does not count it.
+    const allocated = this.alloc.allocated() - this.alloc.pendingFrees() - this.alloc.heldForMeta();
     return { size: cap, alloc: allocated, free: cap - allocated, state: this.vdevs.state(), txg: this.txg.synced, arc: this.arc.stats() };
   }
 

@@ -220,7 +220,7 @@ export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly num
 export function dropLayer(pool: Pool, snapId: number): void {
   const obj = pool.objects.get(snapId);
   if (obj) {
-    obj.dirty.clear();
+    obj.clearDirty();
     pool.freeQueue.push({ dnode: obj.dnode, after: 0, deads: [] });
   }
   pool.objects.delete(snapId);

@@ -111,7 +111,7 @@ export function takeRowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, nam
   const head = headObject(pool, rec);
   for (const t of head.dirty.keys()) if (t > txg && head.dirty.get(t)!.size) throw err.busy(`cannot snapshot: writes of txg ${t} are pending`);
   const snap = newSnapshotRecord(pool, txg, rec, name, { object: rec.object, layerUsed: rec.referenced });
-  head.dirty.clear();
+  head.clearDirty();
   pool.objects.set(snap.id, head);
   const fresh = new ObjectState(newDnode(head.blockSize, head.dnode.nblocks), pool.io);
   pool.objects.set(rec.id, fresh);
@@ -127,7 +127,7 @@ export function takeRowSnapshot(pool: Pool, txg: number, rec: DatasetRecord, nam
 /** Syncing context: free the head's blocks and start an empty one (of `nblocks`, default the head's). */
 function resetHeadLayer(pool: Pool, rec: DatasetRecord, nblocks?: number): void {
   const head = headObject(pool, rec);
-  head.dirty.clear();
+  head.clearDirty();
   pool.freeQueue.push({ dnode: head.dnode, after: 0, deads: [] });
   const fresh = new ObjectState(newDnode(head.blockSize, nblocks ?? head.dnode.nblocks), pool.io);
   pool.objects.set(rec.id, fresh);

@@ -299,6 +299,14 @@ export class Volume implements BlockDevice {
       await this.pool.txg.throttle(bytes);
       // From here to the end nothing awaits: the whole write joins one txg.
       const t = this.pool.txg.open;
+      const obj = this.obj;
+      obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)
+      obj.mosBytesPerBlock = this.rec.snapshots.length ? 48 + 128 : 48; // a dead-list entry per overwritten block
+      // The sync's metadata room, held now that nothing awaits before the blocks are dirtied
+      // (admission counted on what was dirty then; writers parked in throttle counted on the same).
+      if (!zeroing && !this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole))) {
+        throw err.nospc(`out of space in pool '${this.pool.name}' (no room left for the metadata of a sync)`);
+      }
       this.wp?.record(prepared, t);
       const m = this.obj.mapFor(t);
       const zero = zeroBlock(bs);

@@ -598,7 +598,7 @@ export async function diff(pool: Pool, fromFull: string, to: string): Promise<Di
 async function resetHead(pool: Pool, txg: number, rec: DatasetRecord, snap: SnapshotRecord, after: number, originShared: number): Promise<void> {
   const obj = pool.objects.get(rec.id);
   if (obj) {
-    obj.dirty.clear();
+    obj.clearDirty();
     await new BlockTree(pool.io).walkBorn(obj.dnode, after, freeData(pool, txg));
     obj.dnode = dnodeFromJson(snap.object!);
     rec.object = snap.object;

@@ -12,6 +12,23 @@
  *    (directory, space map log, MOS root itself) is *not* logged: import claims
  *    it by walking those trees, which breaks the circularity of a space map
  *    having to describe its own blocks.
+ *
+ * The metadata reserve. A txg's sync writes its data blocks first and its
+ * indirect and MOS blocks last, each of those up to 128K and in 2-3 copies.
+ * Admission counts bytes, so on a nearly full pool whose free space random
+ * overwrites have cut into 16K holes a sync could find no run for a 128K
+ * indirect block: it failed and the pool suspended, where the writer should
+ * have had ENOSPC. So admission also holds back, as allocated runs of a
+ * maximal metadata block each, the space the sync's metadata may need
+ * (holdMeta, sized by MetaTally in object-state.ts). Data never gets those
+ * runs; metadata that finds no room of its own is carved out of them; what
+ * the synced txgs no longer need goes back (releaseMeta). The reserve is
+ * not in any space map: after a crash it is simply free space.
+ * Only whole runs count as held: a block carved out of a run uses the run
+ * up, and what is left of it is an uncounted extra that smaller metadata
+ * may still take, given back at the next release. (Counting the leftover
+ * bytes let a reserve of 32K pieces pass for room a 48K block could not
+ * use, and the sync failed after all.)
  */
 import { err } from '../../errors.js';
 import { SpaceAllocator } from '../space/allocator.js';
@@ -20,6 +37,8 @@ import type { TopVdev } from '../vdev/types.js';
 import type { Dva } from '../blkptr.js';
 
 export const TXG_DEFER = 2;
+/** Largest metadata block (indirect and byte-object blocks): one reserve run holds one. */
+export const META_BLOCK = 128 * 1024;
 /** Bytes to place on one top-level vdev before the rotor moves on (keeps sequential writes sequential). */
 const ROTOR_BYTES = 1024 * 1024;
 
@@ -35,6 +54,11 @@ export class Allocation {
   private deferredBytes = 0;
   /** Free bytes the intent log must leave to the txgs (set by the pool: slop + dirty data). */
   logReserve: () => number = () => 0;
+  /** Whole runs held for the syncs' metadata (allocated in the allocators, logged nowhere). */
+  private reserve: Dva[] = [];
+  private reserveBytes = 0;
+  /** What is left of runs carved from: still allocated and carvable, not counted as held. */
+  private extras: Dva[] = [];
 
   /**
    * `tops` is indexed by top-level id (the DVA's vdev field). Ids in
@@ -69,13 +93,14 @@ export class Allocation {
 
   /**
    * Allocate `copies` DVAs for a block of `psize` bytes, on distinct
-   * top-level vdevs when there are enough of them.
+   * top-level vdevs when there are enough of them. Metadata (`meta`) that
+   * finds no room is carved out of the reserve.
    */
-  alloc(psize: number, copies: number, txg: number, logged: boolean): Dva[] {
+  alloc(psize: number, copies: number, txg: number, logged: boolean, meta = false): Dva[] {
     const dvas: Dva[] = [];
     const used = new Set<number>();
     for (let c = 0; c < copies; c++) {
-      const dva = this.allocOne(psize, used);
+      const dva = this.allocOne(psize, used) ?? (meta ? this.carve(psize, used) : null);
       if (!dva) {
         for (const d of dvas) this.allocators[d.vdev]!.free(d.offset, d.asize);
         throw err.nospc('pool is out of space');
@@ -113,6 +138,99 @@ export class Allocation {
       }
     }
     return null;
+  }
+
+  /** Bytes held in the metadata reserve, in whole runs. */
+  reservedForMeta(): number {
+    return this.reserveBytes;
+  }
+
+  /** Everything the reserve keeps allocated: whole runs and leftovers of carved ones. */
+  heldForMeta(): number {
+    let n = this.reserveBytes;
+    for (const d of this.extras) n += d.asize;
+    return n;
+  }
+
+  /** The reserve's unit on the data vdevs: the allocated size of the largest metadata block. */
+  metaRun(): number {
+    let m = 0;
+    for (let v = 0; v < this.tops.length; v++) if (!this.exclude.has(v)) m = Math.max(m, this.tops[v]!.asize(META_BLOCK));
+    return m || META_BLOCK;
+  }
+
+  /**
+   * Grow the metadata reserve to at least `bytes`, a maximal metadata block
+   * per run, taken away from where data is being laid down. False if the
+   * pool has no such runs left (what it has stays held).
+   */
+  holdMeta(bytes: number): boolean {
+    while (this.reserveBytes < bytes) {
+      const d = this.allocRun();
+      if (!d) return false;
+      this.reserve.push(d);
+      this.reserveBytes += d.asize;
+    }
+    return true;
+  }
+
+  /** Give the reserve back down to `bytes` (whole runs, newest first), and every leftover. */
+  releaseMeta(bytes: number): void {
+    for (const d of this.extras.splice(0)) this.allocators[d.vdev]!.free(d.offset, d.asize);
+    while (this.reserveBytes > bytes && this.reserve.length) {
+      const d = this.reserve.pop()!;
+      this.allocators[d.vdev]!.free(d.offset, d.asize);
+      this.reserveBytes -= d.asize;
+    }
+  }
+
+  /** One reserve run, on the data vdevs in turn. */
+  private allocRun(): Dva | null {
+    const n = this.tops.length;
+    for (let i = 0; i < n; i++) {
+      const v = (this.reserve.length + i) % n;
+      if (this.exclude.has(v)) continue;
+      const top = this.tops[v]!;
+      if (top.state() === 'FAULTED' || top.state() === 'UNAVAIL') continue;
+      const asize = top.asize(META_BLOCK);
+      const off = this.allocators[v]!.allocAside(asize);
+      if (off >= 0) return { vdev: v, offset: off, asize };
+    }
+    return null;
+  }
+
+  /**
+   * A block of `psize` for metadata that found no room: from a leftover if
+   * one fits, else cut from the front of a whole run (which is then used up:
+   * its rest becomes a leftover). A vdev not in `avoid` is preferred.
+   */
+  private carve(psize: number, avoid: Set<number>): Dva | null {
+    const fits = (d: Dva) => {
+      const top = this.tops[d.vdev]!;
+      return top.state() !== 'FAULTED' && top.state() !== 'UNAVAIL' && top.asize(psize) <= d.asize;
+    };
+    const pick = (list: Dva[]) => {
+      let at = -1;
+      for (let i = 0; i < list.length; i++) {
+        if (!fits(list[i]!)) continue;
+        at = i;
+        if (!avoid.has(list[i]!.vdev)) break;
+      }
+      return at;
+    };
+    let from = this.extras;
+    let i = pick(from);
+    if (i < 0) {
+      from = this.reserve;
+      i = pick(from);
+      if (i < 0) return null;
+    }
+    const r = from[i]!;
+    from.splice(i, 1);
+    if (from === this.reserve) this.reserveBytes -= r.asize;
+    const asize = this.tops[r.vdev]!.asize(psize);
+    if (asize < r.asize) this.extras.push({ vdev: r.vdev, offset: r.offset + asize, asize: r.asize - asize });
+    return { vdev: r.vdev, offset: r.offset, asize };
   }
 
   /**

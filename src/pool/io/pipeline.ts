@@ -56,6 +56,11 @@ export function arcKey(bp: BlockPointer): string {
   return `${dvaKey(bp.dvas[0]!)}@${bp.birth}`;
 }
 
+/** Indirect blocks and everything that is not volume data: what the metadata reserve is for (allocate.ts). */
+function isMeta(p: WriteProps): boolean {
+  return p.level > 0 || p.type !== ObjType.VolumeData;
+}
+
 /** Batches smaller than this are prepared inline (a worker round trip costs ~50-100 us). */
 const WORKER_MIN_BYTES = 256 * 1024;
 /** Arenas sent to the workers ahead of the one being placed. */
@@ -98,7 +103,7 @@ export class BlockPipeline {
   async write(data: Buffer, p: WriteProps): Promise<BlockPointer | null> {
     const prep = this.prepare(data, p);
     if (!prep) return null;
-    const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
+    const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged, isMeta(p));
     try {
       await Promise.all(dvas.map((d) => this.tops[d.vdev]!.write(d.offset, prep.phys)));
     } catch (e) {
@@ -148,7 +153,7 @@ export class BlockPipeline {
     const place = (i: number, prep: Prepared | null) => {
       if (!prep) return;
       const { data, p } = items[i]!;
-      const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged);
+      const dvas = this.alloc.alloc(prep.psize, p.copies, p.birth, p.logged, isMeta(p));
       allocated.push(dvas);
       out[i] = { dvas, lsize: data.length, psize: prep.psize, comp: prep.comp, cksumType: p.cksum, type: p.type, level: p.level, fill: p.fill, birth: p.birth, cksum: prep.cksum };
       // Keep what was just written cached (ZFS keeps its dbufs): the next partial write of this

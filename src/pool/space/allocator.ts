@@ -16,10 +16,18 @@
  * class (ms_lbas[]): with compression a volume's 16K blocks come out as 4K,
  * 8K, 12K or 16K, and per-class cursors would deal one logical stream into
  * several interleaved regions, which is what sequential reads pay for.
- * Nor is there metaslab_df's switch to a size-sorted tree when a metaslab
- * runs low: ZFS needs it partly because its cursor search is a bounded
- * linear walk, while our subtree-max augmentation makes first-fit O(log n)
- * at any fragmentation.
+ * Nor is there metaslab_df's size-sorted tree: our subtree max/min
+ * augmentation answers both of its questions in the one tree.
+ *
+ * Like metaslab_df, a metaslab that runs low (less than 30% free) fills
+ * holes before it cuts into runs: a block smaller than `keepRun` goes to
+ * the first free segment after the cursor that is shorter than keepRun,
+ * if there is one. Copy-on-write overwrites free blocks all over the
+ * pool; first-fit alone then spends every long run on small blocks while
+ * the small holes pile up, and a nearly full pool ends with free space
+ * but no run for a 128K indirect block (see the metadata reserve in
+ * io/allocate.ts). Fresh and roomy metaslabs keep plain first-fit, so
+ * sequential writes stay sequential.
  *
  * Invariants:
  *  - A byte is either in exactly one free segment or allocated; free
@@ -44,6 +52,8 @@ const TARGET_METASLABS = 200;
 const MIN_MS_SHIFT = 24;
 /** Largest metaslab: 16 GiB (zfs_vdev_max_ms_shift). */
 const MAX_MS_SHIFT = 34;
+/** A metaslab with less free space than this fraction fills holes first. */
+const LOW_FREE = 0.3;
 
 /**
  * Fragmentation weight of a free segment by log2(bytes) - 9, from ZFS's
@@ -70,6 +80,8 @@ export interface SpaceAllocatorOptions {
   sector: number;
   /** log2 of the metaslab size in bytes; default aims at ~200 metaslabs. */
   metaslabShift?: number;
+  /** Runs at least this long (bytes) are spared while a low metaslab has holes; default 128K. */
+  keepRun?: number;
 }
 
 function log2Exact(n: number): number {
@@ -95,6 +107,8 @@ export class SpaceAllocator {
   private freeSectors: number;
   /** The metaslab allocations go to until it cannot satisfy one. */
   private active = 0;
+  /** keepRun in sectors. */
+  private readonly keepSectors: number;
 
   constructor(opts: SpaceAllocatorOptions) {
     const { capacity, sector } = opts;
@@ -109,6 +123,7 @@ export class SpaceAllocator {
       throw err.inval(`metaslabShift ${shift} must be an integer in ${this.sectorShift}..52`);
     }
     this.metaslabShift = shift;
+    this.keepSectors = Math.max(1, Math.ceil((opts.keepRun ?? 128 * 1024) / sector));
     this.msSectors = 2 ** (shift - this.sectorShift);
     for (let start = 0; start < this.totalSectors; start += this.msSectors) {
       const size = Math.min(this.msSectors, this.totalSectors - start);
@@ -177,10 +192,35 @@ export class SpaceAllocator {
     return at * this.sector;
   }
 
+  /**
+   * Allocate like alloc(), but away from the active metaslab when another
+   * can take it, and without making that one active: for space held back
+   * (the metadata reserve, allocate.ts) that should not cut holes into the
+   * stream of blocks being laid down. -1 when nothing fits anywhere.
+   */
+  allocAside(size: number): number {
+    if (!Number.isSafeInteger(size) || size <= 0 || size % this.sector !== 0) {
+      throw err.inval(`allocation size ${size} is not a positive multiple of ${this.sector}`);
+    }
+    const n = size / this.sector;
+    let best = -1;
+    let bestFree = -1;
+    for (let i = 0; i < this.metaslabs.length; i++) {
+      const ms = this.metaslabs[i]!;
+      if (i !== this.active && ms.free.space > bestFree && ms.free.maxLength() >= n) {
+        best = i;
+        bestFree = ms.free.space;
+      }
+    }
+    if (best < 0) return this.alloc(size);
+    return this.allocIn(this.metaslabs[best]!, n) * this.sector;
+  }
+
   /** First-fit from the cursor, wrapping to the metaslab start; -1 if nothing fits. */
   private allocIn(ms: Metaslab, n: number): number {
     if (ms.free.maxLength() < n) return -1;
-    let at = ms.free.firstFit(ms.cursor, n);
+    let at = n < this.keepSectors && ms.free.space < ms.size * LOW_FREE ? ms.free.firstFitBelow(ms.cursor, n, this.keepSectors) : -1;
+    if (at < 0) at = ms.free.firstFit(ms.cursor, n);
     if (at < 0) at = ms.free.firstFit(ms.start, n); // cannot fail: maxLength >= n
     ms.free.remove(at, at + n);
     ms.cursor = at + n;

@@ -12,7 +12,9 @@
  * That makes "first segment at or after X with length >= N" an O(log n)
  * descent, which is what lets first-fit-from-cursor allocation (ZFS's
  * metaslab_df) run in logarithmic time without ZFS's bounded linear scan
- * and separate size-sorted tree.
+ * and separate size-sorted tree. The smallest length in each subtree is
+ * kept too, so "first segment with N <= length < M" (a hole, not a run:
+ * firstFitBelow) skips subtrees that are all too small or all too large.
  *
  * The tree also keeps a histogram of segment sizes by power of two (count
  * and exact space per bucket), like a space map's smp_histogram, so the
@@ -31,6 +33,8 @@ export class RangeTree {
   private starts = new Float64Array(INITIAL_NODES);
   private ends = new Float64Array(INITIAL_NODES);
   private maxes = new Float64Array(INITIAL_NODES);
+  // mins[0] (nil) is +Infinity for the same reason.
+  private mins = new Float64Array(INITIAL_NODES).fill(Infinity, 0, 1);
   private lefts = new Int32Array(INITIAL_NODES);
   private rights = new Int32Array(INITIAL_NODES);
   private pris = new Uint32Array(INITIAL_NODES);
@@ -131,6 +135,28 @@ export class RangeTree {
     return n === NIL ? -1 : this.starts[n]!;
   }
 
+  /**
+   * Like firstFit, but only in segments shorter than `below`: the lowest
+   * segment start >= from whose length is in [len, below), else the lowest
+   * such start before `from`, else -1. For filling holes while keeping
+   * large runs whole (SpaceAllocator's fragmented metaslabs).
+   *
+   * The min/max pruning cannot skip a subtree that mixes too-small holes
+   * with runs: when every segment is one or the other the search would
+   * visit them all (~100 us at 100k segments), so it gives up (-1) after
+   * `budget` nodes and the caller falls back to plain first fit.
+   */
+  firstFitBelow(from: number, len: number, below: number, budget = 512): number {
+    if (this.maxes[this.root]! < len || this.mins[this.root]! >= below) return -1;
+    this.visits = budget;
+    let n = this.fitBelowNode(this.root, from, len, below);
+    if (n === NIL && from > 0) n = this.fitBelowNode(this.root, 0, len, below);
+    return n === NIL ? -1 : this.starts[n]!;
+  }
+
+  /** Nodes firstFitBelow may still visit. */
+  private visits = 0;
+
   /** Segments in order as [start, end]. The tree must not change during iteration. */
   *segments(): Generator<[number, number]> {
     const stack: number[] = [];
@@ -177,11 +203,30 @@ export class RangeTree {
     return NIL;
   }
 
+  /**
+   * Leftmost node with start >= from and len <= length < below, skipping
+   * subtrees whose lengths are all too small (max) or all too large (min).
+   */
+  private fitBelowNode(t: number, from: number, len: number, below: number): number {
+    if (t === NIL || this.maxes[t]! < len || this.mins[t]! >= below || this.visits-- <= 0) return NIL;
+    if (this.starts[t]! < from) return this.fitBelowNode(this.rights[t]!, from, len, below);
+    const l = this.fitBelowNode(this.lefts[t]!, from, len, below);
+    if (l !== NIL) return l;
+    const own = this.ends[t]! - this.starts[t]!;
+    if (own >= len && own < below) return t;
+    return this.fitBelowNode(this.rights[t]!, from, len, below);
+  }
+
   private pull(t: number): void {
     const own = this.ends[t]! - this.starts[t]!;
-    const l = this.maxes[this.lefts[t]!]!;
-    const r = this.maxes[this.rights[t]!]!;
+    const lt = this.lefts[t]!;
+    const rt = this.rights[t]!;
+    const l = this.maxes[lt]!;
+    const r = this.maxes[rt]!;
     this.maxes[t] = own > l ? (own > r ? own : r) : l > r ? l : r;
+    const lm = this.mins[lt]!;
+    const rm = this.mins[rt]!;
+    this.mins[t] = own < lm ? (own < rm ? own : rm) : lm < rm ? lm : rm;
   }
 
   private bucket(len: number): number {
@@ -205,6 +250,7 @@ export class RangeTree {
     this.starts[t] = a;
     this.ends[t] = b;
     this.maxes[t] = b - a;
+    this.mins[t] = b - a;
     this.lefts[t] = NIL;
     this.rights[t] = NIL;
     let x = this.seed;
@@ -231,6 +277,7 @@ export class RangeTree {
     this.starts = f(this.starts);
     this.ends = f(this.ends);
     this.maxes = f(this.maxes);
+    this.mins = f(this.mins);
     this.lefts = i(this.lefts);
     this.rights = i(this.rights);
     const p = new Uint32Array(n);

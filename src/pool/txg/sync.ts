@@ -61,7 +61,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     const rec = layer ? layer.rec : datasetOf(pool, id);
     const name = rec ? pool.nameOfId(rec.id) : undefined;
     if (!rec || name === undefined) {
-      obj.dirty.delete(txg);
+      obj.dropTxg(txg);
       continue;
     }
     const acct = pool.account(rec.id);
@@ -88,7 +88,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     });
     // Publish the new tree and drop the synced dirty map in the same tick.
     obj.dnode = { ...nd, nblocks: obj.dnode.nblocks };
-    obj.dirty.delete(txg);
+    obj.dropTxg(txg);
     if (layer) layer.snap.object = dnodeToJson(obj.dnode);
     else rec.object = dnodeToJson(obj.dnode);
     pool.dir.dirty = true;
@@ -208,6 +208,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   // 9. Deferred frees; log blocks holding only this txg's records are obsolete.
   // A scan reading blocks a concurrent txg may free holds those frees back (scan/runner.ts).
   pool.alloc.synced(pool.scanHoldTxg === null ? txg : Math.min(txg, pool.scanHoldTxg - 1 + TXG_DEFER));
+  pool.metaSynced(txg);
   pool.zil?.synced(txg);
 }
 

@@ -215,6 +215,29 @@ describe('SpaceAllocator behaviour', () => {
     expect(a.alloc(4 * SECTOR)).toBe(next);
   });
 
+  it('a metaslab running low fills holes before it cuts into runs; a roomy one stays first-fit', () => {
+    const K16 = 4 * SECTOR;
+    const ms = 1 << 24;
+    const a = new SpaceAllocator({ capacity: ms, sector: SECTOR, metaslabShift: 24 });
+    const blocks: number[] = [];
+    for (let off = 0; off < ms; off += K16) blocks.push(a.alloc(K16));
+    // Free a 1 MiB run at the start, then every 4th block after it: 16K holes behind a run.
+    a.free(0, 1 << 20);
+    for (let i = 64 + 3; i < blocks.length; i += 4) a.free(blocks[i]!, K16);
+    expect(a.freeBytes()).toBeLessThan(0.3 * ms); // low
+    // The cursor sits at the end; first-fit would wrap to the 1 MiB run. Holes come first.
+    const got = a.alloc(K16);
+    expect(got).toBe(blocks[64 + 3]);
+    expect(a.alloc(K16)).toBe(blocks[64 + 7]);
+    // Blocks of a metadata run or more still take runs.
+    expect(a.alloc(128 * 1024)).toBe(0);
+    // Roomy (a fresh allocator with the same holes, but 70% free): plain first-fit from the cursor.
+    const b = new SpaceAllocator({ capacity: 4 * ms, sector: SECTOR, metaslabShift: 26 });
+    for (let off = 0; off < ms; off += K16) b.alloc(K16);
+    b.free(K16, K16);
+    expect(b.alloc(K16)).toBe(ms);
+  });
+
   it('moves to the emptiest metaslab when the current one is full', () => {
     const ms = 1 << 24;
     const a = new SpaceAllocator({ capacity: 4 * ms, sector: SECTOR, metaslabShift: 24 });

@@ -30,6 +30,12 @@ function modelFirstFit(bits: Uint8Array, from: number, len: number): number {
   return -1;
 }
 
+/** Start of the first segment at or after `from` (else the first anywhere) with len <= length < below, or -1. */
+function modelFitBelow(segs: [number, number][], from: number, len: number, below: number): number {
+  const ok = ([s, e]: [number, number]) => e - s >= len && e - s < below;
+  return (segs.find((g) => g[0] >= from && ok(g)) ?? segs.find(ok))?.[0] ?? -1;
+}
+
 describe('RangeTree against a bitmap model', () => {
   it('add/remove keep segments maximal and every query agrees with the model', () => {
     fc.assert(
@@ -75,6 +81,8 @@ describe('RangeTree against a bitmap model', () => {
             expect(t.space).toBe(bits.reduce((x, y) => x + y, 0));
             expect(t.maxLength()).toBe(now.reduce((m, [s, e]) => Math.max(m, e - s), 0));
             expect(t.firstFit(probe, len)).toBe(modelFirstFit(bits, probe, len));
+            const below = len + (probe % 17);
+            expect(t.firstFitBelow(probe, len, below, Infinity)).toBe(modelFitBelow(now, probe, len, below));
             const pn = Math.min(len, U - probe);
             expect(t.overlaps(probe, probe + pn)).toBe(bits.subarray(probe, probe + pn).includes(1));
             expect(t.contains(probe, probe + pn)).toBe(!bits.subarray(probe, probe + pn).includes(0));
@@ -87,6 +95,19 @@ describe('RangeTree against a bitmap model', () => {
       ),
       { numRuns: 60 },
     );
+  });
+
+  it('firstFitBelow gives up after its node budget rather than walk every segment', () => {
+    const t = new RangeTree();
+    // 20k one-unit holes and 20k long runs, interleaved: nothing fits [2, 8), and no subtree
+    // is all too small or all too long, so only the budget bounds the search.
+    for (let i = 0; i < 20_000; i++) {
+      t.add(i * 100, i * 100 + 1);
+      t.add(i * 100 + 10, i * 100 + 60);
+    }
+    t.add(1_999_990, 1_999_994); // the one fit, at the very end
+    expect(t.firstFitBelow(0, 2, 8, Infinity)).toBe(1_999_990);
+    expect(t.firstFitBelow(0, 2, 8)).toBe(-1);
   });
 
   it('stays balanced and exact with 500k segments', () => {

@@ -1,0 +1,118 @@
+/**
+ * Allocation's metadata reserve: runs held back by admission so a sync can
+ * place its indirect and MOS blocks on a pool whose free space is cut into
+ * holes smaller than a metadata block.
+ */
+import { describe, expect, it } from 'vitest';
+import { Allocation, META_BLOCK } from '../../../src/pool/io/allocate.js';
+import { MemoryLeaf } from '../../../src/pool/vdev/leaf-memory.js';
+import { SingleVdev } from '../../../src/pool/vdev/single.js';
+
+const MiB = 1024 * 1024;
+const K16 = 16 * 1024;
+
+function setup(size = 64 * MiB): Allocation {
+  const leaf = new MemoryLeaf('aa', 'mem0', size);
+  const top = new SingleVdev(leaf, { id: 0, config: { type: 'file', guid: 'aa', path: 'mem0' } });
+  return new Allocation([top]);
+}
+
+/** Allocate 16K data blocks until none fits; returns them in allocation order. */
+function fillWithData(a: Allocation): { offset: number; asize: number }[] {
+  const out: { offset: number; asize: number }[] = [];
+  for (;;) {
+    try {
+      out.push(a.alloc(K16, 1, 1, true)[0]!);
+    } catch {
+      return out;
+    }
+  }
+}
+
+describe('metadata reserve', () => {
+  it('holds whole metadata-block runs as allocated space and gives them back', () => {
+    const a = setup();
+    expect(a.metaRun()).toBe(META_BLOCK);
+    expect(a.holdMeta(3 * META_BLOCK + 1)).toBe(true);
+    expect(a.reservedForMeta()).toBe(4 * META_BLOCK);
+    expect(a.allocated()).toBe(4 * META_BLOCK);
+    a.releaseMeta(META_BLOCK);
+    expect(a.reservedForMeta()).toBe(META_BLOCK);
+    a.releaseMeta(0);
+    expect(a.reservedForMeta()).toBe(0);
+    expect(a.allocated()).toBe(0);
+  });
+
+  it('data never gets the reserve; metadata that finds no room is carved out of it', () => {
+    const a = setup(32 * MiB);
+    expect(a.holdMeta(4 * META_BLOCK)).toBe(true);
+    const data = fillWithData(a);
+    // Every byte but the reserve went to data.
+    expect(data.length * K16 + a.reservedForMeta()).toBe(a.capacity());
+    // Free every other data block: plenty of free bytes, no run a 48K block fits.
+    for (let i = 0; i < data.length; i += 2) a.allocators[0]!.free(data[i]!.offset, K16);
+    expect(a.allocators[0]!.maxFreeRun()).toBe(K16);
+    expect(() => a.alloc(48 * 1024, 2, 2, true)).toThrow(/out of space/);
+    // As metadata, both copies come out of the reserve, disjoint: the first uses up a run,
+    // the second fits in what is left of it.
+    const dvas = a.alloc(48 * 1024, 2, 2, true, true);
+    expect(dvas).toHaveLength(2);
+    expect(a.reservedForMeta()).toBe(3 * META_BLOCK);
+    expect(a.heldForMeta()).toBe(3 * META_BLOCK + 32 * 1024);
+    const [x, y] = dvas;
+    expect(x!.offset + x!.asize <= y!.offset || y!.offset + y!.asize <= x!.offset).toBe(true);
+    // The whole runs still serve maximal metadata blocks.
+    expect(a.alloc(META_BLOCK, 2, 2, true, true)).toHaveLength(2);
+    expect(a.reservedForMeta()).toBe(META_BLOCK);
+    expect(a.alloc(META_BLOCK, 1, 2, true, true)).toHaveLength(1);
+    // Exhausted: metadata fails cleanly too.
+    expect(a.reservedForMeta()).toBe(0);
+    expect(() => a.alloc(META_BLOCK, 2, 2, true, true)).toThrow(/out of space/);
+  });
+
+  it('only whole runs count as held: what is left of a carved run serves smaller blocks, uncounted', () => {
+    const a = setup(32 * MiB);
+    expect(a.holdMeta(2 * META_BLOCK)).toBe(true);
+    const data = fillWithData(a);
+    for (let i = 0; i < data.length; i += 2) a.allocators[0]!.free(data[i]!.offset, K16);
+    const dataBytes = (data.length - Math.ceil(data.length / 2)) * K16;
+    // A 96K block uses up a whole run; the 32K left of it is an extra, not held room.
+    a.alloc(96 * 1024, 1, 2, true, true);
+    expect(a.reservedForMeta()).toBe(META_BLOCK);
+    expect(a.heldForMeta()).toBe(META_BLOCK + 32 * 1024);
+    // A block that fits the extra takes it before cutting the last whole run.
+    a.alloc(32 * 1024, 1, 2, true, true);
+    expect(a.reservedForMeta()).toBe(META_BLOCK);
+    expect(a.heldForMeta()).toBe(META_BLOCK);
+    // Two copies of a 96K block: the first from the last run, the second finds nothing;
+    // the failed allocation gives its first copy back, nothing stays allocated for it.
+    expect(() => a.alloc(96 * 1024, 2, 2, true, true)).toThrow(/out of space/);
+    expect(a.allocated()).toBe(dataBytes + 96 * 1024 + 32 * 1024 + a.heldForMeta());
+    expect(a.reservedForMeta()).toBe(0);
+    // Holding again counts only whole runs: the 32K left over does not pass for a 128K run.
+    expect(a.heldForMeta()).toBe(32 * 1024);
+    expect(a.holdMeta(META_BLOCK)).toBe(false);
+    a.releaseMeta(0);
+    expect(a.heldForMeta()).toBe(0);
+    expect(a.allocated()).toBe(dataBytes + 96 * 1024 + 32 * 1024);
+  });
+
+  it('refuses (keeping what it got) when the pool has no whole run left', () => {
+    const a = setup(32 * MiB);
+    const data = fillWithData(a);
+    for (let i = 0; i < data.length; i += 2) a.allocators[0]!.free(data[i]!.offset, K16);
+    const free = a.capacity() - a.allocated();
+    expect(free).toBeGreaterThan(8 * META_BLOCK);
+    expect(a.holdMeta(META_BLOCK)).toBe(false);
+    expect(a.reservedForMeta()).toBe(0);
+  });
+
+  it('takes its runs away from where data is being laid down', () => {
+    const a = setup(256 * MiB);
+    const first = a.alloc(K16, 1, 1, true)[0]!;
+    expect(a.holdMeta(META_BLOCK)).toBe(true);
+    const next = a.alloc(K16, 1, 1, true)[0]!;
+    // The data stream stays contiguous across the reservation.
+    expect(next.offset).toBe(first.offset + K16);
+  });
+});
