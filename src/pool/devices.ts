@@ -458,7 +458,8 @@ export class PoolDevices {
       if (a) alloc += a.allocatedBytes() * ratio;
     }
     const avgRatio = rawCap ? size / rawCap : 1;
-    alloc = Math.max(0, Math.round(alloc - pool.alloc.pendingFrees() * avgRatio));
+    // Deferred frees and the metadata reserve (space held for the next syncs, io/allocate.ts) are not data.
+    alloc = Math.max(0, Math.round(alloc - (pool.alloc.pendingFrees() + pool.alloc.heldForMeta()) * avgRatio));
     return { size, alloc, free: Math.max(0, size - alloc) };
   }
 

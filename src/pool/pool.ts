@@ -299,12 +299,20 @@ export class Pool {
   }
 
   /**
-   * Hold the reserve a write needs just before it dirties its blocks in txg
-   * `txg`, with nothing awaited in between, so writers that passed
-   * admission together cannot all count on the same room. False: ENOSPC.
+   * Just before a write dirties `bytes` (in `copies`) in txg `txg`, with
+   * nothing awaited in between: hold the metadata reserve it needs, and
+   * check again that the data still fits beside it. Writers that passed
+   * admission together, or waited in the throttle, all counted on the same
+   * room; the runs a write holds here must not be space dirty data was
+   * promised (that failed a data block's allocation in the sync). False
+   * (ENOSPC): nothing is held for it.
    */
-  holdMetaFor(txg: number, extraBlocks: number): boolean {
-    return this.alloc.holdMeta(this.metaNeed(extraBlocks, txg));
+  holdMetaFor(txg: number, extraBlocks: number, bytes: number, copies: number): boolean {
+    const held = this.alloc.holdMeta(this.metaNeed(extraBlocks, txg));
+    const allocatable = this.alloc.capacity() - this.alloc.allocated() - this.slop() - (this.txg.totalDirty() + bytes) * copies;
+    if (held && allocatable >= 0) return true;
+    this.alloc.releaseMeta(this.metaNeed());
+    return false;
   }
 
   /** After a sync: give back the reserve the synced txg no longer needs. */

@@ -302,10 +302,11 @@ export class Volume implements BlockDevice {
       const obj = this.obj;
       obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)
       obj.mosBytesPerBlock = this.rec.snapshots.length ? 48 + 128 : 48; // a dead-list entry per overwritten block
-      // The sync's metadata room, held now that nothing awaits before the blocks are dirtied
-      // (admission counted on what was dirty then; writers parked in throttle counted on the same).
-      if (!zeroing && !this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole))) {
-        throw err.nospc(`out of space in pool '${this.pool.name}' (no room left for the metadata of a sync)`);
+      // The sync's metadata room and this write's data room, checked again now that nothing awaits
+      // before the blocks are dirtied (admission counted on what was dirty then, and so did every
+      // writer that passed it alongside or waited in the throttle).
+      if (!zeroing && !this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole), bytes, copies)) {
+        throw err.nospc(`out of space in pool '${this.pool.name}'`);
       }
       this.wp?.record(prepared, t);
       const m = this.obj.mapFor(t);

@@ -143,8 +143,9 @@ export class RangeTree {
    *
    * The min/max pruning cannot skip a subtree that mixes too-small holes
    * with runs: when every segment is one or the other the search would
-   * visit them all (~100 us at 100k segments), so it gives up (-1) after
-   * `budget` nodes and the caller falls back to plain first fit.
+   * visit them all (~100 us at 100k segments), so it stops after `budget`
+   * nodes: then it returns -1 or a fitting segment that need not be the
+   * first, and on -1 the caller falls back to plain first fit.
    */
   firstFitBelow(from: number, len: number, below: number, budget = 512): number {
     if (this.maxes[this.root]! < len || this.mins[this.root]! >= below) return -1;

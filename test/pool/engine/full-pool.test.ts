@@ -101,6 +101,9 @@ describe('full pool', () => {
     { vbs: 16384, pool: 96, vol: 84, fill: 70, qd: 32, minOk: 10000 },
     // 4K blocks: many more space map records per txg, and 64 writers at once in admission.
     { vbs: 4096, pool: 192, vol: 168, fill: 140, qd: 64, minOk: 5000 },
+    // 256 writers past admission at once: each one's reserve, held just before it dirties its
+    // blocks, must not take the room the others' data was admitted into.
+    { vbs: 4096, pool: 128, vol: 112, fill: 100, qd: 256, minOk: 2000 },
   ]) {
     it(`random 4K overwrites of a nearly full pool (volblocksize ${v.vbs}, depth ${v.qd}): ENOSPC to the writer, never a suspended pool`, async () => {
       // Copy-on-write overwrites cut the free space into small holes; the syncs still need

@@ -3,8 +3,10 @@
  * place its indirect and MOS blocks on a pool whose free space is cut into
  * holes smaller than a metadata block.
  */
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Allocation, META_BLOCK } from '../../../src/pool/io/allocate.js';
+import { newPool, tempDir } from '../engine/helpers.js';
 import { MemoryLeaf } from '../../../src/pool/vdev/leaf-memory.js';
 import { SingleVdev } from '../../../src/pool/vdev/single.js';
 
@@ -114,5 +116,27 @@ describe('metadata reserve', () => {
     const next = a.alloc(K16, 1, 1, true)[0]!;
     // The data stream stays contiguous across the reservation.
     expect(next.offset).toBe(first.offset + K16);
+  });
+
+  it('is not data: pool list ALLOC leaves it out, and a synced idle pool holds none', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const { mgr, pool } = await newPool(dir, { size: 96 * MiB, dirtyMax: 64 * MiB });
+      await mgr.create('tank/v', { volsize: String(64 * MiB), sparse: true, props: { volblocksize: '4096' } });
+      const { volume, release } = await mgr.openVolume('tank/v');
+      const before = (await mgr.poolList(['tank']))[0]!.alloc;
+      // Writes under all 16 level-1 blocks (4 MiB each at 4K), in the open txg: two copies of each held.
+      for (let i = 0; i < 64; i++) await volume.write(i * MiB, randomBytes(4096));
+      expect(pool.alloc.heldForMeta()).toBeGreaterThanOrEqual(2 * 16 * META_BLOCK);
+      const during = (await mgr.poolList(['tank']))[0]!.alloc;
+      expect(during - before).toBeLessThan(MiB);
+      await volume.flush();
+      await pool.commit();
+      expect(pool.alloc.heldForMeta()).toBe(0);
+      release();
+      await mgr.close();
+    } finally {
+      await cleanup();
+    }
   });
 });
