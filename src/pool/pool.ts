@@ -309,10 +309,17 @@ export class Pool {
    */
   holdMetaFor(txg: number, extraBlocks: number, bytes: number, copies: number): boolean {
     const held = this.alloc.holdMeta(this.metaNeed(extraBlocks, txg));
-    const allocatable = this.alloc.capacity() - this.alloc.allocated() - this.slop() - (this.txg.totalDirty() + bytes) * copies;
-    if (held && allocatable >= 0) return true;
+    if (held && this.dataRoom(bytes, copies) >= 0) return true;
     this.alloc.releaseMeta(this.metaNeed());
     return false;
+  }
+
+  /**
+   * Allocatable bytes left once the slop, every dirty byte and `bytes` more,
+   * each in `copies`, are set aside (the metadata reserve counts as allocated).
+   */
+  private dataRoom(bytes: number, copies: number): number {
+    return this.alloc.capacity() - this.alloc.allocated() - this.slop() - (this.txg.totalDirty() + bytes) * copies;
   }
 
   /** After a sync: give back the reserve the synced txg no longer needs. */
@@ -333,13 +340,13 @@ export class Pool {
     for (let attempt = 0; attempt < 4; attempt++) {
       // Metadata first: the reserve it holds is no longer allocatable for data.
       const metaHeld = this.alloc.holdMeta(this.metaNeed(ADMIT_META_BLOCKS, this.txg.open));
-      const allocatable = this.alloc.capacity() - this.alloc.allocated() - this.slop() - this.txg.totalDirty() * copies;
+      const room = this.dataRoom(bytes, copies);
       let reserved = 0;
       for (const r of this.dir.datasets.values()) if (r !== rec) reserved += this.unusedReservation(r);
       const own = this.unusedReservation(rec);
       const logical = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop() - reserved - this.txg.totalDirty();
       // Zeroing (need 0) frees space: it must not fail for want of a reserve it tried to hold.
-      if ((metaHeld || need === 0) && allocatable >= need && (own >= need || logical >= need)) return;
+      if ((metaHeld || need === 0) && room >= 0 && (own >= need || logical >= need)) return;
       if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) break;
       // Freed space comes back only as txgs commit (TXG_DEFER of them): with nothing dirty,
       // syncNow() had nothing to do and the writer got ENOSPC until something else made a txg.

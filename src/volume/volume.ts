@@ -309,7 +309,7 @@ export class Volume implements BlockDevice {
         throw err.nospc(`out of space in pool '${this.pool.name}'`);
       }
       this.wp?.record(prepared, t);
-      const m = this.obj.mapFor(t);
+      const m = obj.mapFor(t);
       const zero = zeroBlock(bs);
       let added = 0;
       for (const b of whole) {

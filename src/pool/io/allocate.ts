@@ -42,6 +42,9 @@ export const META_BLOCK = 128 * 1024;
 /** Bytes to place on one top-level vdev before the rotor moves on (keeps sequential writes sequential). */
 const ROTOR_BYTES = 1024 * 1024;
 
+/** A top-level vdev new blocks may go to. */
+const writable = (top: TopVdev): boolean => top.state() !== 'FAULTED' && top.state() !== 'UNAVAIL';
+
 export class Allocation {
   readonly allocators: SpaceAllocator[];
   private rotor = 0;
@@ -123,7 +126,7 @@ export class Allocation {
         if (pass === 0 && avoid.has(v) && avoid.size < n) continue;
         if (this.exclude.has(v)) continue;
         const top = this.tops[v]!;
-        if (top.state() === 'FAULTED' || top.state() === 'UNAVAIL') continue;
+        if (!writable(top)) continue;
         const asize = top.asize(psize);
         const off = this.allocators[v]!.alloc(asize);
         if (off < 0) continue;
@@ -191,7 +194,7 @@ export class Allocation {
       const v = (this.reserve.length + i) % n;
       if (this.exclude.has(v)) continue;
       const top = this.tops[v]!;
-      if (top.state() === 'FAULTED' || top.state() === 'UNAVAIL') continue;
+      if (!writable(top)) continue;
       const asize = top.asize(META_BLOCK);
       const off = this.allocators[v]!.allocAside(asize);
       if (off >= 0) return { vdev: v, offset: off, asize };
@@ -207,7 +210,7 @@ export class Allocation {
   private carve(psize: number, avoid: Set<number>): Dva | null {
     const fits = (d: Dva) => {
       const top = this.tops[d.vdev]!;
-      return top.state() !== 'FAULTED' && top.state() !== 'UNAVAIL' && top.asize(psize) <= d.asize;
+      return writable(top) && top.asize(psize) <= d.asize;
     };
     const pick = (list: Dva[]) => {
       let at = -1;
@@ -241,7 +244,7 @@ export class Allocation {
   allocLog(size: number): Dva {
     for (const v of this.exclude) {
       const top = this.tops[v]!;
-      if (top.state() === 'FAULTED' || top.state() === 'UNAVAIL') continue;
+      if (!writable(top)) continue;
       const asize = top.asize(size);
       const off = this.allocators[v]!.alloc(asize);
       if (off >= 0) return { vdev: v, offset: off, asize };

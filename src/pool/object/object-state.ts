@@ -134,14 +134,7 @@ export class ObjectState {
   noteDirtied(txg: number, blkid: number): void {
     let seen = this.counted.get(txg);
     if (!seen) this.counted.set(txg, (seen = new Set()));
-    let n = 0;
-    const levels = Math.max(1, this.dnode.levels);
-    for (let l = 1, span = IND_FANOUT; l <= levels; l++, span *= IND_FANOUT) {
-      const key = l * 2 ** 40 + Math.floor(blkid / span);
-      if (seen.has(key)) break;
-      seen.add(key);
-      n++;
-    }
+    const n = this.addIndirects(blkid, undefined, seen);
     this.tally?.add(txg, n * this.metaCopies, this.mosBytesPerBlock);
   }
 
@@ -153,15 +146,26 @@ export class ObjectState {
   uncounted(txg: number, blkids: readonly number[]): number {
     const seen = this.counted.get(txg);
     const mine = new Set<number>();
-    const levels = Math.max(1, this.dnode.levels);
-    for (const blkid of blkids) {
-      for (let l = 1, span = IND_FANOUT; l <= levels; l++, span *= IND_FANOUT) {
-        const key = l * 2 ** 40 + Math.floor(blkid / span);
-        if (seen?.has(key) || mine.has(key)) break;
-        mine.add(key);
-      }
-    }
+    for (const blkid of blkids) this.addIndirects(blkid, seen, mine);
     return mine.size * this.metaCopies;
+  }
+
+  /**
+   * Add to `into` the indirect blocks above `blkid` (as level * 2^40 +
+   * index) that neither `seen` nor `into` has, lowest level first, stopping
+   * at the first one present: its parents are present too. Returns how
+   * many were added.
+   */
+  private addIndirects(blkid: number, seen: Set<number> | undefined, into: Set<number>): number {
+    let n = 0;
+    const levels = Math.max(1, this.dnode.levels);
+    for (let l = 1, span = IND_FANOUT; l <= levels; l++, span *= IND_FANOUT) {
+      const key = l * 2 ** 40 + Math.floor(blkid / span);
+      if (seen?.has(key) || into.has(key)) break;
+      into.add(key);
+      n++;
+    }
+    return n;
   }
 
   /** Discard every txg's dirty blocks and their counts (rollbacks, row snapshots, dropped layers). */

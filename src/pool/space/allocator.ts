@@ -167,29 +167,40 @@ export class SpaceAllocator {
    * large; the caller then tries another vdev or reports ENOSPC.
    */
   alloc(size: number): number {
-    if (!Number.isSafeInteger(size) || size <= 0 || size % this.sector !== 0) {
-      throw err.inval(`allocation size ${size} is not a positive multiple of ${this.sector}`);
-    }
-    const n = size / this.sector;
+    const n = this.sectorsOf(size);
     let at = this.allocIn(this.metaslabs[this.active]!, n);
     if (at < 0) {
       // The active metaslab is exhausted for this size: move to the emptiest
       // one that can take it, so the next stretch of writes has the most
-      // room to stay contiguous. Ties go to the lower address.
-      let best = -1;
-      let bestFree = -1;
-      for (let i = 0; i < this.metaslabs.length; i++) {
-        const ms = this.metaslabs[i]!;
-        if (ms.free.space > bestFree && ms.free.maxLength() >= n) {
-          best = i;
-          bestFree = ms.free.space;
-        }
-      }
+      // room to stay contiguous.
+      const best = this.emptiestFitting(n);
       if (best < 0) return -1;
       this.active = best;
       at = this.allocIn(this.metaslabs[best]!, n);
     }
     return at * this.sector;
+  }
+
+  /** An allocation size in sectors; EINVAL unless a positive multiple of the sector. */
+  private sectorsOf(size: number): number {
+    if (!Number.isSafeInteger(size) || size <= 0 || size % this.sector !== 0) {
+      throw err.inval(`allocation size ${size} is not a positive multiple of ${this.sector}`);
+    }
+    return size / this.sector;
+  }
+
+  /** The metaslab with the most free space whose largest run takes n sectors (ties: lower address), other than `except`; -1 if none. */
+  private emptiestFitting(n: number, except = -1): number {
+    let best = -1;
+    let bestFree = -1;
+    for (let i = 0; i < this.metaslabs.length; i++) {
+      const ms = this.metaslabs[i]!;
+      if (i !== except && ms.free.space > bestFree && ms.free.maxLength() >= n) {
+        best = i;
+        bestFree = ms.free.space;
+      }
+    }
+    return best;
   }
 
   /**
@@ -199,19 +210,8 @@ export class SpaceAllocator {
    * stream of blocks being laid down. -1 when nothing fits anywhere.
    */
   allocAside(size: number): number {
-    if (!Number.isSafeInteger(size) || size <= 0 || size % this.sector !== 0) {
-      throw err.inval(`allocation size ${size} is not a positive multiple of ${this.sector}`);
-    }
-    const n = size / this.sector;
-    let best = -1;
-    let bestFree = -1;
-    for (let i = 0; i < this.metaslabs.length; i++) {
-      const ms = this.metaslabs[i]!;
-      if (i !== this.active && ms.free.space > bestFree && ms.free.maxLength() >= n) {
-        best = i;
-        bestFree = ms.free.space;
-      }
-    }
+    const n = this.sectorsOf(size);
+    const best = this.emptiestFitting(n, this.active);
     if (best < 0) return this.alloc(size);
     return this.allocIn(this.metaslabs[best]!, n) * this.sector;
   }
