@@ -181,13 +181,16 @@ export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nb
 /**
  * Newest contents of blocks of one object (dirty first, then one batched
  * tree read); null for holes. Device reads are counted against `acct`
- * (as write-path reads when `forWrite`).
+ * (as write-path reads when `forWrite`). With `owned`, blocks read from a
+ * device are the caller's own (`owned[i]` true; see BlockPipeline.readMany):
+ * nothing else holds them, so the caller may modify them in place.
  */
-export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly number[], acct?: IoAccount, forWrite = false): Promise<(Buffer | null)[]> {
+export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly number[], acct?: IoAccount, forWrite = false, owned?: boolean[]): Promise<(Buffer | null)[]> {
   const out: (Buffer | null)[] = new Array(ids.length).fill(null);
   const need: number[] = [];
   ids.forEach((b, i) => {
     const d = obj.dirtyBlock(b);
+    if (owned) owned[i] = false;
     if (d !== undefined) out[i] = d;
     else need.push(i);
   });
@@ -195,9 +198,10 @@ export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly num
     const bps: (BlockPointer | null)[] = await Promise.all(need.map((i) => obj.tree.getBp(obj.dnode, ids[i]!)));
     // readMany counts the blocks it finds missing from the ARC (one lookup per block).
     const u = { ops: 0, bytes: 0 };
+    const own: boolean[] | undefined = owned ? [] : undefined;
     let datas: (Buffer | null)[];
     try {
-      datas = await pool.io.readMany(bps, u);
+      datas = await pool.io.readMany(bps, u, own);
     } finally {
       if (acct && forWrite) {
         acct.deviceReadOpsForWrites += u.ops;
@@ -211,6 +215,7 @@ export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly num
       // A write may have landed meanwhile: prefer it.
       const now = obj.dirtyBlock(ids[i]!);
       out[i] = now !== undefined ? now : datas[k]!;
+      if (owned) owned[i] = now === undefined && own![k] === true && datas[k] !== null;
     });
   }
   return out;

@@ -234,10 +234,14 @@ export class Volume implements BlockDevice {
     return this.wp?.hasBelow(b) ? zeroBlock(this.bs) : null;
   }
 
-  /** Newest contents of blocks as the volume reads them (dirty, head, row layers), counted as write-path reads. */
-  private async latest(ids: number[]): Promise<(Buffer | null)[]> {
-    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true);
+  /**
+   * Newest contents of blocks as the volume reads them (dirty, head, row layers), counted as
+   * write-path reads. `owned[i]` says the block was read from a device for this caller alone
+   * (readBlocks): a strategy's volume never gets one, its store may still want the block.
+   */
+  private async latest(ids: number[], owned?: boolean[]): Promise<(Buffer | null)[]> {
     const wp = this.wp;
+    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true, wp ? undefined : owned);
     if (!wp) return datas;
     const below = ids.map((_, i) => i).filter((i) => datas[i] === null && this.obj.dirtyBlock(ids[i]!) === undefined && wp.hasBelow(ids[i]!));
     if (below.length) {
@@ -290,7 +294,8 @@ export class Volume implements BlockDevice {
       // it is dirty only in the syncing txg and that sync completes while we wait in
       // admit()/throttle() below, its dirty copy is gone and, without a base, the
       // merge treated the block as a hole (its other bytes were lost).
-      const bases = await this.latest(partial);
+      const ownedBase: boolean[] = [];
+      const bases = await this.latest(partial, ownedBase);
       partial.forEach((b, i) => base.set(b, bases[i]!));
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
@@ -339,15 +344,22 @@ export class Volume implements BlockDevice {
           continue;
         }
         if (mine === undefined) added += bs;
-        const latest = mine === null ? null : mine === zero ? zero : (this.obj.dirtyBlock(b) ?? base.get(b) ?? null);
+        const dirtyNow = mine === null || mine === zero ? undefined : this.obj.dirtyBlock(b);
+        const latest = mine === null ? null : mine === zero ? zero : (dirtyNow ?? base.get(b) ?? null);
         if (!latest && zeroing) {
           m.set(b, null); // zeroing part of a hole (in every layer): still a hole
           continue;
         }
-        // The newest version is copied over the whole block, so its memory need not be zeroed
-        // first (a shorter one, which no block should be, still gets a zeroed buffer).
-        const blk = latest && latest.length === bs ? Buffer.allocUnsafe(bs) : Buffer.alloc(bs);
-        if (latest) latest.copy(blk);
+        let blk: Buffer;
+        if (latest && dirtyNow === undefined && latest !== zero && latest.length === bs && ownedBase[partial.indexOf(b)] === true) {
+          // Read from the device for this write alone (latest): it becomes the dirty block as is.
+          blk = latest;
+        } else {
+          // The newest version is copied over the whole block, so its memory need not be zeroed
+          // first (a shorter one, which no block should be, still gets a zeroed buffer).
+          blk = latest && latest.length === bs ? Buffer.allocUnsafe(bs) : Buffer.alloc(bs);
+          if (latest) latest.copy(blk);
+        }
         fill(blk, start - b * bs, start - offset, end - start);
         m.set(b, blk);
       }

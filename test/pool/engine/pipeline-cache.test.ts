@@ -8,7 +8,7 @@ import { Arc } from '../../../src/pool/cache/arc.js';
 import { ObjType, type BlockPointer } from '../../../src/pool/blkptr.js';
 import { Allocation } from '../../../src/pool/io/allocate.js';
 import { computeChecksum } from '../../../src/pool/io/checksum.js';
-import { BlockPipeline } from '../../../src/pool/io/pipeline.js';
+import { arcKey, BlockPipeline } from '../../../src/pool/io/pipeline.js';
 import { MemoryLeaf } from '../../../src/pool/vdev/leaf-memory.js';
 import { SingleVdev } from '../../../src/pool/vdev/single.js';
 
@@ -43,5 +43,33 @@ describe('block pipeline cache', () => {
     const all = await Promise.all(Array.from({ length: 50 }, () => io.read(bp)));
     for (const r of all) expect(r.equals(data)).toBe(true);
     expect(io.stats.readOps - before).toBe(1);
+  });
+
+  it("owned reads (a read-modify-write's base) are the caller's alone: never cached, never shared with other readers", async () => {
+    const leaf = new MemoryLeaf('aa', 'mem0', 80 * 1024 * 1024);
+    const top = new SingleVdev(leaf, { id: 0, config: { type: 'file', guid: 'aa', path: 'mem0' } });
+    const alloc = new Allocation([top]);
+    const io = new BlockPipeline([top], alloc, new Arc<Buffer>({ maxBytes: 1 << 20 }));
+    const props = (comp: 'off' | 'lz4') => ({ data: Buffer.alloc(0), p: { comp, cksum: 'fletcher4' as const, type: ObjType.VolumeData, level: 0, fill: 1, birth: 4, copies: 1, logged: true } });
+    const random = (n: number, seed: number) => { const b = Buffer.alloc(n); let x = seed; for (let i = 0; i < n; i++) { x = (x * 1103515245 + 12345) >>> 0; b[i] = x >>> 24; } return b; };
+    // Three adjacent blocks (one coalesced device read), one that compresses, one cached.
+    const datas = [random(16384, 1), random(16384, 2), Buffer.alloc(16384, 7), random(16384, 3)];
+    const bps = await io.writeMany(datas.map((d, i) => ({ ...props(i === 2 ? 'lz4' : 'off'), data: d })));
+    expect(bps[2]!.comp).toBe('lz4');
+    for (const bp of bps) io.arc.delete(arcKey(bp!));
+    await io.read(bps[3]!); // cached now
+    const before = io.stats.readOps;
+    // A plain reader of block 0 in flight while the owned read of the same block runs.
+    const plain = io.read(bps[0]!);
+    const owned: boolean[] = [];
+    const got = await io.readMany([bps[0]!, bps[1]!, bps[2]!, bps[3]!, null], undefined, owned);
+    expect(owned.slice(0, 4)).toEqual([true, true, true, false]);
+    got.forEach((g, i) => expect(g?.equals(datas[i]!) ?? i === 4, `block ${i}`).toBe(true));
+    expect(io.stats.readOps - before).toBeGreaterThanOrEqual(4); // 3 owned (not joined to the plain read) + the plain one
+    // The owner scribbles over its blocks: nobody else sees it.
+    for (let i = 0; i < 3; i++) got[i]!.fill(0xee);
+    expect((await plain).equals(datas[0]!)).toBe(true);
+    for (let i = 0; i < 4; i++) expect((await io.read(bps[i]!)).equals(datas[i]!), `block ${i} read again`).toBe(true);
+    for (let i = 1; i < 3; i++) expect(io.arc.get(arcKey(bps[i]!)) === got[i]).toBe(false);
   });
 });
