@@ -23,6 +23,15 @@ export interface WriteOptions {
    * socket buffer that is reused as soon as the promise resolves.
    */
   owned?: boolean;
+  /**
+   * With `owned`: the device calls this once it holds no reference to
+   * `data` any more (at the earliest once the write has applied it, maybe
+   * before its promise settles), and the caller may then reuse the buffer (the NBD server pools its payloads this way). A
+   * device may never call it; the buffer is then the GC's. A pool volume
+   * calls it once the txg its whole blocks joined has synced, or at once
+   * when it kept none of them.
+   */
+  release?: () => void;
 }
 
 export interface ZeroOptions extends WriteOptions {

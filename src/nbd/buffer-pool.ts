@@ -5,7 +5,9 @@
  * Ownership rule: a buffer from get() belongs to exactly one request until
  * put() — for reads, until the socket has written the reply; for writes,
  * until the device's write() has resolved (devices must not keep the
- * caller's buffer after that; MemoryDevice and RawDevice copy or finish).
+ * caller's buffer after that; MemoryDevice and RawDevice copy or finish),
+ * or for payloads handed over (WriteOptions.owned), until the device calls
+ * WriteOptions.release (a pool volume: once their txg has synced).
  * The pool holds at most `maxPooledBytes`; extra buffers are left to the GC.
  */
 export class BufferPool {

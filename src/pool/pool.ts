@@ -328,6 +328,34 @@ export class Pool {
     this.alloc.releaseMeta(this.metaNeed());
   }
 
+  /** Write payloads lent until their txg syncs, and how to give each back (WriteOptions.release). */
+  private lentPayloads = new Map<number, { data: Buffer; release: () => void }[]>();
+
+  /**
+   * `data` (a write payload whose whole blocks are views in txg `txg`'s dirty maps) goes
+   * back to its owner once `txg` has synced: the sync's writes have then settled, its dirty
+   * map is dropped, the ARC never cached the views (BlockPipeline.lent) and readers copy
+   * them. Never given back if the pool suspends or closes first: the GC takes it then.
+   */
+  lendUntilSynced(txg: number, data: Buffer, release: () => void): void {
+    this.io.lend(data);
+    let l = this.lentPayloads.get(txg);
+    if (!l) this.lentPayloads.set(txg, (l = []));
+    l.push({ data, release });
+  }
+
+  /** Txg `txg` committed: give back what was lent until then (sync.ts, last step). */
+  returnLent(txg: number): void {
+    for (const [t, l] of this.lentPayloads) {
+      if (t > txg) continue;
+      this.lentPayloads.delete(t);
+      for (const { data, release } of l) {
+        this.io.unlend(data);
+        release();
+      }
+    }
+  }
+
   /**
    * Admission check before dirtying `bytes` for dataset `rec`. Thick volumes
    * may use their reservation; everyone needs real allocatable space, and

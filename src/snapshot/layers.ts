@@ -188,10 +188,13 @@ export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nb
 export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly number[], acct?: IoAccount, forWrite = false, owned?: boolean[]): Promise<(Buffer | null)[]> {
   const out: (Buffer | null)[] = new Array(ids.length).fill(null);
   const need: number[] = [];
+  // A dirty block that is a view of a lent write payload is copied now, in the tick it is
+  // found: its txg may sync while the caller awaits, and its owner then reuses the payload.
+  const mine = (d: Buffer | null): Buffer | null => (d && pool.io.isLent(d) ? Buffer.from(d) : d);
   ids.forEach((b, i) => {
     const d = obj.dirtyBlock(b);
     if (owned) owned[i] = false;
-    if (d !== undefined) out[i] = d;
+    if (d !== undefined) out[i] = mine(d);
     else need.push(i);
   });
   if (need.length) {
@@ -214,7 +217,7 @@ export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly num
     need.forEach((i, k) => {
       // A write may have landed meanwhile: prefer it.
       const now = obj.dirtyBlock(ids[i]!);
-      out[i] = now !== undefined ? now : datas[k]!;
+      out[i] = now !== undefined ? mine(now) : datas[k]!;
       if (owned) owned[i] = now === undefined && own![k] === true && datas[k] !== null;
     });
   }

@@ -213,7 +213,11 @@ export class Volume implements BlockDevice {
     this.alive();
     // An owned payload is kept, not copied: whole blocks become views of it (see WriteOptions.owned).
     const keep = opts?.owned ? (from: number) => data.subarray(from, from + this.bs) : undefined;
-    await this.gated(() => this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false, keep));
+    // The payload goes back to its owner (WriteOptions.release) when the txg holding its views
+    // syncs, or now if it kept none. Not for a strategy's volume: a cow store may take the
+    // head's dirty blocks into its own txg, and nothing would hand them back in time.
+    const lend = opts?.owned && opts.release && !this.wp ? { data, release: opts.release } : undefined;
+    await this.gated(() => this.modify(offset, data.length, (blk, at, from, n) => data.copy(blk, at, from, from + n), false, keep, lend));
     this.counters.writeOps++;
     this.counters.writeBytes += data.length;
     this.acct.guestWriteOps++;
@@ -269,6 +273,7 @@ export class Volume implements BlockDevice {
     fill: (blk: Buffer, at: number, from: number, n: number) => void,
     zeroing: boolean,
     keep?: (from: number) => Buffer,
+    lend?: { data: Buffer; release: () => void },
   ): Promise<void> {
     const bs = this.bs;
     const first = Math.floor(offset / bs);
@@ -317,6 +322,7 @@ export class Volume implements BlockDevice {
       const m = obj.mapFor(t);
       const zero = zeroBlock(bs);
       let added = 0;
+      let kept = false;
       for (const b of whole) {
         if (!m.has(b)) added += bs;
         if (zeroing) {
@@ -325,6 +331,7 @@ export class Volume implements BlockDevice {
         }
         if (keep) {
           m.set(b, keep(b * bs - offset));
+          kept = true;
           continue;
         }
         // Buffer.alloc, not allocUnsafe: blocks outlive the write (dirty data, then the ARC), and
@@ -366,6 +373,10 @@ export class Volume implements BlockDevice {
       this.pool.txg.markDirty(zeroing ? 0 : added);
       // Intent log: records point into the block buffers (see logRange).
       this.logRange(t, offset, length, m, zeroing);
+      if (lend) {
+        if (kept) this.pool.lendUntilSynced(t, lend.data, lend.release);
+        else lend.release(); // every block was copied out of it
+      }
     } finally {
       unlock();
     }

@@ -80,6 +80,22 @@ export class BlockPipeline {
     if (data.byteLength !== data.buffer.byteLength) this.views.added(key, data);
   }
 
+  /**
+   * Write payloads lent to the pool until their txg syncs (Pool.lendUntilSynced): their
+   * owners reuse them after that, so nothing may keep a view of one past the sync. The
+   * ARC never caches one, and readBlocks copies one rather than hand it out.
+   */
+  private lent = new WeakSet<ArrayBufferLike>();
+  lend(data: Buffer): void {
+    this.lent.add(data.buffer);
+  }
+  unlend(data: Buffer): void {
+    this.lent.delete(data.buffer);
+  }
+  isLent(data: Buffer): boolean {
+    return this.lent.has(data.buffer);
+  }
+
   /** Where large write batches are prepared (prepare-workers.ts); null: on this thread. Replaceable (tests). */
   workers: PrepareWorkers | null = PrepareWorkers.shared();
 
@@ -168,7 +184,8 @@ export class BlockPipeline {
       // at 170-240 MB/s after a random-write phase, 440-690 with none cached; random reads
       // right after them 58-70K IOPS with all cached, 38-55K with none (bench/README.md).
       // Past the budget the device's page cache holds them; a read verifies them from there.
-      if (p.level > 0 || p.type !== ObjType.VolumeData || data.byteLength === data.buffer.byteLength || this.views.hasRoom()) {
+      // Lent payloads (see lent) are never cached: their owners reuse them once this txg syncs.
+      if (p.level > 0 || p.type !== ObjType.VolumeData || ((data.byteLength === data.buffer.byteLength || this.views.hasRoom()) && !this.lent.has(data.buffer))) {
         this.cache(arcKey(out[i]!), data);
       }
       for (const d of dvas) {

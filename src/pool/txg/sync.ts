@@ -210,6 +210,8 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   pool.alloc.synced(pool.scanHoldTxg === null ? txg : Math.min(txg, pool.scanHoldTxg - 1 + TXG_DEFER));
   pool.metaSynced(txg);
   pool.zil?.synced(txg);
+  // Last: nothing of this txg refers to the payloads its writes lent any more.
+  pool.returnLent(txg);
 }
 
 function datasetOf(pool: Pool, id: number): DatasetRecord | undefined {
