@@ -438,7 +438,9 @@ export class Volume implements BlockDevice {
       const start = Math.max(offset, b * bs);
       const end = Math.min(offset + length, (b + 1) * bs);
       const blk = m.get(b);
-      if (blk) zil.log({ op: 'write', dataset: this.rec.id, txg: t, offset: start, length: end - start, data: blk.subarray(start - b * bs, end - b * bs) });
+      // A whole block is its own record's data (no view of a view per block of a large write).
+      const data = blk && (end - start === bs ? blk : blk.subarray(start - b * bs, end - b * bs));
+      if (data) zil.log({ op: 'write', dataset: this.rec.id, txg: t, offset: start, length: end - start, data });
       else zil.log({ op: 'zero', dataset: this.rec.id, txg: t, offset: start, length: end - start });
     }
   }

@@ -45,6 +45,22 @@ const ROTOR_BYTES = 1024 * 1024;
 /** A top-level vdev new blocks may go to. */
 const writable = (top: TopVdev): boolean => top.state() !== 'FAULTED' && top.state() !== 'UNAVAIL';
 
+/** The empty set of vdevs to avoid (one-copy allocations); never added to. */
+const NO_VDEVS: ReadonlySet<number> = new Set<number>();
+
+/**
+ * Append a space-map record for `d`, or extend the last one when it is the same
+ * operation on the same vdev ending where `d` starts: allocation is mostly sequential,
+ * so a txg's blocks log as a few long runs (fewer records to keep, encode and replay;
+ * claim and free take ranges across metaslabs). Only the last record is extended, so
+ * the log's order of operations is unchanged.
+ */
+function logRecord(recs: SpaceRecord[], op: 'alloc' | 'free', d: Dva, txg: number): void {
+  const last = recs[recs.length - 1];
+  if (last !== undefined && last.op === op && last.vdev === d.vdev && last.offset + last.length === d.offset) last.length += d.asize;
+  else recs.push({ op, offset: d.offset, length: d.asize, txg, vdev: d.vdev });
+}
+
 export class Allocation {
   readonly allocators: SpaceAllocator[];
   private rotor = 0;
@@ -101,24 +117,26 @@ export class Allocation {
    */
   alloc(psize: number, copies: number, txg: number, logged: boolean, meta = false): Dva[] {
     const dvas: Dva[] = [];
-    const used = new Set<number>();
+    // (No set for one copy: this runs for every block written.)
+    const used = copies > 1 ? new Set<number>() : null;
     for (let c = 0; c < copies; c++) {
-      const dva = this.allocOne(psize, used) ?? (meta ? this.carve(psize, used) : null);
+      const avoid = used ?? NO_VDEVS;
+      const dva = this.allocOne(psize, avoid) ?? (meta ? this.carve(psize, avoid) : null);
       if (!dva) {
         for (const d of dvas) this.allocators[d.vdev]!.free(d.offset, d.asize);
         throw err.nospc('pool is out of space');
       }
-      used.add(dva.vdev);
+      used?.add(dva.vdev);
       dvas.push(dva);
     }
     if (logged) {
       const recs = this.recordsFor(txg);
-      for (const d of dvas) recs.push({ op: 'alloc', offset: d.offset, length: d.asize, txg, vdev: d.vdev });
+      for (const d of dvas) logRecord(recs, 'alloc', d, txg);
     }
     return dvas;
   }
 
-  private allocOne(psize: number, avoid: Set<number>): Dva | null {
+  private allocOne(psize: number, avoid: ReadonlySet<number>): Dva | null {
     const n = this.tops.length;
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 0; i < n; i++) {
@@ -207,7 +225,7 @@ export class Allocation {
    * one fits, else cut from the front of a whole run (which is then used up:
    * its rest becomes a leftover). A vdev not in `avoid` is preferred.
    */
-  private carve(psize: number, avoid: Set<number>): Dva | null {
+  private carve(psize: number, avoid: ReadonlySet<number>): Dva | null {
     const fits = (d: Dva) => {
       const top = this.tops[d.vdev]!;
       return writable(top) && top.asize(psize) <= d.asize;
@@ -268,7 +286,7 @@ export class Allocation {
     }
     if (logged) {
       const recs = this.recordsFor(txg);
-      for (const d of dvas) recs.push({ op: 'free', offset: d.offset, length: d.asize, txg, vdev: d.vdev });
+      for (const d of dvas) logRecord(recs, 'free', d, txg);
     }
   }
 
