@@ -140,3 +140,24 @@ describe('metadata reserve', () => {
     }
   });
 });
+
+describe('space-map records', () => {
+  it('adjacent allocations and frees of a txg log as one run each; order and gaps are kept', () => {
+    const a = setup();
+    const d = Array.from({ length: 4 }, () => a.alloc(K16, 1, 5, true)[0]!);
+    for (let i = 1; i < 4; i++) expect(d[i]!.offset).toBe(d[i - 1]!.offset + d[i - 1]!.asize); // sequential
+    a.freeDvas([d[0]!], 5, true);
+    a.freeDvas([d[1]!], 5, true);
+    a.freeDvas([d[3]!], 5, true); // not adjacent to d[1]
+    const e = a.alloc(K16, 1, 5, true)[0]!; // after a free: a new alloc record even if adjacent to d[3]
+    a.alloc(K16, 1, 6, true); // another txg
+    const r = a.takeRecords(5);
+    expect(r.map(({ op, offset, length }) => [op, offset, length])).toEqual([
+      ['alloc', d[0]!.offset, 4 * d[0]!.asize],
+      ['free', d[0]!.offset, 2 * d[0]!.asize],
+      ['free', d[3]!.offset, d[3]!.asize],
+      ['alloc', e.offset, e.asize],
+    ]);
+    expect(a.takeRecords(6)).toHaveLength(1);
+  });
+});
