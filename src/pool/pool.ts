@@ -315,17 +315,42 @@ export class Pool {
   }
 
   /**
-   * Allocatable bytes left once the slop, every dirty byte and `bytes` more,
+   * Allocatable bytes left once the slop, every dirty byte (at the most its
+   * block may take: dirtyExcess) and `bytes` more (a bound: allocatedBound),
    * each in `copies`, are set aside (the metadata reserve counts as allocated).
    */
   private dataRoom(bytes: number, copies: number): number {
-    return this.alloc.capacity() - this.alloc.allocated() - this.slop() - (this.txg.totalDirty() + bytes) * copies;
+    let excess = 0;
+    for (const v of this.dirtyExcess.values()) excess += v;
+    return this.alloc.capacity() - this.alloc.allocated() - this.slop() - (this.txg.totalDirty() + excess + bytes) * copies;
   }
 
   /** After a sync: give back the reserve the synced txg no longer needs. */
   metaSynced(txg: number): void {
     this.metaTally.drop(txg);
+    for (const t of this.dirtyExcess.keys()) if (t <= txg) this.dirtyExcess.delete(t);
     this.alloc.releaseMeta(this.metaNeed());
+  }
+
+  /**
+   * Dirty data is counted in logical bytes (the txg engine's dirty limit), but a block
+   * takes more on a raidz top-level (parity and padding: a 4K block on a 3-wide raidz1
+   * takes 8K) or when it is smaller than a sector. Writers admitted on logical bytes
+   * filled a nearly full raidz pool past what the sync could allocate, and the pool
+   * suspended. So the room checks (admit, holdMetaFor) count each dirty block at the
+   * most it can take: txg -> the bytes above logical its blocks may take.
+   */
+  private dirtyExcess = new Map<number, number>();
+
+  /** What `bytes` of blocks of `bs` bytes may take on the devices, at most (uncompressed, on the least efficient top-level). */
+  allocatedBound(bytes: number, bs: number): number {
+    return Math.ceil(bytes / bs) * this.alloc.maxAsize(bs);
+  }
+
+  /** `blocks` blocks of `bs` bytes became dirty in txg `txg` (with the logical bytes the txg engine counts). */
+  noteDirtyBlocks(txg: number, blocks: number, bs: number): void {
+    const over = blocks * (this.alloc.maxAsize(bs) - bs);
+    if (over > 0) this.dirtyExcess.set(txg, (this.dirtyExcess.get(txg) ?? 0) + over);
   }
 
   /** Write payloads lent until their txg syncs, and how to give each back (WriteOptions.release). */
@@ -363,12 +388,13 @@ export class Pool {
    * fragmented, nearly full pool may no longer have. When space is only
    * waiting on deferred frees, a sync releases it.
    */
-  async admit(rec: DatasetRecord, bytes: number, copies: number): Promise<void> {
+  /** `bytes` is logical (quotas, reservations); `bound` what they may take on the devices (allocatedBound). */
+  async admit(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): Promise<void> {
     const need = bytes * copies;
     for (let attempt = 0; attempt < 4; attempt++) {
       // Metadata first: the reserve it holds is no longer allocatable for data.
       const metaHeld = this.alloc.holdMeta(this.metaNeed(ADMIT_META_BLOCKS, this.txg.open));
-      const room = this.dataRoom(bytes, copies);
+      const room = this.dataRoom(bound, copies);
       let reserved = 0;
       for (const r of this.dir.datasets.values()) if (r !== rec) reserved += this.unusedReservation(r);
       const own = this.unusedReservation(rec);

@@ -305,7 +305,8 @@ export class Volume implements BlockDevice {
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
       const bytes = (whole.length + partial.length) * bs;
-      await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies);
+      const bound = this.pool.allocatedBound(bytes, bs); // raidz parity and padding
+      await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies, zeroing ? 0 : bound);
       await this.pool.txg.throttle(bytes);
       // From here to the end nothing awaits: the whole write joins one txg.
       const t = this.pool.txg.open;
@@ -315,7 +316,7 @@ export class Volume implements BlockDevice {
       // The sync's metadata room and this write's data room, checked again now that nothing awaits
       // before the blocks are dirtied (admission counted on what was dirty then, and so did every
       // writer that passed it alongside or waited in the throttle).
-      if (!zeroing && !this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole), bytes, copies)) {
+      if (!zeroing && !this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole), bound, copies)) {
         throw err.nospc(`out of space in pool '${this.pool.name}'`);
       }
       this.wp?.record(prepared, t);
@@ -371,6 +372,7 @@ export class Volume implements BlockDevice {
         m.set(b, blk);
       }
       this.pool.txg.markDirty(zeroing ? 0 : added);
+      if (!zeroing) this.pool.noteDirtyBlocks(t, added / bs, bs);
       // Intent log: records point into the block buffers (see logRange).
       this.logRange(t, offset, length, m, zeroing);
       if (lend) {

@@ -175,9 +175,14 @@ export class Allocation {
 
   /** The reserve's unit on the data vdevs: the allocated size of the largest metadata block. */
   metaRun(): number {
+    return this.maxAsize(META_BLOCK);
+  }
+
+  /** The most a block of `psize` bytes takes on any top-level that takes new blocks (raidz parity and padding, sector rounding). */
+  maxAsize(psize: number): number {
     let m = 0;
-    for (let v = 0; v < this.tops.length; v++) if (!this.exclude.has(v)) m = Math.max(m, this.tops[v]!.asize(META_BLOCK));
-    return m || META_BLOCK;
+    for (let v = 0; v < this.tops.length; v++) if (!this.exclude.has(v)) m = Math.max(m, this.tops[v]!.asize(psize));
+    return m || psize;
   }
 
   /**

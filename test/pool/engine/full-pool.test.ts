@@ -4,6 +4,7 @@
  * and destroying the data gives the space back.
  */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PoolManager } from '../../../src/daemon/services.js';
 import { StorageError } from '../../../src/errors.js';
@@ -14,6 +15,13 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
+
+async function raidzPool(dir: string, n: number, size: number) {
+  const home = join(dir, 'home');
+  const mgr = new PoolManager(home, { txgTimeoutMs: 60_000, dirtyMax: 16 * MiB });
+  await mgr.poolCreate('tank', { groups: [{ type: 'raidz', nparity: 1, paths: Array.from({ length: n }, (_, i) => join(dir, `d${i}.img`)) }], createSize: size });
+  return { mgr, pool: await mgr.pool('tank'), home };
+}
 
 /** Write 1 MiB after 1 MiB from offset 0 until the pool says ENOSPC (anything else fails the test), flushing every `flushEvery` writes. */
 async function fillUntilFull(volume: BlockDevice, flushEvery: number): Promise<void> {
@@ -104,14 +112,17 @@ describe('full pool', () => {
     // 256 writers past admission at once: each one's reserve, held just before it dirties its
     // blocks, must not take the room the others' data was admitted into.
     { vbs: 4096, pool: 128, vol: 112, fill: 100, qd: 256, minOk: 2000 },
-  ]) {
-    it(`random 4K overwrites of a nearly full pool (volblocksize ${v.vbs}, depth ${v.qd}): ENOSPC to the writer, never a suspended pool`, async () => {
+    // raidz1 over three 64 MiB devices: a 4K block takes 8K there (a data and a parity
+    // sector). Admitted on logical bytes, writers overfilled the pool and a sync failed.
+    { vbs: 4096, pool: 64, raidz: 3, vol: 100, fill: 72, qd: 128, minOk: 3000 },
+  ] as { vbs: number; pool: number; raidz?: number; vol: number; fill: number; qd: number; minOk: number }[]) {
+    it(`random 4K overwrites of a nearly full ${v.raidz ? 'raidz1 ' : ''}pool (volblocksize ${v.vbs}, depth ${v.qd}): ENOSPC to the writer, never a suspended pool`, async () => {
       // Copy-on-write overwrites cut the free space into small holes; the syncs still need
       // runs for 48-128K indirect blocks in two copies. Without the metadata reserve a
       // sync found none, failed and suspended the pool (every I/O then EIO) with 20 MiB free.
       const { dir, cleanup } = await tempDir();
       cleanups.push(cleanup);
-      const { mgr, pool, home } = await newPool(dir, { size: v.pool * MiB, dirtyMax: 16 * MiB });
+      const { mgr, pool, home } = v.raidz ? await raidzPool(dir, v.raidz, v.pool * MiB) : await newPool(dir, { size: v.pool * MiB, dirtyMax: 16 * MiB });
       await mgr.create('tank/v', { volsize: String(v.vol * MiB), sparse: true, props: { volblocksize: String(v.vbs) } });
       const { volume, release } = await mgr.openVolume('tank/v');
       const filled = v.fill * MiB;
