@@ -526,7 +526,11 @@ export class Transmission {
       // sent, so the last chunk can carry REPLY_FLAG_DONE.
       buf = this.o.pool.get(len);
       const b = buf;
-      await Promise.all(extents.filter((e) => !e.zero).map((e) => this.readInto(e.offset, e.length, b, e.offset - r.offset)));
+      // Every extent read settles before an error is answered: buf goes back to the pool
+      // then, and a read still filling it would write into whatever the pool gives it to
+      // next (a write payload lent to a pool volume until its txg syncs: onto the disk).
+      const got = await Promise.allSettled(extents.filter((e) => !e.zero).map((e) => this.readInto(e.offset, e.length, b, e.offset - r.offset)));
+      for (const g of got) if (g.status === 'rejected') throw g.reason;
       owned = true;
       extents.forEach((e, i) => {
         const last = i === extents.length - 1;

@@ -376,7 +376,12 @@ export class Pool {
       this.lentPayloads.delete(t);
       for (const { data, release } of l) {
         this.io.unlend(data);
-        release();
+        // The txg is committed: an owner's failing callback must not fail the sync.
+        try {
+          release();
+        } catch {
+          // (the payload is then the GC's)
+        }
       }
     }
   }

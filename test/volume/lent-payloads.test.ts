@@ -148,4 +148,21 @@ describe('lent write payloads', () => {
     expect((await volume.read(0, 16 * KiB)).equals(want)).toBe(true);
     await mgr.close();
   });
+
+  it('an owner whose release throws does not fail the committed txg, and the others still come back', async () => {
+    const { dir, cleanup } = await tempDir('strata-lent-');
+    cleanups.push(cleanup);
+    const { mgr, pool } = await newPool(dir, { size: 64 * MiB });
+    await mgr.create('tank/v', { volsize: '4M', blocksize: '16K', sparse: true });
+    const { volume } = await mgr.openVolume('tank/v');
+    let second = 0;
+    await volume.write(0, Buffer.alloc(16 * KiB, 1), { owned: true, release: () => { throw new Error('owner bug'); } });
+    await volume.write(64 * KiB, Buffer.alloc(16 * KiB, 2), { owned: true, release: () => second++ });
+    const before = pool.txg.synced;
+    await pool.txg.syncNow();
+    expect(pool.txg.suspended).toBeNull();
+    expect(pool.txg.synced).toBeGreaterThan(before);
+    expect(second).toBe(1);
+    await mgr.close();
+  });
 });

@@ -210,7 +210,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   pool.alloc.synced(pool.scanHoldTxg === null ? txg : Math.min(txg, pool.scanHoldTxg - 1 + TXG_DEFER));
   pool.metaSynced(txg);
   pool.zil?.synced(txg);
-  // Last: nothing of this txg refers to the payloads its writes lent any more.
+  // Last, and after zil.synced (which drops the records that view them): nothing of this txg refers to the payloads its writes lent any more.
   pool.returnLent(txg);
 }
 
