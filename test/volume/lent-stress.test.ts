@@ -1,6 +1,6 @@
 /**
  * Lent payloads (scribbled on release) under snapshots, clones,
- * rollback, diff, FUA, sync=always, on a mirror pool.
+ * rollback, diff, FUA, sync=always, on single, mirror and raidz1 pools.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
