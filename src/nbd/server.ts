@@ -41,6 +41,8 @@ export class NbdServer {
   private readonly maxInflight: number;
   private readonly handshakeTimeoutMs: number;
   private readonly pool = new BufferPool();
+  /** Shrinks an idle pool (BufferPool.trimIfIdle); does not keep the process alive. */
+  private readonly trim = setInterval(() => this.pool.trimIfIdle(), 5000).unref();
   private readonly tls?: NbdTlsOptions;
   private readonly conns = new Set<Conn>();
   private server: net.Server | null = null;
@@ -172,6 +174,7 @@ export class NbdServer {
    */
   async close(opts: { force?: boolean } = {}): Promise<void> {
     this.closing = true;
+    clearInterval(this.trim);
     const listening = this.server;
     this.server = null;
     // Not waiting for net.Server's 'close': it counts the accepted socket

@@ -12,6 +12,7 @@ import { addressAllowed, parseCidr } from '../../src/nbd/cidr.js';
 import type { NbdExport, NbdExportResolver } from '../../src/nbd/index.js';
 import { err, StorageError, type ErrorCode } from '../../src/errors.js';
 import { nbdErrno } from '../../src/nbd/errno.js';
+import { BufferPool } from '../../src/nbd/buffer-pool.js';
 import type { BlockDevice } from '../../src/device/block-device.js';
 import { ok, run, serve } from './helpers.js';
 import { RawClient } from './raw-client.js';
@@ -147,5 +148,23 @@ describe('error mapping', () => {
     } finally {
       await s.server.close();
     }
+  });
+});
+
+describe('BufferPool', () => {
+  it('reuses buffers by size class, holds at most its cap, and an idle pool shrinks to its idle size', () => {
+    const pool = new BufferPool(8 * 65536, 2 * 65536);
+    const bufs = Array.from({ length: 10 }, () => pool.get(60000));
+    expect(bufs.every((b) => b.length === 65536)).toBe(true);
+    for (const b of bufs) pool.put(b);
+    expect(pool.pooledBytes).toBe(8 * 65536); // two over the cap went to the GC
+    const again = pool.get(65536);
+    expect(bufs.includes(again)).toBe(true);
+    pool.trimIfIdle(); // something was taken since the last call: nothing dropped
+    expect(pool.pooledBytes).toBe(7 * 65536);
+    pool.trimIfIdle(); // idle since
+    expect(pool.pooledBytes).toBe(2 * 65536);
+    pool.put(Buffer.alloc(1000)); // not a size class: not kept
+    expect(pool.pooledBytes).toBe(2 * 65536);
   });
 });
