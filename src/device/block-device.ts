@@ -26,10 +26,10 @@ export interface WriteOptions {
   /**
    * With `owned`: the device calls this once it holds no reference to
    * `data` any more (at the earliest once the write has applied it, maybe
-   * before its promise settles), and the caller may then reuse the buffer (the NBD server pools its payloads this way). A
-   * device may never call it; the buffer is then the GC's. A pool volume
-   * calls it once the txg its whole blocks joined has synced, or at once
-   * when it kept none of them.
+   * before its promise settles), and the caller may then reuse the buffer
+   * (the NBD server pools its payloads this way). A device may never call
+   * it; the buffer is then the GC's. A pool volume calls it once the txg
+   * its whole blocks joined has synced, or at once when it kept none.
    */
   release?: () => void;
 }
@@ -67,10 +67,11 @@ export interface BlockDeviceInfo {
   canCache: boolean;
   /**
    * The device keeps owned payloads (WriteOptions.owned) instead of copying
-   * them: a caller that can give each write of at least `blockSize` bytes a
-   * fresh buffer should, and pass `owned: true`. A pool volume then keeps
-   * whole blocks as views of the payload until their txg syncs (in its
-   * cache after that only within a budget: src/pool/io/pipeline.ts); copying them into block
+   * them: a caller that can leave each write of at least `blockSize` bytes
+   * untouched until WriteOptions.release (or for good) should, and pass
+   * `owned: true`. A pool volume then keeps whole blocks as views of the
+   * payload until their txg syncs (after that, in its cache only within a
+   * budget and never if lent: src/pool/io/pipeline.ts); copying them into block
    * buffers measured ~12 us per 16 KiB block on the write path, mostly
    * allocation.
    */

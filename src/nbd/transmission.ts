@@ -120,7 +120,7 @@ export class Transmission {
   private direct: PendingWrite | null = null;
   /** onread: the last request parsed was a WRITE of at least HEADER_ONLY_AFTER bytes. */
   private bigWrites = false;
-  /** Writes at least this large get a fresh payload buffer the device keeps (info.keepsPayload); 0: never. */
+  /** Writes at least this large are handed over to the device (info.keepsPayload, WriteOptions.owned); 0: never. */
   private readonly ownFrom: number;
 
   constructor(
@@ -422,13 +422,12 @@ export class Transmission {
   }
 
   /**
-   * Where a write payload is assembled: a fresh buffer the device will keep
-   * (keepsPayload devices, writes of a block or more), else a pooled one.
+   * Where a write payload is assembled: a pooled buffer. One handed over to the device
+   * (keepsPayload devices, writes of a block or more: w.owned) comes back only through
+   * WriteOptions.release (a pool volume: when its txg syncs), else it is the GC's. A
+   * fresh 1 MiB payload for every such write made V8 start a full mark every ~64 MiB.
    */
   private payloadBuffer(w: PendingWrite): Buffer {
-    // Both come from the pool: an owned one comes back through WriteOptions.release once the
-    // device lets go of it (a pool volume: when its txg syncs), else it is the GC's. Fresh
-    // 1 MiB payloads for every write made V8 start a full mark every ~64 MiB written.
     if (this.ownFrom > 0 && w.length >= this.ownFrom) w.owned = true;
     return this.o.pool.get(w.length);
   }

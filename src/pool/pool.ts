@@ -391,9 +391,10 @@ export class Pool {
    * may use their reservation; everyone needs real allocatable space, and
    * the syncs need contiguous runs for their metadata (holdMeta), which a
    * fragmented, nearly full pool may no longer have. When space is only
-   * waiting on deferred frees, a sync releases it.
+   * waiting on deferred frees, a sync releases it. `bytes` is logical
+   * (quotas, reservations); `bound` is what they may take on the devices
+   * (allocatedBound), for the room check.
    */
-  /** `bytes` is logical (quotas, reservations); `bound` what they may take on the devices (allocatedBound). */
   async admit(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): Promise<void> {
     const need = bytes * copies;
     for (let attempt = 0; attempt < 4; attempt++) {

@@ -302,6 +302,8 @@ export class Volume implements BlockDevice {
       const ownedBase: boolean[] = [];
       const bases = await this.latest(partial, ownedBase);
       partial.forEach((b, i) => base.set(b, bases[i]!));
+      /** Bases read from a device for this write alone: they may become its dirty blocks as they are. */
+      const ownBases = new Set(bases.filter((d, i): d is Buffer => d !== null && ownedBase[i] === true));
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
       const bytes = (whole.length + partial.length) * bs;
@@ -359,8 +361,7 @@ export class Volume implements BlockDevice {
           continue;
         }
         let blk: Buffer;
-        if (latest && dirtyNow === undefined && latest !== zero && latest.length === bs && ownedBase[partial.indexOf(b)] === true) {
-          // Read from the device for this write alone (latest): it becomes the dirty block as is.
+        if (latest && ownBases.has(latest) && latest.length === bs) {
           blk = latest;
         } else {
           // The newest version is copied over the whole block, so its memory need not be zeroed
