@@ -302,7 +302,7 @@ export class Volume implements BlockDevice {
       const ownedBase: boolean[] = [];
       const bases = await this.latest(partial, ownedBase);
       partial.forEach((b, i) => base.set(b, bases[i]!));
-      /** Bases read from a device for this write alone: they may become its dirty blocks as they are. */
+      /** Bases this write alone holds (read from a device, or taken from the ARC): they may become its dirty blocks as they are. */
       const ownBases = new Set(bases.filter((d, i): d is Buffer => d !== null && ownedBase[i] === true));
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;

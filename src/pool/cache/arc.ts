@@ -100,6 +100,10 @@ interface Node<V> {
   list: ListId;
   /** Ghosts only: p was already adapted for this key by a get(); set() must not adapt again. */
   adapted: boolean;
+  /** get() has handed the value out: someone besides the cache may hold it (see take()). */
+  shared: boolean;
+  /** markSpare(): the cache holds the only reference to the value, so take() may hand it over. */
+  spare: boolean;
   prev: Node<V> | null; // toward LRU
   next: Node<V> | null; // toward MRU
 }
@@ -171,12 +175,14 @@ export class Arc<V> {
     }
     switch (n.list) {
       case T1:
+        n.shared = true;
         // Second reference: MRU -> MFU. Resident bytes are unchanged, so no eviction.
         this.hits++;
         this.mruHits++;
         this.move(n, T2);
         return n.value;
       case T2:
+        n.shared = true;
         this.hits++;
         this.mfuHits++;
         this.move(n, T2);
@@ -255,10 +261,37 @@ export class Arc<V> {
       }
     }
     this.makeRoom(bytes, fromB2);
-    const node: Node<V> = { key, value, bytes, list: dest, adapted: false, prev: null, next: null };
+    const node: Node<V> = { key, value, bytes, list: dest, adapted: false, shared: false, spare: false, prev: null, next: null };
     this.lists4[dest].push(node);
     this.index.set(key, node);
     this.trimGhosts();
+  }
+
+  /**
+   * Mark the resident value of key as held by nothing but this cache (the caller knows), so
+   * take() may hand it over: only if it is still `value` and get() has never handed it out.
+   * `spare` false takes the mark back.
+   */
+  markSpare(key: string, value: V, spare = true): void {
+    const n = this.index.get(key);
+    if (n !== undefined && n.list <= T2 && n.value === value) n.spare = spare && !n.shared;
+  }
+
+  /**
+   * Hand over the resident value of key, and forget it, if it is spare (markSpare) and no
+   * get() has handed it out since: the caller then holds its only reference and may modify
+   * it. Otherwise undefined, and nothing changes (not even the hit counters).
+   */
+  take(key: string): V | undefined {
+    const n = this.index.get(key);
+    if (n === undefined || n.list > T2 || !n.spare || n.shared) return undefined;
+    this.hits++;
+    if (n.list === T1) this.mruHits++;
+    else this.mfuHits++;
+    this.lists4[n.list].remove(n);
+    this.index.delete(key);
+    this.onDrop?.(key, n.value!);
+    return n.value;
   }
 
   /** Forget key entirely (resident or ghost): its data is gone (a freed block). */

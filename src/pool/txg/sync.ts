@@ -212,6 +212,8 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   pool.zil?.synced(txg);
   // Last, and after zil.synced (which drops the records that view them): nothing of this txg refers to the payloads its writes lent any more.
   pool.returnLent(txg);
+  // Likewise for the data blocks this txg cached: nothing but the ARC holds them now.
+  io.settle(txg);
 }
 
 function datasetOf(pool: Pool, id: number): DatasetRecord | undefined {

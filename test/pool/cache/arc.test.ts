@@ -155,6 +155,43 @@ describe('Arc basics', () => {
   });
 });
 
+describe('Arc take (spare values handed over)', () => {
+  it('takes only values marked spare that no get() has handed out, and forgets them', () => {
+    const arc = new Arc<object>({ maxBytes: 1000 });
+    const a = {}, b = {}, c = {};
+    arc.set('a', a, 10);
+    arc.set('b', b, 10);
+    arc.set('c', c, 10);
+    expect(arc.take('a')).toBeUndefined(); // not marked
+    arc.markSpare('a', a);
+    arc.markSpare('b', {}); // not the cached value: ignored
+    expect(arc.take('b')).toBeUndefined();
+    expect(arc.take('a')).toBe(a);
+    expect(arc.has('a')).toBe(false);
+    expect(arc.take('a')).toBeUndefined();
+    // Handed out before the mark: never spare.
+    expect(arc.get('c')).toBe(c);
+    arc.markSpare('c', c);
+    expect(arc.take('c')).toBeUndefined();
+    // Handed out after the mark: no longer spare.
+    arc.markSpare('b', b);
+    expect(arc.get('b')).toBe(b);
+    expect(arc.take('b')).toBeUndefined();
+    // A mark taken back.
+    const d = {};
+    arc.set('d', d, 10);
+    arc.markSpare('d', d);
+    arc.markSpare('d', d, false);
+    expect(arc.take('d')).toBeUndefined();
+    // A new value under the key starts unmarked and not handed out.
+    const e = {};
+    arc.set('c', e, 10);
+    arc.markSpare('c', e);
+    expect(arc.take('c')).toBe(e);
+    expect(arc.stats().size).toBe(20); // b and d
+  });
+});
+
 describe('Arc scan resistance', () => {
   it('a one-time scan does not evict a twice-used working set (LRU loses it)', () => {
     const BLOCK = 16384;

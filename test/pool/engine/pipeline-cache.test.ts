@@ -72,4 +72,73 @@ describe('block pipeline cache', () => {
     for (let i = 0; i < 4; i++) expect((await io.read(bps[i]!)).equals(datas[i]!), `block ${i} read again`).toBe(true);
     for (let i = 1; i < 3; i++) expect(io.arc.get(arcKey(bps[i]!)) === got[i]).toBe(false);
   });
+
+  it('a data block cached by its write is taken by an owned read once its txg settles, unless a reader got it or it is cached twice', async () => {
+    class FailingLeaf extends MemoryLeaf {
+      fail = false;
+      protected override async doWrite(offset: number, data: Buffer[]): Promise<void> {
+        if (this.fail) throw new Error('injected write error');
+        return super.doWrite(offset, data);
+      }
+    }
+    const leaf = new FailingLeaf('aa', 'mem0', 80 * 1024 * 1024, { faultAfter: 1000 });
+    const top = new SingleVdev(leaf, { id: 0, config: { type: 'file', guid: 'aa', path: 'mem0' } });
+    const alloc = new Allocation([top]);
+    const io = new BlockPipeline([top], alloc, new Arc<Buffer>({ maxBytes: 4 << 20 }));
+    const p = (birth: number) => ({ comp: 'off' as const, cksum: 'fletcher4' as const, type: ObjType.VolumeData, level: 0, fill: 1, birth, copies: 1, logged: true });
+    const blocks = [0, 1, 2, 3, 4].map((i) => Buffer.alloc(16384, 0x10 + i));
+    const twice = Buffer.alloc(16384, 0x77);
+    const bps = await io.writeMany([...blocks.map((data) => ({ data, p: p(5) })), { data: twice, p: p(5) }, { data: twice, p: p(5) }]);
+    const ownedRead = async (bp: BlockPointer) => {
+      const owned: boolean[] = [];
+      const [got] = await io.readMany([bp], undefined, owned);
+      return { got: got!, owned: owned[0] };
+    };
+    // Before its txg settles: cached, but not spare (its write, dirty map and log records may still use it).
+    let r = await ownedRead(bps[0]!);
+    expect(r.owned).toBe(false);
+    expect(r.got).toBe(blocks[0]);
+    // A reader gets block 1 now (a send stream, a snapshot read): it may hold it for long.
+    const held = await io.read(bps[1]!);
+    io.settle(4); // not this txg yet
+    expect((await ownedRead(bps[2]!)).owned).toBe(false);
+    io.settle(5);
+    // Block 0 was handed out by the owned read above (a shared hit), block 1 to the reader.
+    expect((await ownedRead(bps[0]!)).owned).toBe(false);
+    r = await ownedRead(bps[1]!);
+    expect(r.owned).toBe(false);
+    r.got.fill(0); // (what an owner that wrongly believed it owned would do)
+    expect(held === r.got).toBe(true); // ...is why it must not: shown here on purpose
+    held.set(blocks[1]!);
+    // Block 3: spare, taken, out of the cache; the next plain read reads the device.
+    r = await ownedRead(bps[3]!);
+    expect(r.owned).toBe(true);
+    expect(r.got).toBe(blocks[3]);
+    expect(io.arc.has(arcKey(bps[3]!))).toBe(false);
+    r.got.fill(0xee);
+    const again = await io.read(bps[3]!);
+    expect(again).not.toBe(blocks[3]);
+    expect(again.equals(Buffer.alloc(16384, 0x13))).toBe(true);
+    // Taken once only.
+    expect((await ownedRead(bps[3]!)).owned).toBe(false);
+    // One buffer cached under two keys: neither is spare.
+    expect((await ownedRead(bps[5]!)).owned).toBe(false);
+    expect((await ownedRead(bps[6]!)).owned).toBe(false);
+    // A block placed by a write that failed is never spare.
+    const failed = Buffer.alloc(16384, 0x99);
+    let failedKey = '';
+    const set = io.arc.set.bind(io.arc);
+    io.arc.set = (key, value, bytes) => {
+      if (value === failed) failedKey = key;
+      set(key, value, bytes);
+    };
+    leaf.fail = true;
+    await expect(io.writeMany([{ data: failed, p: p(6) }])).rejects.toThrow();
+    leaf.fail = false;
+    io.settle(6);
+    expect(failedKey).not.toBe('');
+    expect(io.arc.take(failedKey)).toBeUndefined();
+    // Block 4, never read: still spare and taken.
+    expect((await ownedRead(bps[4]!)).owned).toBe(true);
+  });
 });
