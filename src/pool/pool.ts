@@ -638,8 +638,9 @@ export class Pool {
    * compression and checksum; indirect blocks get one more copy than data
    * (ZFS's ditto rule: losing one loses many). `keepZeros`: all-zero data
    * blocks stay data (layers and row heads, where a hole means "look below").
+   * `spare`: the data buffers are the head's own (WriteProps.spare).
    */
-  writeProps(name: string, txg: number, keepZeros = false): (level: number) => WriteProps {
+  writeProps(name: string, txg: number, keepZeros = false, spare = false): (level: number) => WriteProps {
     const pol = this.writePolicy(name);
     return (level) => ({
       comp: pol.comp,
@@ -651,6 +652,7 @@ export class Pool {
       copies: level === 0 ? pol.copies : Math.min(3, pol.copies + 1),
       logged: true,
       ...(keepZeros && level === 0 ? { noHole: true } : {}),
+      ...(spare && level === 0 ? { spare: true } : {}),
     });
   }
 

@@ -71,6 +71,22 @@ describe('read-modify-write bases from the ARC', () => {
     expect((await volume.read(5 * BS, BS)).equals(now)).toBe(true);
   });
 
+  it('a cow or row volume never takes one (its store may share the head block)', async () => {
+    const { mgr, pool } = await setup();
+    for (const mode of ['cow', 'row']) {
+      await mgr.create(`tank/${mode}`, { volsize: '1M', blocksize: '16K', sparse: true, props: { snapmode: mode } });
+      const { volume } = await mgr.openVolume(`tank/${mode}`);
+      const { obj } = pool.objectOf(`tank/${mode}`);
+      await volume.write(2 * BS, Buffer.alloc(BS, 0x42));
+      await pool.txg.syncNow();
+      const base = pool.arc.peek(arcKey((await obj.committedBp(2))!));
+      expect(base).toBeDefined();
+      await volume.write(2 * BS, Buffer.alloc(512, 0x43));
+      expect(obj.dirtyBlock(2), mode).not.toBe(base);
+      expect(base!.equals(Buffer.alloc(BS, 0x42)), mode).toBe(true);
+    }
+  });
+
   it('random partial writes, reads, snapshots and syncs agree with a model', async () => {
     const { mgr, pool, volume } = await setup();
     const size = 4 * MiB;

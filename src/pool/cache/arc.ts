@@ -102,8 +102,8 @@ interface Node<V> {
   adapted: boolean;
   /** get() has handed the value out: someone besides the cache may hold it (see take()). */
   shared: boolean;
-  /** markSpare(): the cache holds the only reference to the value, so take() may hand it over. */
-  spare: boolean;
+  /** markSpare(): from settle(spareAt) on, only the cache holds the value, so take() may hand it over (Infinity: never). */
+  spareAt: number;
   prev: Node<V> | null; // toward LRU
   next: Node<V> | null; // toward MRU
 }
@@ -261,30 +261,38 @@ export class Arc<V> {
       }
     }
     this.makeRoom(bytes, fromB2);
-    const node: Node<V> = { key, value, bytes, list: dest, adapted: false, shared: false, spare: false, prev: null, next: null };
+    const node: Node<V> = { key, value, bytes, list: dest, adapted: false, shared: false, spareAt: Infinity, prev: null, next: null };
     this.lists4[dest].push(node);
     this.index.set(key, node);
     this.trimGhosts();
   }
 
+  /** Epochs settled so far (settle()). */
+  private settled = -Infinity;
+
   /**
-   * Mark the resident value of key as held by nothing but this cache (the caller knows), so
-   * take() may hand it over: only if it is still `value` and get() has never handed it out.
-   * `spare` false takes the mark back.
+   * Promise that once settle(epoch) has been called, nothing but this cache holds the
+   * resident value of key (if it is still `value`), so take() may hand it over then.
+   * epoch Infinity takes the promise back. A value get() has returned is never spare.
    */
-  markSpare(key: string, value: V, spare = true): void {
+  markSpare(key: string, value: V, epoch: number): void {
     const n = this.index.get(key);
-    if (n !== undefined && n.list <= T2 && n.value === value) n.spare = spare && !n.shared;
+    if (n !== undefined && n.list <= T2 && n.value === value) n.spareAt = epoch;
+  }
+
+  /** Epoch `epoch` is over: values marked spare for it and earlier may be taken. */
+  settle(epoch: number): void {
+    if (epoch > this.settled) this.settled = epoch;
   }
 
   /**
-   * Hand over the resident value of key, and forget it, if it is spare (markSpare) and no
-   * get() has handed it out since: the caller then holds its only reference and may modify
-   * it. Otherwise undefined, and nothing changes (not even the hit counters).
+   * Hand over the resident value of key, and forget it, if it is spare (markSpare, settled)
+   * and no get() has returned it since it was cached: the caller then holds its only
+   * reference and may modify it. Otherwise undefined, and nothing changes.
    */
   take(key: string): V | undefined {
     const n = this.index.get(key);
-    if (n === undefined || n.list > T2 || !n.spare || n.shared) return undefined;
+    if (n === undefined || n.list > T2 || n.shared || n.spareAt > this.settled) return undefined;
     this.hits++;
     if (n.list === T1) this.mruHits++;
     else this.mfuHits++;

@@ -34,6 +34,12 @@ export interface WriteProps {
   logged: boolean;
   /** Store even if all zero (metadata must always exist). */
   noHole?: boolean;
+  /**
+   * The data buffer is the block's own and nothing but the dirty map it comes from refers to
+   * it (a native volume's head: not a cow or row store, which may share a head's buffers).
+   * Cached after its write, it becomes spare once its txg has synced (settle()).
+   */
+  spare?: boolean;
 }
 
 export interface PipelineStats {
@@ -97,35 +103,12 @@ export class BlockPipeline {
   }
 
   /**
-   * Spare cached data: data blocks that the ARC alone holds, which a read-modify-write may
-   * take as its dirty block instead of copying them (readMany's `owned`, Arc.take). A
-   * block's dirty buffer is cached when its txg writes it (place). Once that txg has synced
-   * (settle), its device writes are done and its dirty map and intent-log records are gone,
-   * so the ARC holds the only reference, unless a reader got it from the ARC meanwhile
-   * (the ARC remembers that per entry) or the same buffer was cached under a second key (a
-   * cow store's copy of a head block: `spareKeys` catches that, and it is then never spare).
+   * Txg `txg` has synced (sync.ts, last step): the data blocks it cached with `spare` are now
+   * held by the ARC alone, and a read-modify-write may take one as its dirty block instead
+   * of copying it (readMany's `owned`, Arc.take), unless a reader got it from the ARC since.
    */
-  private spareKeys = new WeakMap<ArrayBufferLike, string>();
-  /** Data blocks cached by place() whose txg has not synced yet (settle() looks at them). */
-  private unsettled: { data: Buffer; key: string; birth: number; failed?: boolean }[] = [];
-
-  /** Txg `txg` has synced (sync.ts, last step): the data blocks it cached become spare. */
   settle(txg: number): void {
-    const later: typeof this.unsettled = [];
-    for (const u of this.unsettled) {
-      if (u.birth > txg) later.push(u);
-      else if (!u.failed) {
-        const other = this.spareKeys.get(u.data.buffer);
-        if (other === undefined) {
-          this.spareKeys.set(u.data.buffer, u.key);
-          this.arc.markSpare(u.key, u.data);
-        } else {
-          if (other) this.arc.markSpare(other, u.data, false);
-          this.spareKeys.set(u.data.buffer, '');
-        }
-      }
-    }
-    this.unsettled = later;
+    this.arc.settle(txg);
   }
 
   /** Where large write batches are prepared (prepare-workers.ts); null: on this thread. Replaceable (tests). */
@@ -188,7 +171,7 @@ export class BlockPipeline {
   async writeMany(items: { data: Buffer; p: WriteProps }[]): Promise<(BlockPointer | null)[]> {
     const out: (BlockPointer | null)[] = new Array(items.length).fill(null);
     const allocated: BlockPointer['dvas'][] = [];
-    const spares: (typeof this.unsettled)[number][] = [];
+    const spares: string[] = [];
     const issued: Promise<void>[] = [];
     // Runs being assembled, one per top-level (copies may land on several).
     const open = new Map<number, { offset: number; bufs: Buffer[]; len: number }>();
@@ -221,11 +204,10 @@ export class BlockPipeline {
       if (p.level > 0 || p.type !== ObjType.VolumeData || ((data.byteLength === data.buffer.byteLength || this.views.hasRoom()) && !this.lent.has(data.buffer))) {
         const key = arcKey(out[i]!);
         this.cache(key, data);
-        // A whole buffer of its own (not a view, not the shared zero block a layer keeps as data).
-        if (p.level === 0 && p.type === ObjType.VolumeData && !p.noHole && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
-          const u = { data, key, birth: p.birth };
-          spares.push(u);
-          this.unsettled.push(u);
+        // Spare once this txg has synced, if it is a whole buffer of its own (not a view).
+        if (p.spare && p.level === 0 && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+          this.arc.markSpare(key, data, p.birth);
+          spares.push(key);
         }
       }
       for (const d of dvas) {
@@ -258,7 +240,7 @@ export class BlockPipeline {
       await Promise.all(issued);
     } catch (e) {
       await Promise.allSettled(issued);
-      for (const u of spares) u.failed = true;
+      for (const key of spares) this.arc.markSpare(key, this.arc.peek(key)!, Infinity);
       for (const dvas of allocated) this.alloc.unalloc(dvas);
       throw e instanceof StorageError ? e : err.io('write failed', e);
     }
@@ -393,7 +375,7 @@ export class BlockPipeline {
    * random writes to a pool volume (after a sequential fill, most bases
    * are not cached). An ARC hit is taken the same way (removed from the ARC,
    * `owned[i]` true) when it is spare: a block written by a txg that has
-   * synced, which no reader has been handed since (see spareKeys). Other hits
+   * synced, which no reader has been handed since (see settle). Other hits
    * are shared: `owned[i]` false, the caller copies.
    */
   async readMany(bps: (BlockPointer | null)[], misses?: { ops: number; bytes: number }, owned?: boolean[]): Promise<(Buffer | null)[]> {
@@ -414,10 +396,9 @@ export class BlockPipeline {
       if (!bp) continue;
       const d = bp.dvas[0]!;
       const key = arcKey(bp);
-      // A spare block is taken: out of the cache, the caller's alone (see spareKeys).
+      // A spare block is taken: out of the cache, the caller's alone (see settle).
       const taken = owned ? this.arc.take(key) : undefined;
       if (taken) {
-        this.spareKeys.delete(taken.buffer);
         out[i] = taken;
         owned![i] = true;
         continue;

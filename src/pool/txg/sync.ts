@@ -67,8 +67,10 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     const acct = pool.account(rec.id);
     // Layers and row heads keep all-zero blocks as data: a hole there means "look below".
     const keepZeros = !!layer || rec.props['snapmode'] === 'row';
+    // A native head's dirty buffers are its own; a cow store may share a head's (pipeline: spare).
+    const spare = !layer && rec.props['snapmode'] !== 'cow' && rec.props['snapmode'] !== 'row';
     const nd = await obj.tree.sync(obj.dnode, dm, {
-      props: pool.writeProps(name, txg, keepZeros),
+      props: pool.writeProps(name, txg, keepZeros, spare),
       born: (bp) => {
         acct.deviceWriteOps++;
         acct.deviceWriteBytes += bpAsize(bp);
@@ -212,7 +214,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
   pool.zil?.synced(txg);
   // Last, and after zil.synced (which drops the records that view them): nothing of this txg refers to the payloads its writes lent any more.
   pool.returnLent(txg);
-  // Likewise for the data blocks this txg cached: nothing but the ARC holds them now.
+  // Likewise for the data blocks this txg cached (spare): nothing but the ARC holds them now.
   io.settle(txg);
 }
 

@@ -156,39 +156,45 @@ describe('Arc basics', () => {
 });
 
 describe('Arc take (spare values handed over)', () => {
-  it('takes only values marked spare that no get() has handed out, and forgets them', () => {
+  it('takes only values marked spare for a settled epoch that no get() has handed out, and forgets them', () => {
     const arc = new Arc<object>({ maxBytes: 1000 });
-    const a = {}, b = {}, c = {};
+    const a = {}, b = {}, c = {}, d = {};
     arc.set('a', a, 10);
     arc.set('b', b, 10);
     arc.set('c', c, 10);
+    arc.set('d', d, 10);
     expect(arc.take('a')).toBeUndefined(); // not marked
-    arc.markSpare('a', a);
-    arc.markSpare('b', {}); // not the cached value: ignored
+    arc.markSpare('a', a, 5);
+    arc.markSpare('b', {}, 5); // not the cached value: ignored
+    expect(arc.take('a')).toBeUndefined(); // epoch 5 not settled
+    arc.settle(4);
+    expect(arc.take('a')).toBeUndefined();
+    arc.settle(5);
     expect(arc.take('b')).toBeUndefined();
     expect(arc.take('a')).toBe(a);
     expect(arc.has('a')).toBe(false);
     expect(arc.take('a')).toBeUndefined();
-    // Handed out before the mark: never spare.
+    // Handed out before the mark, or after it: never spare.
     expect(arc.get('c')).toBe(c);
-    arc.markSpare('c', c);
+    arc.markSpare('c', c, 1);
     expect(arc.take('c')).toBeUndefined();
-    // Handed out after the mark: no longer spare.
-    arc.markSpare('b', b);
+    arc.markSpare('b', b, 1);
     expect(arc.get('b')).toBe(b);
     expect(arc.take('b')).toBeUndefined();
-    // A mark taken back.
-    const d = {};
-    arc.set('d', d, 10);
-    arc.markSpare('d', d);
-    arc.markSpare('d', d, false);
+    // A mark taken back; settle never goes back.
+    arc.markSpare('d', d, 2);
+    arc.markSpare('d', d, Infinity);
+    arc.settle(3);
     expect(arc.take('d')).toBeUndefined();
-    // A new value under the key starts unmarked and not handed out.
+    arc.markSpare('d', d, 5);
+    expect(arc.take('d')).toBe(d);
+    // A new value under a key starts unmarked and not handed out.
     const e = {};
     arc.set('c', e, 10);
-    arc.markSpare('c', e);
+    expect(arc.take('c')).toBeUndefined();
+    arc.markSpare('c', e, 5);
     expect(arc.take('c')).toBe(e);
-    expect(arc.stats().size).toBe(20); // b and d
+    expect(arc.stats().size).toBe(10); // b
   });
 });
 
