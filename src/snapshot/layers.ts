@@ -183,14 +183,32 @@ export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nb
  * tree read); null for holes. Device reads are counted against `acct`
  * (as write-path reads when `forWrite`). With `owned`, blocks read from a
  * device are the caller's own (`owned[i]` true; see BlockPipeline.readMany):
- * nothing else holds them, so the caller may modify them in place.
+ * nothing else holds them, so the caller may modify them in place. With
+ * `held`, dirty blocks returned are held (see `mine` below) and listed there.
  */
-export async function readBlocks(pool: Pool, obj: ObjectState, ids: readonly number[], acct?: IoAccount, forWrite = false, owned?: boolean[]): Promise<(Buffer | null)[]> {
+export async function readBlocks(
+  pool: Pool,
+  obj: ObjectState,
+  ids: readonly number[],
+  acct?: IoAccount,
+  forWrite = false,
+  owned?: boolean[],
+  held?: Buffer[],
+): Promise<(Buffer | null)[]> {
   const out: (Buffer | null)[] = new Array(ids.length).fill(null);
   const need: number[] = [];
   // A dirty block that is a view of a lent write payload is copied now, in the tick it is
   // found: its txg may sync while the caller awaits, and its owner then reuses the payload.
-  const mine = (d: Buffer | null): Buffer | null => (d && pool.io.isLent(d) ? Buffer.from(d) : d);
+  // Any other dirty block given to a caller that collects `held` is held (BlockPipeline.hold)
+  // in that same tick, for the same reason: the caller unholds each once it has copied it.
+  const mine = (d: Buffer | null): Buffer | null => {
+    if (d && pool.io.isLent(d)) return Buffer.from(d);
+    if (d && held) {
+      pool.io.hold(d);
+      held.push(d);
+    }
+    return d;
+  };
   ids.forEach((b, i) => {
     const d = obj.dirtyBlock(b);
     if (owned) owned[i] = false;

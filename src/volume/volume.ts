@@ -243,9 +243,9 @@ export class Volume implements BlockDevice {
    * write-path reads. `owned[i]` says the block was read from a device for this caller alone
    * (readBlocks): a strategy's volume never gets one, its store may still want the block.
    */
-  private async latest(ids: number[], owned?: boolean[]): Promise<(Buffer | null)[]> {
+  private async latest(ids: number[], owned?: boolean[], held?: Buffer[]): Promise<(Buffer | null)[]> {
     const wp = this.wp;
-    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true, wp ? undefined : owned);
+    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true, wp ? undefined : owned, held);
     if (!wp) return datas;
     const below = ids.map((_, i) => i).filter((i) => datas[i] === null && this.obj.dirtyBlock(ids[i]!) === undefined && wp.hasBelow(ids[i]!));
     if (below.length) {
@@ -294,13 +294,15 @@ export class Volume implements BlockDevice {
     const base = new Map<number, Buffer | null>();
     // whole and partial are each ascending; partial blocks are only the first and last.
     const unlock = await this.locks.acquireAll(partial.length ? [...whole, ...partial].sort((x, y) => x - y) : whole);
+    /** Dirty bases held until merged (readBlocks): no other volume may take one meanwhile. */
+    const held: Buffer[] = [];
     try {
       // Always keep a base, even for a block dirty now (that read costs nothing): if
       // it is dirty only in the syncing txg and that sync completes while we wait in
       // admit()/throttle() below, its dirty copy is gone and, without a base, the
       // merge treated the block as a hole (its other bytes were lost).
       const ownedBase: boolean[] = [];
-      const bases = await this.latest(partial, ownedBase);
+      const bases = await this.latest(partial, ownedBase, held);
       partial.forEach((b, i) => base.set(b, bases[i]!));
       /** Bases this write alone holds (read from a device, or taken from the ARC): they may become its dirty blocks as they are. */
       const ownBases = new Set(bases.filter((d, i): d is Buffer => d !== null && ownedBase[i] === true));
@@ -381,6 +383,7 @@ export class Volume implements BlockDevice {
         else lend.release(); // every block was copied out of it
       }
     } finally {
+      for (const h of held) this.pool.io.unhold(h);
       unlock();
     }
   }

@@ -288,11 +288,12 @@ export class Arc<V> {
   /**
    * Hand over the resident value of key, and forget it, if it is spare (markSpare, settled)
    * and no get() has returned it since it was cached: the caller then holds its only
-   * reference and may modify it. Otherwise undefined, and nothing changes.
+   * reference and may modify it. Otherwise, or if `refuse(value)`, undefined, and nothing
+   * changes.
    */
-  take(key: string): V | undefined {
+  take(key: string, refuse?: (value: V) => boolean): V | undefined {
     const n = this.index.get(key);
-    if (n === undefined || n.list > T2 || n.shared || n.spareAt > this.settled) return undefined;
+    if (n === undefined || n.list > T2 || n.shared || n.spareAt > this.settled || refuse?.(n.value!)) return undefined;
     this.hits++;
     if (n.list === T1) this.mruHits++;
     else this.mfuHits++;

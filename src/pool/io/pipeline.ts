@@ -35,9 +35,11 @@ export interface WriteProps {
   /** Store even if all zero (metadata must always exist). */
   noHole?: boolean;
   /**
-   * The data buffer is the block's own and nothing but the dirty map it comes from refers to
-   * it (a native volume's head: not a cow or row store, which may share a head's buffers).
-   * Cached after its write, it becomes spare once its txg has synced (settle()).
+   * The data buffer is the block's own and nothing but the dirty map it comes from (and
+   * holders registered with hold()) refers to it: a native volume's head. Cached after its
+   * write, it becomes spare once its txg has synced (settle()). The cow and row strategies'
+   * heads and stores are not marked: cow copies what it keeps today, but their buffers'
+   * lifetimes are theirs, and they never take (no `owned` reads).
    */
   spare?: boolean;
 }
@@ -109,6 +111,23 @@ export class BlockPipeline {
    */
   settle(txg: number): void {
     this.arc.settle(txg);
+  }
+
+  /**
+   * Dirty buffers a read-modify-write holds as its base across awaits (readBlocks, with
+   * counts): the base's txg may sync meanwhile and cache it as spare, and another volume
+   * sharing the block (a clone of a snapshot taken meanwhile) must not take it and write
+   * its bytes into it before this write copies it.
+   */
+  private held = new Map<ArrayBufferLike, number>();
+  private readonly isHeld = (v: Buffer) => this.held.has(v.buffer);
+  hold(data: Buffer): void {
+    this.held.set(data.buffer, (this.held.get(data.buffer) ?? 0) + 1);
+  }
+  unhold(data: Buffer): void {
+    const n = this.held.get(data.buffer) ?? 0;
+    if (n <= 1) this.held.delete(data.buffer);
+    else this.held.set(data.buffer, n - 1);
   }
 
   /** Where large write batches are prepared (prepare-workers.ts); null: on this thread. Replaceable (tests). */
@@ -397,7 +416,7 @@ export class BlockPipeline {
       const d = bp.dvas[0]!;
       const key = arcKey(bp);
       // A spare block is taken: out of the cache, the caller's alone (see settle).
-      const taken = owned ? this.arc.take(key) : undefined;
+      const taken = owned ? this.arc.take(key, this.held.size ? this.isHeld : undefined) : undefined;
       if (taken) {
         out[i] = taken;
         owned![i] = true;

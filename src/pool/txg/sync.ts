@@ -67,7 +67,7 @@ export async function syncTxg(pool: Pool, txg: number): Promise<void> {
     const acct = pool.account(rec.id);
     // Layers and row heads keep all-zero blocks as data: a hole there means "look below".
     const keepZeros = !!layer || rec.props['snapmode'] === 'row';
-    // A native head's dirty buffers are its own; a cow store may share a head's (pipeline: spare).
+    // A native head's dirty buffers are its own (WriteProps.spare); strategies manage theirs.
     const spare = !layer && rec.props['snapmode'] !== 'cow' && rec.props['snapmode'] !== 'row';
     const nd = await obj.tree.sync(obj.dnode, dm, {
       props: pool.writeProps(name, txg, keepZeros, spare),
