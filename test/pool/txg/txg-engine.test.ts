@@ -7,7 +7,7 @@ describe('TxgEngine', () => {
     const seen = new Map<number, string[]>();
     const eng = new TxgEngine(0, async (txg) => void seen.set(txg, [...(recorded.get(txg) ?? [])]), { dirtyMax: 100, timeoutMs: 60_000 });
     for (let i = 0; i < 5; i++) {
-      const t = eng.markDirty(60); // over dirtyMax/4: starts a sync
+      const t = eng.markDirty(60); // over half of dirtyMax: starts a sync
       // The caller records its change synchronously after markDirty (Volume.modify does).
       recorded.set(t, [...(recorded.get(t) ?? []), `w${i}`]);
       await eng.syncNow();
