@@ -21,10 +21,10 @@
  * evicts a payload's views together, in the order they were cached, so the
  * waste stays around one payload and nothing is ever copied.
  */
-import type { Arc } from './arc.js';
+import type { Arc, ArcKey } from './arc.js';
 
 interface Shared {
-  keys: Set<string>;
+  keys: Set<ArcKey>;
   bytes: number;
 }
 
@@ -50,7 +50,7 @@ export class SharedViews {
   }
 
   /** Call after arc.set(key, value): tracks value if it is a view of a larger buffer. */
-  added(key: string, value: Buffer): void {
+  added(key: ArcKey, value: Buffer): void {
     if (value.byteLength === value.buffer.byteLength || this.arc.peek(key) !== value) return;
     let s = this.byBuffer.get(value.buffer);
     if (!s) {
@@ -85,7 +85,7 @@ export class SharedViews {
     return { buffers: this.byBuffer.size, viewBytes, pinnedBytes };
   }
 
-  private dropped(key: string, value: Buffer): void {
+  private dropped(key: ArcKey, value: Buffer): void {
     const s = this.byBuffer.get(value.buffer);
     if (!s || !s.keys.delete(key)) return;
     s.bytes -= value.byteLength;

@@ -12,7 +12,7 @@
  * verifies, and that error travels up unchanged.
  */
 import { err, StorageError } from '../../errors.js';
-import type { Arc } from '../cache/arc.js';
+import type { Arc, ArcKey } from '../cache/arc.js';
 import { bpAsize, dvaKey, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
 import { decompressBlock } from './compress.js';
@@ -53,15 +53,21 @@ export interface PipelineStats {
 }
 
 /**
- * ARC key of a block: where its first copy lives AND its birth txg. A place is
+ * ARC key of a block: where its first copy lives; its entry is tagged with the
+ * block's birth txg (Arc tags), and every lookup gives that too. A place is
  * reused only after its block is freed and TXG_DEFER txgs pass, so (place,
- * birth) names one block forever. Keyed by place alone, a reader still walking
- * an old tree could re-insert a just-freed block after free() dropped it, and
+ * birth) names one block forever. By place alone, a reader still walking an
+ * old tree could re-insert a just-freed block after free() dropped it, and
  * once the place was reused for another data block (data is not cached on
  * write) reads of that block returned the old contents, unverified.
+ *
+ * A number (a fast Map key): the place in 512-byte units, the top-level vdev
+ * above bit 41 -- exact below 2^53 for vdevs under 2048 and offsets under 1
+ * PiB; any other place gets a string key.
  */
-export function arcKey(bp: BlockPointer): string {
-  return `${dvaKey(bp.dvas[0]!)}@${bp.birth}`;
+export function arcKey(bp: BlockPointer): ArcKey {
+  const d = bp.dvas[0]!;
+  return d.vdev < 2048 && d.offset < 2 ** 50 && d.offset % 512 === 0 ? d.vdev * 2 ** 41 + d.offset / 512 : dvaKey(d);
 }
 
 /** Indirect blocks and everything that is not volume data: what the metadata reserve is for (allocate.ts). */
@@ -83,8 +89,8 @@ export class BlockPipeline {
   readonly views: SharedViews;
 
   /** Put a block's logical data in the ARC (views of larger buffers tracked). */
-  private cache(key: string, data: Buffer): void {
-    this.arc.set(key, data, data.length);
+  private cache(key: ArcKey, data: Buffer, birth: number): void {
+    this.arc.set(key, data, data.length, birth);
     if (data.byteLength !== data.buffer.byteLength) this.views.added(key, data);
   }
 
@@ -175,7 +181,7 @@ export class BlockPipeline {
       cksum: prep.cksum,
     };
     // The logical data is what readers want; caching it saves a read+decompress right after a sync.
-    if (p.level > 0 || p.type !== 1) this.cache(arcKey(bp), data);
+    if (p.level > 0 || p.type !== 1) this.cache(arcKey(bp), data, bp.birth);
     return bp;
   }
 
@@ -190,7 +196,7 @@ export class BlockPipeline {
   async writeMany(items: { data: Buffer; p: WriteProps }[]): Promise<(BlockPointer | null)[]> {
     const out: (BlockPointer | null)[] = new Array(items.length).fill(null);
     const allocated: BlockPointer['dvas'][] = [];
-    const spares: string[] = [];
+    const spares: ArcKey[] = [];
     const issued: Promise<void>[] = [];
     // Runs being assembled, one per top-level (copies may land on several).
     const open = new Map<number, { offset: number; bufs: Buffer[]; len: number }>();
@@ -222,7 +228,7 @@ export class BlockPipeline {
       // Lent payloads (see lent) are never cached: their owners reuse them once this txg syncs.
       if (p.level > 0 || p.type !== ObjType.VolumeData || ((data.byteLength === data.buffer.byteLength || this.views.hasRoom()) && !this.lent.has(data.buffer))) {
         const key = arcKey(out[i]!);
-        this.cache(key, data);
+        this.cache(key, data, p.birth);
         // Spare once this txg has synced, if it is a whole buffer of its own (not a view).
         if (p.spare && p.level === 0 && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
           this.arc.markSpare(key, data, p.birth);
@@ -349,22 +355,22 @@ export class BlockPipeline {
   /** Read and verify a block; returns the logical contents (shared: do not mutate). */
   async read(bp: BlockPointer): Promise<Buffer> {
     const key = arcKey(bp);
-    const hit = this.arc.get(key);
+    const hit = this.arc.get(key, bp.birth);
     if (hit) return hit;
     return this.readMiss(bp, key);
   }
 
   /** read() after an ARC miss on `key` (arcKey(bp)) in this same tick. */
-  private async readMiss(bp: BlockPointer, key: string): Promise<Buffer> {
+  private async readMiss(bp: BlockPointer, key: ArcKey): Promise<Buffer> {
     // One device read per block at a time: a volume read of N blocks under one
     // uncached indirect block used to issue N reads of that indirect (and count N
     // checksum errors for one bad copy). Keyed by checksum too, so a stale reader's
     // freed block never shares a read with the block that reuses its place.
-    const fkey = `${key}:${bp.cksum.toString('hex')}`;
+    const fkey = `${key}@${bp.birth}:${bp.cksum.toString('hex')}`;
     const pending = this.inflight.get(fkey);
     if (pending) return pending;
     const p = this.readUncached(bp).then((data) => {
-      this.cache(key, data);
+      this.cache(key, data, bp.birth);
       return data;
     });
     this.inflight.set(fkey, p);
@@ -400,7 +406,7 @@ export class BlockPipeline {
   async readMany(bps: (BlockPointer | null)[], misses?: { ops: number; bytes: number }, owned?: boolean[]): Promise<(Buffer | null)[]> {
     const out: (Buffer | null)[] = new Array(bps.length).fill(null);
     /** ARC keys of the blocks that missed (their runs read them). */
-    const keys: (string | undefined)[] = new Array(bps.length);
+    const keys: (ArcKey | undefined)[] = new Array(bps.length);
     const runs: number[][] = [];
     let run: number[] = [];
     let runEnd = -1;
@@ -416,13 +422,13 @@ export class BlockPipeline {
       const d = bp.dvas[0]!;
       const key = arcKey(bp);
       // A spare block is taken: out of the cache, the caller's alone (see settle).
-      const taken = owned ? this.arc.take(key, this.held.size ? this.isHeld : undefined) : undefined;
+      const taken = owned ? this.arc.take(key, bp.birth, this.held.size ? this.isHeld : undefined) : undefined;
       if (taken) {
         out[i] = taken;
         owned![i] = true;
         continue;
       }
-      const hit = this.arc.get(key);
+      const hit = this.arc.get(key, bp.birth);
       if (hit) {
         out[i] = hit;
         if (owned) owned[i] = false;
@@ -464,7 +470,7 @@ export class BlockPipeline {
               const data = bp.comp === 'off' ? (bp.lsize === phys.length ? phys : phys.subarray(0, bp.lsize)) : decompressBlock(bp.comp, phys, bp.lsize);
               this.stats.readOps++;
               this.stats.readBytes += bp.psize;
-              if (!owned) this.cache(arcKey(bp), data);
+              if (!owned) this.cache(arcKey(bp), data, bp.birth);
               out[i] = data;
             } else {
               out[i] = owned ? await this.readUncached(bp) : await this.read(bp);
@@ -504,7 +510,7 @@ export class BlockPipeline {
 
   /** Free a block in txg (deferred) and drop it from the cache. */
   free(bp: BlockPointer, txg: number, logged: boolean): number {
-    this.arc.delete(arcKey(bp));
+    this.arc.delete(arcKey(bp), bp.birth);
     this.alloc.freeDvas(bp.dvas, txg, logged);
     return bpAsize(bp);
   }

@@ -196,7 +196,7 @@ export class BlockTree {
       );
       toWrite.forEach((w, i) => {
         const bp = bps[i]!;
-        this.io.arc.set(arcKey(bp), w.buf, w.buf.length);
+        this.io.arc.set(arcKey(bp), w.buf, w.buf.length, bp.birth);
         next.set(w.pid, bp);
       });
       updates = next;

@@ -198,6 +198,31 @@ describe('Arc take (spare values handed over)', () => {
   });
 });
 
+describe('Arc tags', () => {
+  it('get, take and delete see an entry only with its tag; set with another tag replaces it as new', () => {
+    const arc = new Arc<object>({ maxBytes: 1000 });
+    const old = {}, now = {};
+    arc.set(7, old, 10, 5);
+    expect(arc.get(7)).toBeUndefined(); // tag 0
+    expect(arc.get(7, 9)).toBeUndefined();
+    expect(arc.get(7, 5)).toBe(old); // -> MFU
+    expect(arc.lists().mfu).toEqual([7]);
+    arc.set(7, now, 10, 9); // another block in the same place: new, in MRU
+    expect(arc.lists()).toMatchObject({ mru: [7], mfu: [] });
+    expect(arc.get(7, 5)).toBeUndefined();
+    expect(arc.delete(7, 5)).toBe(false);
+    expect(arc.peek(7)).toBe(now);
+    arc.markSpare(7, now, 1);
+    arc.settle(1);
+    expect(arc.take(7, 5)).toBeUndefined();
+    expect(arc.take(7, 9)).toBe(now);
+    arc.set(8, old, 10, 3);
+    expect(arc.delete(8, 3)).toBe(true);
+    expect(arc.stats().entries).toBe(0);
+    arc.check();
+  });
+});
+
 describe('Arc scan resistance', () => {
   it('a one-time scan does not evict a twice-used working set (LRU loses it)', () => {
     const BLOCK = 16384;

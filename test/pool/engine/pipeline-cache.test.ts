@@ -4,7 +4,7 @@
  * re-cache a block after it was freed, and the place is reused later.
  */
 import { describe, expect, it } from 'vitest';
-import { Arc } from '../../../src/pool/cache/arc.js';
+import { Arc, type ArcKey } from '../../../src/pool/cache/arc.js';
 import { ObjType, type BlockPointer } from '../../../src/pool/blkptr.js';
 import { Allocation } from '../../../src/pool/io/allocate.js';
 import { computeChecksum } from '../../../src/pool/io/checksum.js';
@@ -125,18 +125,19 @@ describe('block pipeline cache', () => {
     expect((await ownedRead(bps[5]!)).owned).toBe(false);
     // A block placed by a write that failed is never spare.
     const failed = Buffer.alloc(16384, 0x99);
-    let failedKey = '';
+    let failedKey: ArcKey = '';
     const set = io.arc.set.bind(io.arc);
-    io.arc.set = (key, value, bytes) => {
+    io.arc.set = (key, value, bytes, tag) => {
       if (value === failed) failedKey = key;
-      set(key, value, bytes);
+      set(key, value, bytes, tag);
     };
     leaf.fail = true;
     await expect(io.writeMany([{ data: failed, p: p(6) }])).rejects.toThrow();
     leaf.fail = false;
     io.settle(6);
     expect(failedKey).not.toBe('');
-    expect(io.arc.take(failedKey)).toBeUndefined();
+    expect(io.arc.peek(failedKey)).toBe(failed);
+    expect(io.arc.take(failedKey, 6)).toBeUndefined();
     // Block 4, never read: still spare and taken.
     expect((await ownedRead(bps[4]!)).owned).toBe(true);
   });
