@@ -157,8 +157,16 @@ export class Volume implements BlockDevice {
       // One device read per physically contiguous run of blocks (each still verified).
       const u = { ops: 0, bytes: 0 };
       let datas: (Buffer | null)[];
+      // Cached blocks are copied into `out` in the tick they are found (never handed out:
+      // a block this volume writes next may then be taken rather than copied, see readMany).
+      const copied: boolean[] = new Array(need.length).fill(false);
+      const copyHit = (i: number, data: Buffer) => {
+        const n = need[i]!;
+        data.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
+        copied[i] = true;
+      };
       try {
-        datas = await this.pool.io.readMany(bps, u);
+        datas = await this.pool.io.readMany(bps, u, undefined, copyHit);
       } catch (e) {
         await this.logUnreadable(need.map((n) => n.b), bps);
         throw e;
@@ -178,6 +186,7 @@ export class Volume implements BlockDevice {
       need.forEach((n, i) => {
         // A write may have landed while we read the tree: prefer it.
         const now = head.dirtyBlock(n.b);
+        if (now === undefined && copied[i]) return;
         const src = now !== undefined ? now : datas[i];
         if (src) src.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
         else out.fill(0, n.dst, n.dst + n.end - n.start);

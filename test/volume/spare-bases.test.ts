@@ -46,6 +46,23 @@ describe('read-modify-write bases from the ARC', () => {
     expect((await volume.read(3 * BS, BS)).equals(data)).toBe(true);
   });
 
+  it("the volume's own reads copy a cached block without handing it out: a write after a read still takes it", async () => {
+    const { pool, volume, obj, cached } = await setup();
+    const r = rng(4);
+    const data = r.bytes(BS);
+    await volume.write(6 * BS, data);
+    await pool.txg.syncNow();
+    const base = await cached(6);
+    const hits = pool.arc.stats().hits;
+    expect((await volume.read(6 * BS, BS)).equals(data)).toBe(true);
+    expect((await volume.read(6 * BS + 100, 5000)).equals(data.subarray(100, 5100))).toBe(true);
+    expect(pool.arc.stats().hits - hits).toBeGreaterThanOrEqual(2); // served from the ARC
+    await volume.write(6 * BS, Buffer.alloc(4 * KiB, 0x5a));
+    expect(obj.dirtyBlock(6)).toBe(base);
+    Buffer.alloc(4 * KiB, 0x5a).copy(data);
+    expect((await volume.read(6 * BS, BS)).equals(data)).toBe(true);
+  });
+
   it('a block a reader got from the ARC is copied, never taken: a snapshot reader holding it sees the snapshot', async () => {
     const { mgr, pool, volume, obj, cached } = await setup();
     const r = rng(2);

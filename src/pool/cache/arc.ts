@@ -182,7 +182,11 @@ export class Arc<V> {
   }
 
   /** The cached value, or undefined. A hit in T1 promotes the entry to T2. */
-  get(key: ArcKey, tag = 0): V | undefined {
+  /**
+   * `handOut` false: the caller copies the value before it yields (a synchronous copy), so
+   * no reference escapes and take() may still hand the value over later.
+   */
+  get(key: ArcKey, tag = 0, handOut = true): V | undefined {
     const n = this.index.get(key);
     if (n === undefined || n.tag !== tag) {
       this.misses++;
@@ -190,14 +194,14 @@ export class Arc<V> {
     }
     switch (n.list) {
       case T1:
-        n.shared = true;
+        if (handOut) n.shared = true;
         // Second reference: MRU -> MFU. Resident bytes are unchanged, so no eviction.
         this.hits++;
         this.mruHits++;
         this.move(n, T2);
         return n.value;
       case T2:
-        n.shared = true;
+        if (handOut) n.shared = true;
         this.hits++;
         this.mfuHits++;
         this.move(n, T2);

@@ -402,8 +402,18 @@ export class BlockPipeline {
    * `owned[i]` true) when it is spare: a block written by a txg that has
    * synced, which no reader has been handed since (see settle). Other hits
    * are shared: `owned[i]` false, the caller copies.
+   *
+   * `copyHit`, when given, is called with each ARC hit at once, in the tick of
+   * the lookup, and must copy it out before it returns; that block's `out[i]`
+   * is null. A hit copied so is not handed out (Arc.get's `handOut`): a volume
+   * reading blocks it may write next leaves them spare.
    */
-  async readMany(bps: (BlockPointer | null)[], misses?: { ops: number; bytes: number }, owned?: boolean[]): Promise<(Buffer | null)[]> {
+  async readMany(
+    bps: (BlockPointer | null)[],
+    misses?: { ops: number; bytes: number },
+    owned?: boolean[],
+    copyHit?: (i: number, data: Buffer) => void,
+  ): Promise<(Buffer | null)[]> {
     const out: (Buffer | null)[] = new Array(bps.length).fill(null);
     /** ARC keys of the blocks that missed (their runs read them). */
     const keys: (ArcKey | undefined)[] = new Array(bps.length);
@@ -428,9 +438,10 @@ export class BlockPipeline {
         owned![i] = true;
         continue;
       }
-      const hit = this.arc.get(key, bp.birth);
+      const hit = this.arc.get(key, bp.birth, !copyHit);
       if (hit) {
-        out[i] = hit;
+        if (copyHit) copyHit(i, hit); // copied now: the ARC's buffer is not handed out
+        else out[i] = hit;
         if (owned) owned[i] = false;
         continue;
       }
