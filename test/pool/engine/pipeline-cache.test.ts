@@ -70,7 +70,7 @@ describe('block pipeline cache', () => {
     for (let i = 0; i < 3; i++) got[i]!.fill(0xee);
     expect((await plain).equals(datas[0]!)).toBe(true);
     for (let i = 0; i < 4; i++) expect((await io.read(bps[i]!)).equals(datas[i]!), `block ${i} read again`).toBe(true);
-    for (let i = 1; i < 3; i++) expect(io.arc.get(arcKey(bps[i]!)) === got[i]).toBe(false);
+    for (let i = 1; i < 3; i++) expect(io.arc.get(arcKey(bps[i]!), bps[i]!.birth) === got[i]).toBe(false);
   });
 
   it('a spare data block cached by its write is taken by an owned read once its txg settles, unless a reader got it', async () => {
