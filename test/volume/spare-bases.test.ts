@@ -63,6 +63,45 @@ describe('read-modify-write bases from the ARC', () => {
     expect((await volume.read(6 * BS, BS)).equals(data)).toBe(true);
   });
 
+  it('a block the volume alone read from the device is spare; one another reader shared the read of is not', async () => {
+    const { pool, volume, obj, cached } = await setup();
+    const r = rng(5);
+    const a = r.bytes(BS);
+    const b = r.bytes(BS);
+    await volume.write(7 * BS, a);
+    await volume.write(9 * BS, b);
+    await pool.txg.syncNow();
+    const bpA = (await obj.committedBp(7))!;
+    const bpB = (await obj.committedBp(9))!;
+    pool.arc.delete(arcKey(bpA));
+    pool.arc.delete(arcKey(bpB));
+    // Block 7: read by the volume alone.
+    expect((await volume.read(7 * BS, BS)).equals(a)).toBe(true);
+    const cachedA = await cached(7);
+    expect(cachedA?.equals(a)).toBe(true);
+    // Block 9: the volume's device read is joined by another reader, who keeps the buffer.
+    const readUncached = pool.io.readUncached.bind(pool.io);
+    let joiner: Promise<Buffer> | undefined;
+    pool.io.readUncached = (bp) => {
+      const p = readUncached(bp);
+      if (bp.birth === bpB.birth && bp.dvas[0]!.offset === bpB.dvas[0]!.offset) queueMicrotask(() => (joiner = pool.io.read(bpB)));
+      return p;
+    };
+    expect((await volume.read(9 * BS, BS)).equals(b)).toBe(true);
+    pool.io.readUncached = readUncached;
+    const held = await joiner!;
+    expect(held).toBe(await cached(9));
+    await volume.write(7 * BS + 4 * KiB, Buffer.alloc(4 * KiB, 1));
+    await volume.write(9 * BS + 4 * KiB, Buffer.alloc(4 * KiB, 1));
+    expect(obj.dirtyBlock(7)).toBe(cachedA); // taken
+    expect(obj.dirtyBlock(9)).not.toBe(held); // copied
+    expect(held.equals(b)).toBe(true);
+    Buffer.alloc(4 * KiB, 1).copy(a, 4 * KiB);
+    Buffer.alloc(4 * KiB, 1).copy(b, 4 * KiB);
+    expect((await volume.read(7 * BS, BS)).equals(a)).toBe(true);
+    expect((await volume.read(9 * BS, BS)).equals(b)).toBe(true);
+  });
+
   it('a block a reader got from the ARC is copied, never taken: a snapshot reader holding it sees the snapshot', async () => {
     const { mgr, pool, volume, obj, cached } = await setup();
     const r = rng(2);

@@ -360,27 +360,47 @@ export class BlockPipeline {
     return this.readMiss(bp, key);
   }
 
-  /** read() after an ARC miss on `key` (arcKey(bp)) in this same tick. */
-  private async readMiss(bp: BlockPointer, key: ArcKey): Promise<Buffer> {
+  /**
+   * read() after an ARC miss on `key` (arcKey(bp)) in this same tick. With `copy`, the
+   * caller's copy of the block is made here, the moment it arrives; and if no other reader
+   * joined this device read, the cached block then has no holder but the ARC, which marks it
+   * spare (Arc.markSpare): a read-modify-write may take it, as it takes a block its txg wrote.
+   */
+  private async readMiss(bp: BlockPointer, key: ArcKey, copy?: (data: Buffer) => void): Promise<Buffer> {
     // One device read per block at a time: a volume read of N blocks under one
     // uncached indirect block used to issue N reads of that indirect (and count N
     // checksum errors for one bad copy). Keyed by checksum too, so a stale reader's
     // freed block never shares a read with the block that reuses its place.
     const fkey = `${key}@${bp.birth}:${bp.cksum.toString('hex')}`;
     const pending = this.inflight.get(fkey);
-    if (pending) return pending;
-    const p = this.readUncached(bp).then((data) => {
-      this.cache(key, data, bp.birth);
+    if (pending) {
+      pending.joins++;
+      const data = await pending.p;
+      copy?.(data);
       return data;
-    });
-    this.inflight.set(fkey, p);
+    }
+    const entry = {
+      p: this.readUncached(bp).then((data) => {
+        this.cache(key, data, bp.birth);
+        return data;
+      }),
+      joins: 0,
+    };
+    this.inflight.set(fkey, entry);
+    let data: Buffer;
     try {
-      return await p;
+      data = await entry.p;
     } finally {
       this.inflight.delete(fkey);
     }
+    if (copy) {
+      copy(data);
+      // (An ARC hit since the insert handed it out, and take() then refuses it.)
+      if (entry.joins === 0 && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) this.arc.markSpare(key, data, -Infinity);
+    }
+    return data;
   }
-  private inflight = new Map<string, Promise<Buffer>>();
+  private inflight = new Map<string, { p: Promise<Buffer>; joins: number }>();
 
   /**
    * Read many blocks, coalescing physically adjacent ones on linear
@@ -406,7 +426,9 @@ export class BlockPipeline {
    * `copyHit`, when given, is called with each ARC hit at once, in the tick of
    * the lookup, and must copy it out before it returns; that block's `out[i]`
    * is null. A hit copied so is not handed out (Arc.get's `handOut`): a volume
-   * reading blocks it may write next leaves them spare.
+   * reading blocks it may write next leaves them spare. It is called the same
+   * way for a block read alone from a device, which then becomes spare if no
+   * other reader shared the read (readMiss).
    */
   async readMany(
     bps: (BlockPointer | null)[],
@@ -460,7 +482,10 @@ export class BlockPipeline {
     await Promise.all(
       runs.map(async (r) => {
         if (r.length === 1) {
-          out[r[0]!] = owned ? await this.readUncached(bps[r[0]!]!) : await this.readMiss(bps[r[0]!]!, keys[r[0]!]!);
+          const i = r[0]!;
+          if (owned) out[i] = await this.readUncached(bps[i]!);
+          else if (copyHit) await this.readMiss(bps[i]!, keys[i]!, (data) => copyHit(i, data));
+          else out[i] = await this.readMiss(bps[i]!, keys[i]!);
           return;
         }
         const first = bps[r[0]!]!.dvas[0]!;
