@@ -196,7 +196,6 @@ export class BlockPipeline {
   async writeMany(items: { data: Buffer; p: WriteProps }[]): Promise<(BlockPointer | null)[]> {
     const out: (BlockPointer | null)[] = new Array(items.length).fill(null);
     const allocated: BlockPointer['dvas'][] = [];
-    const spares: ArcKey[] = [];
     const issued: Promise<void>[] = [];
     // Runs being assembled, one per top-level (copies may land on several).
     const open = new Map<number, { offset: number; bufs: Buffer[]; len: number }>();
@@ -232,7 +231,6 @@ export class BlockPipeline {
         // Spare once this txg has synced, if it is a whole buffer of its own (not a view).
         if (p.spare && p.level === 0 && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
           this.arc.markSpare(key, data, p.birth);
-          spares.push(key);
         }
       }
       for (const d of dvas) {
@@ -265,7 +263,8 @@ export class BlockPipeline {
       await Promise.all(issued);
     } catch (e) {
       await Promise.allSettled(issued);
-      for (const key of spares) this.arc.markSpare(key, this.arc.peek(key)!, Infinity);
+      // What this batch cached names places given back now: forget it (spare marks too).
+      for (const bp of out) if (bp) this.arc.delete(arcKey(bp), bp.birth);
       for (const dvas of allocated) this.alloc.unalloc(dvas);
       throw e instanceof StorageError ? e : err.io('write failed', e);
     }
@@ -479,7 +478,9 @@ export class BlockPipeline {
       runEnd = d.offset + d.asize;
     }
     flush();
-    await Promise.all(
+    // Every run settles before this returns or throws: with copyHit, a late run would
+    // otherwise still copy into the caller's buffer after the caller gave up on it.
+    const settled = await Promise.allSettled(
       runs.map(async (r) => {
         if (r.length === 1) {
           const i = r[0]!;
@@ -515,6 +516,7 @@ export class BlockPipeline {
         );
       }),
     );
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
     return out;
   }
 

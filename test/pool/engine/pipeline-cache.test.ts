@@ -123,7 +123,7 @@ describe('block pipeline cache', () => {
     expect((await ownedRead(bps[3]!)).owned).toBe(false);
     // Written without `spare` (a cow or row store's block, which may be a head's buffer too): never taken.
     expect((await ownedRead(bps[5]!)).owned).toBe(false);
-    // A block placed by a write that failed is never spare.
+    // A block placed by a write that failed is not left cached (nor spare).
     const failed = Buffer.alloc(16384, 0x99);
     let failedKey: ArcKey = '';
     const set = io.arc.set.bind(io.arc);
@@ -136,9 +136,35 @@ describe('block pipeline cache', () => {
     leaf.fail = false;
     io.settle(6);
     expect(failedKey).not.toBe('');
-    expect(io.arc.peek(failedKey)).toBe(failed);
+    expect(io.arc.peek(failedKey)).toBeUndefined(); // its place was given back: forgotten
     expect(io.arc.take(failedKey, 6)).toBeUndefined();
     // Block 4, never read: still spare and taken.
     expect((await ownedRead(bps[4]!)).owned).toBe(true);
+  });
+
+  it('readMany with copyHit settles every run before it rejects: no copy lands after the caller gave up', async () => {
+    const leaf = new MemoryLeaf('aa', 'mem0', 80 * 1024 * 1024);
+    const top = new SingleVdev(leaf, { id: 0, config: { type: 'file', guid: 'aa', path: 'mem0' } });
+    const io = new BlockPipeline([top], new Allocation([top]), new Arc<Buffer>({ maxBytes: 4 << 20 }));
+    const p = { comp: 'off' as const, cksum: 'fletcher4' as const, type: ObjType.VolumeData, level: 0, fill: 1, birth: 3, copies: 1, logged: true };
+    const datas = [1, 2, 3].map((i) => Buffer.alloc(16384, i));
+    const bps = (await io.writeMany(datas.map((data) => ({ data, p }))))!;
+    for (const bp of bps) io.arc.delete(arcKey(bp!));
+    const [slow, , failing] = bps as BlockPointer[];
+    const readUncached = io.readUncached.bind(io);
+    io.readUncached = async (bp) => {
+      if (bp === failing) throw new Error('injected read error');
+      if (bp === slow) await new Promise((r) => setTimeout(r, 50));
+      return readUncached(bp);
+    };
+    let done = false;
+    let late = 0;
+    const copies: number[] = [];
+    // Blocks 0 and 2: two runs (not adjacent), the slow one still reading when the other fails.
+    await expect(io.readMany([slow, failing], undefined, undefined, (i) => (done ? late++ : copies.push(i)))).rejects.toThrow('injected');
+    done = true;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(late).toBe(0);
+    expect(copies).toEqual([0]);
   });
 });
