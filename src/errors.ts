@@ -49,6 +49,16 @@ export const err = {
   corrupt: (m: string) => new StorageError('EFAULT', m),
 };
 
+/**
+ * All of `ps`, and only then the first failure if any: a caller that sees the
+ * rejection may reuse the buffers those operations fill (or close what they
+ * use), so none of them may still be running by then.
+ */
+export async function settleAll(ps: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  const r = await Promise.allSettled(ps);
+  for (const x of r) if (x.status === 'rejected') throw x.reason;
+}
+
 /** Turn a Node.js system error (ENOENT, ENOSPC, EIO...) into a StorageError. */
 export function fromSystemError(e: unknown, what: string): StorageError {
   if (e instanceof StorageError) return e;

@@ -16,7 +16,7 @@
  * tail), as both raw and qcow2 guest reads expect.
  */
 import fs from 'node:fs';
-import { err } from '../../src/errors.js';
+import { err, settleAll } from '../../src/errors.js';
 
 /** One piece: `buf.length` bytes of the file from `pos`. */
 export interface FilePiece {
@@ -96,14 +96,4 @@ export function readPieces(fd: number, pieces: readonly FilePiece[], syncMax: nu
     groups.push(readGroup(fd, iov, start, end - start, end - start <= syncMax));
   }
   return groups.length === 1 ? groups[0]! : settleAll(groups);
-}
-
-/**
- * All of `ps`, and only then the first failure if any: a caller that sees
- * the rejection may close the file or reuse the buffers, so no read of the
- * call may still be running by then.
- */
-async function settleAll(ps: ReadonlyArray<Promise<unknown>>): Promise<void> {
-  const r = await Promise.allSettled(ps);
-  for (const x of r) if (x.status === 'rejected') throw x.reason;
 }

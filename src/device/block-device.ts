@@ -13,6 +13,8 @@
  * (on any handle to the same device) is durable: it survives kill -9 and
  * power loss.
  */
+import { settleAll } from '../errors.js';
+
 export interface WriteOptions {
   /** Force unit access: durable before the promise resolves. */
   fua?: boolean;
@@ -130,8 +132,7 @@ export async function readRangesEach(dev: Pick<BlockDevice, 'read'>, ranges: Rea
       if (b.buffer !== slot.buffer || b.byteOffset !== slot.byteOffset) b.copy(slot, 0, 0, length);
     });
   });
-  const settled = await Promise.allSettled(reads);
-  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  await settleAll(reads);
 }
 
 /** `dev.readRanges` when it has one, else range by range. */

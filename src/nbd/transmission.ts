@@ -21,7 +21,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { BlockDevice, BlockDeviceInfo, Extent, WriteOptions } from '../device/block-device.js';
-import { err } from '../errors.js';
+import { err, settleAll } from '../errors.js';
 import * as C from './constants.js';
 import { nbdErrno } from './errno.js';
 import type { BufferPool } from './buffer-pool.js';
@@ -528,8 +528,7 @@ export class Transmission {
       // Every extent read settles before an error is answered: buf goes back to the pool
       // then, and a read still filling it would write into whatever the pool gives it to
       // next (a write payload lent to a pool volume until its txg syncs: onto the disk).
-      const got = await Promise.allSettled(extents.filter((e) => !e.zero).map((e) => this.readInto(e.offset, e.length, b, e.offset - r.offset)));
-      for (const g of got) if (g.status === 'rejected') throw g.reason;
+      await settleAll(extents.filter((e) => !e.zero).map((e) => this.readInto(e.offset, e.length, b, e.offset - r.offset)));
       owned = true;
       extents.forEach((e, i) => {
         const last = i === extents.length - 1;

@@ -316,7 +316,7 @@ export class Pool {
 
   /**
    * Allocatable bytes left once the slop, every dirty byte (at the most its
-   * block may take: dirtyExcess) and `bytes` more (a bound: allocatedBound),
+   * block may take: dirtyExcess) and `bytes` more (a bound: blockBound),
    * each in `copies`, are set aside (the metadata reserve counts as allocated).
    */
   private dataRoom(bytes: number, copies: number): number {
@@ -342,14 +342,17 @@ export class Pool {
    */
   private dirtyExcess = new Map<number, number>();
 
-  /** What `bytes` of blocks of `bs` bytes may take on the devices, at most (uncompressed, on the least efficient top-level). */
-  allocatedBound(bytes: number, bs: number): number {
-    return Math.ceil(bytes / bs) * this.alloc.maxAsize(bs);
+  /** What one block of `bs` bytes may take on the devices, at most (uncompressed, on the least efficient top-level). */
+  blockBound(bs: number): number {
+    return this.alloc.maxAsize(bs);
   }
 
-  /** `blocks` blocks of `bs` bytes became dirty in txg `txg` (with the logical bytes the txg engine counts). */
-  noteDirtyBlocks(txg: number, blocks: number, bs: number): void {
-    const over = blocks * (this.alloc.maxAsize(bs) - bs);
+  /**
+   * `blocks` blocks of `bs` bytes became dirty in txg `txg` (with the logical bytes the txg
+   * engine counts); `bound` is blockBound(bs), which the writer already has.
+   */
+  noteDirtyBlocks(txg: number, blocks: number, bs: number, bound: number): void {
+    const over = blocks * (bound - bs);
     if (over > 0) this.dirtyExcess.set(txg, (this.dirtyExcess.get(txg) ?? 0) + over);
   }
 
@@ -393,7 +396,7 @@ export class Pool {
    * fragmented, nearly full pool may no longer have. When space is only
    * waiting on deferred frees, a sync releases it. `bytes` is logical
    * (quotas, reservations); `bound` is what they may take on the devices
-   * (allocatedBound), for the room check.
+   * (blocks times blockBound), for the room check.
    */
   async admit(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): Promise<void> {
     const need = bytes * copies;

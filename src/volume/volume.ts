@@ -160,9 +160,9 @@ export class Volume implements BlockDevice {
       // Cached blocks are copied into `out` in the tick they are found (never handed out:
       // a block this volume writes next may then be taken rather than copied, see readMany).
       const copied: boolean[] = new Array(need.length).fill(false);
+      const copyOut = (n: (typeof need)[number], src: Buffer) => src.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
       const copyHit = (i: number, data: Buffer) => {
-        const n = need[i]!;
-        data.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
+        copyOut(need[i]!, data);
         copied[i] = true;
       };
       try {
@@ -188,7 +188,7 @@ export class Volume implements BlockDevice {
         const now = head.dirtyBlock(n.b);
         if (now === undefined && copied[i]) return;
         const src = now !== undefined ? now : datas[i];
-        if (src) src.copy(out, n.dst, n.start - n.b * bs, n.end - n.b * bs);
+        if (src) copyOut(n, src);
         else out.fill(0, n.dst, n.dst + n.end - n.start);
       });
     }
@@ -318,7 +318,8 @@ export class Volume implements BlockDevice {
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
       const bytes = (whole.length + partial.length) * bs;
-      const bound = this.pool.allocatedBound(bytes, bs); // raidz parity and padding
+      const blockBound = this.pool.blockBound(bs); // raidz parity and padding
+      const bound = (whole.length + partial.length) * blockBound;
       await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies, zeroing ? 0 : bound);
       await this.pool.txg.throttle(bytes);
       // From here to the end nothing awaits: the whole write joins one txg.
@@ -384,7 +385,7 @@ export class Volume implements BlockDevice {
         m.set(b, blk);
       }
       this.pool.txg.markDirty(zeroing ? 0 : added);
-      if (!zeroing) this.pool.noteDirtyBlocks(t, added / bs, bs);
+      if (!zeroing) this.pool.noteDirtyBlocks(t, added / bs, bs, blockBound);
       // Intent log: records point into the block buffers (see logRange).
       this.logRange(t, offset, length, m, zeroing);
       if (lend) {

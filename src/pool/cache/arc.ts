@@ -318,9 +318,7 @@ export class Arc<V> {
     this.hits++;
     if (n.list === T1) this.mruHits++;
     else this.mfuHits++;
-    this.lists4[n.list].remove(n);
-    this.index.delete(key);
-    this.onDrop?.(key, n.value!);
+    this.drop(n);
     return n.value;
   }
 
@@ -328,10 +326,14 @@ export class Arc<V> {
   delete(key: ArcKey, tag?: number): boolean {
     const n = this.index.get(key);
     if (n === undefined || (tag !== undefined && n.tag !== tag)) return false;
-    this.lists4[n.list].remove(n);
-    this.index.delete(key);
-    if (n.list <= T2) this.onDrop?.(key, n.value!);
+    this.drop(n);
     return true;
+  }
+
+  /** Forget a node of any list, telling onDrop if it held a value. */
+  private drop(n: Node<V>): void {
+    this.forget(this.lists4[n.list], n);
+    if (n.list <= T2) this.onDrop?.(n.key, n.value!);
   }
 
   /** Drop every entry and ghost and reset p. Counters are cumulative and stay. */

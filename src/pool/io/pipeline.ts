@@ -11,7 +11,7 @@
  * A checksum mismatch never returns data: the vdev throws EIO when no copy
  * verifies, and that error travels up unchanged.
  */
-import { err, StorageError } from '../../errors.js';
+import { err, settleAll, StorageError } from '../../errors.js';
 import type { Arc, ArcKey } from '../cache/arc.js';
 import { bpAsize, dvaKey, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
@@ -480,7 +480,7 @@ export class BlockPipeline {
     flush();
     // Every run settles before this returns or throws: with copyHit, a late run would
     // otherwise still copy into the caller's buffer after the caller gave up on it.
-    const settled = await Promise.allSettled(
+    await settleAll(
       runs.map(async (r) => {
         if (r.length === 1) {
           const i = r[0]!;
@@ -516,7 +516,6 @@ export class BlockPipeline {
         );
       }),
     );
-    for (const r of settled) if (r.status === 'rejected') throw r.reason;
     return out;
   }
 
