@@ -185,8 +185,11 @@ describe('FileLeaf with inline (synchronous) I/O', () => {
     const a = Buffer.alloc(4096, 1);
     const b = Buffer.alloc(8192, 2);
     const big = Buffer.alloc(5 * MiB, 3); // above INLINE_MAX: the asynchronous path
+    const mid = [Buffer.alloc(MiB / 2, 4), Buffer.alloc(MiB / 2, 5)]; // written asynchronously (INLINE_WRITE_MAX), read inline
     await leaf.pwrite(5 * MiB, [a, b]);
     await leaf.pwrite(16 * MiB, big);
+    await leaf.pwrite(8 * MiB, mid);
+    expect((await leaf.pread(8 * MiB, MiB)).equals(Buffer.concat(mid))).toBe(true);
     const got = await leaf.pread(5 * MiB, 12288);
     expect(got.equals(Buffer.concat([a, b]))).toBe(true);
     expect((await leaf.pread(16 * MiB, 5 * MiB)).equals(big)).toBe(true);
