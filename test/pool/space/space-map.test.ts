@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SpaceAllocator } from '../../../src/pool/space/allocator.js';
 import {
+  ctz,
   condense,
   decodeSpaceMapBlock,
   encodeSpaceMapBlock,
@@ -40,6 +41,25 @@ const recordArb: fc.Arbitrary<SpaceRecord> = fc
     if (vdev !== undefined) r.vdev = vdev;
     return r;
   });
+
+describe('ctz', () => {
+  it('counts trailing zero bits of any safe integer as the bit-by-bit loop does, capped at 30', () => {
+    const slow = (n: number) => {
+      let c = 0;
+      while (c < 30 && n % 2 === 0) {
+        n /= 2;
+        c++;
+      }
+      return c;
+    };
+    for (const n of [1, 2, 3, 512, 4096, 16384, 2 ** 31, 2 ** 32, 3 * 2 ** 32, 2 ** 40 + 2 ** 35, 2 ** 52, Number.MAX_SAFE_INTEGER, 0]) expect(ctz(n)).toBe(slow(n));
+    fc.assert(fc.property(fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: 0, max: 40 }), (a, k) => {
+      const n = Math.min(Number.MAX_SAFE_INTEGER, a * 2 ** k);
+      if (!Number.isSafeInteger(n)) return;
+      expect(ctz(n)).toBe(slow(n));
+    }));
+  });
+});
 
 describe('space map codec', () => {
   it('round-trips any records exactly', () => {
