@@ -216,7 +216,9 @@ export async function readBlocks(
     else need.push(i);
   });
   if (need.length) {
-    const bps: (BlockPointer | null)[] = await Promise.all(need.map((i) => obj.tree.getBp(obj.dnode, ids[i]!)));
+    // Found through cached indirect blocks, block pointers cost no await (getBps).
+    const got = obj.tree.getBps(obj.dnode, need.map((i) => ids[i]!));
+    const bps = Array.isArray(got) ? got : await got;
     // readMany counts the blocks it finds missing from the ARC (one lookup per block).
     const u = { ops: 0, bytes: 0 };
     const own: boolean[] | undefined = owned ? [] : undefined;

@@ -153,7 +153,8 @@ export class Volume implements BlockDevice {
     if (need.length) {
       const dnode = this.obj.dnode;
       const head = this.obj;
-      const bps = await Promise.all(need.map((n) => head.tree.getBp(dnode, n.b)));
+      const got = head.tree.getBps(dnode, need.map((n) => n.b));
+      const bps = Array.isArray(got) ? got : await got;
       // One device read per physically contiguous run of blocks (each still verified).
       const u = { ops: 0, bytes: 0 };
       let datas: (Buffer | null)[];

@@ -225,10 +225,10 @@ export class Arc<V> {
     }
   }
 
-  /** The resident value of key, without counting a reference or a hit. */
-  peek(key: ArcKey): V | undefined {
+  /** The resident value of key (with this tag, if one is given), without counting a reference or a hit. */
+  peek(key: ArcKey, tag?: number): V | undefined {
     const n = this.index.get(key);
-    return n !== undefined && n.list <= T2 ? n.value : undefined;
+    return n !== undefined && n.list <= T2 && (tag === undefined || n.tag === tag) ? n.value : undefined;
   }
 
   /**

@@ -351,6 +351,20 @@ export class BlockPipeline {
     return l;
   }
 
+  /**
+   * The block's logical contents if the ARC holds them (shared: do not mutate), without
+   * counting a reference: a caller that uses them calls `touch` next, in the same tick,
+   * so the ARC counts and promotes exactly as read() would have.
+   */
+  peek(bp: BlockPointer): Buffer | undefined {
+    return this.arc.peek(arcKey(bp), bp.birth);
+  }
+
+  /** Count a reference to a block peek() found (a hit, as read() counts one). */
+  touch(bp: BlockPointer): void {
+    this.arc.get(arcKey(bp), bp.birth);
+  }
+
   /** Read and verify a block; returns the logical contents (shared: do not mutate). */
   async read(bp: BlockPointer): Promise<Buffer> {
     const key = arcKey(bp);

@@ -31,6 +31,39 @@ const spanAt = (level: number) => Math.pow(IND_FANOUT, level);
 export class BlockTree {
   constructor(private io: BlockPipeline) {}
 
+  /**
+   * getBp without awaiting: the block pointer, or null for a hole, when every indirect
+   * block on the way is in the ARC; undefined when one is not (then call getBp). The
+   * write path's common case (a small write into a cached volume) then costs no promise
+   * per level.
+   */
+  getBpCached(d: Dnode, blkid: number): BlockPointer | null | undefined {
+    if (blkid >= d.nblocks || blkid >= spanAt(d.levels)) return null; // (see getBp)
+    // Peeked first and counted only once the whole way is found, so that a walk getBp then
+    // repeats counts each indirect block once, as a hit or a miss, in the ARC's stats.
+    const way: BlockPointer[] = [];
+    let bp = d.root;
+    for (let l = d.levels; l >= 1; l--) {
+      if (isHole(bp)) break;
+      const ind = this.io.peek(bp!);
+      if (!ind) return undefined;
+      way.push(bp!);
+      bp = decodeBp(ind, (Math.floor(blkid / spanAt(l - 1)) % IND_FANOUT) * 128);
+    }
+    for (const w of way) this.io.touch(w);
+    return isHole(bp) ? null : bp;
+  }
+
+  /**
+   * getBp of each of `blkids`: the array itself when every indirect block on the way is
+   * cached (getBpCached), else a promise of it. Callers test before awaiting.
+   */
+  getBps(d: Dnode, blkids: readonly number[]): (BlockPointer | null)[] | Promise<(BlockPointer | null)[]> {
+    const found = blkids.map((b) => this.getBpCached(d, b));
+    if (!found.includes(undefined)) return found as (BlockPointer | null)[];
+    return Promise.all(blkids.map((b, k) => (found[k] !== undefined ? (found[k] as BlockPointer | null) : this.getBp(d, b))));
+  }
+
   /** Block pointer of level-0 block `blkid`, or null for a hole. */
   async getBp(d: Dnode, blkid: number): Promise<BlockPointer | null> {
     if (blkid >= d.nblocks) return null;

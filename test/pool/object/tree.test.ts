@@ -102,6 +102,51 @@ describe('BlockTree', () => {
     );
   });
 
+  it('getBps answers at once through cached indirect blocks, else as getBp does, with the same ARC counts', async () => {
+    const { io, tree } = setup();
+    const live = new Map<string, BlockPointer>();
+    const nblocks = 3000; // two levels: a root over three level-1 blocks
+    const dirty: DirtyMap = new Map([[0, content(1)], [1500, content(2)], [2999, content(3)]]);
+    const d = { ...(await tree.sync(newDnode(BS, nblocks), dirty, hooksFor(io, 1, live))), nblocks };
+    expect(d.levels).toBe(2);
+    const ids = [0, 1, 1500, 2999, 2000, 5000];
+    const want = await Promise.all(ids.map((b) => tree.getBp(d, b)));
+    expect(want.map((bp) => bp !== null)).toEqual([true, false, true, true, false, false]);
+    // The sync cached what it wrote: no await needed.
+    const now = tree.getBps(d, ids);
+    expect(Array.isArray(now)).toBe(true);
+    expect(now).toEqual(want);
+    // Nothing cached: a promise, and each indirect block counted once, as getBp alone counts it.
+    const counts = () => {
+      const st = io.arc.stats();
+      return { hits: st.hits, misses: st.misses };
+    };
+    const delta = async (f: () => Promise<unknown>) => {
+      io.arc.clear();
+      const a = counts();
+      await f();
+      const b = counts();
+      return { hits: b.hits - a.hits, misses: b.misses - a.misses };
+    };
+    const viaGetBp = await delta(() => Promise.all(ids.map((b) => tree.getBp(d, b))));
+    let later: ReturnType<BlockTree['getBps']> = [];
+    const viaGetBps = await delta(async () => {
+      later = tree.getBps(d, ids);
+      expect(Array.isArray(later)).toBe(false);
+      expect(await later).toEqual(want);
+    });
+    expect(viaGetBps).toEqual(viaGetBp);
+    expect(viaGetBp.misses).toBeGreaterThan(0);
+    // Cached again by those reads: at once, and every lookup a hit.
+    const again = await delta(async () => {
+      await Promise.all(ids.map((b) => tree.getBp(d, b)));
+      const before = counts();
+      expect(Array.isArray(tree.getBps(d, ids))).toBe(true);
+      expect(counts().misses).toBe(before.misses);
+    });
+    expect(again.misses).toBe(viaGetBp.misses);
+  });
+
   it('a grown object reads holes past its old span before the tree grows (no aliasing)', async () => {
     const { io, tree } = setup();
     const live = new Map<string, BlockPointer>();
