@@ -28,6 +28,18 @@ export type DirtyMap = Map<number, Buffer | null>;
 
 const spanAt = (level: number) => Math.pow(IND_FANOUT, level);
 
+/** The pointer, in indirect block `ind` `up` levels above them, to the subtree holding entry `index` of its level. */
+const childOf = (ind: Buffer, index: number, up: number): BlockPointer | null =>
+  decodeBp(ind, (Math.floor(index / spanAt(up - 1)) % IND_FANOUT) * 128);
+
+/**
+ * Level-0 blocks the tree cannot hold: past the object's end, or past what its height
+ * addresses. A grown object keeps its old height until its next sync writes a taller
+ * tree; blocks past that span were never written (holes), and without this check the
+ * slot index wraps (% IND_FANOUT) onto another block.
+ */
+const unaddressed = (d: Dnode, blkid: number): boolean => blkid >= d.nblocks || blkid >= spanAt(d.levels);
+
 export class BlockTree {
   constructor(private io: BlockPipeline) {}
 
@@ -38,7 +50,7 @@ export class BlockTree {
    * per level.
    */
   getBpCached(d: Dnode, blkid: number): BlockPointer | null | undefined {
-    if (blkid >= d.nblocks || blkid >= spanAt(d.levels)) return null; // (see getBp)
+    if (unaddressed(d, blkid)) return null;
     // Peeked first and counted only once the whole way is found, so that a walk getBp then
     // repeats counts each indirect block once, as a hit or a miss, in the ARC's stats.
     const way: BlockPointer[] = [];
@@ -48,7 +60,7 @@ export class BlockTree {
       const ind = this.io.peek(bp!);
       if (!ind) return undefined;
       way.push(bp!);
-      bp = decodeBp(ind, (Math.floor(blkid / spanAt(l - 1)) % IND_FANOUT) * 128);
+      bp = childOf(ind, blkid, l);
     }
     for (const w of way) this.io.touch(w);
     return isHole(bp) ? null : bp;
@@ -66,17 +78,11 @@ export class BlockTree {
 
   /** Block pointer of level-0 block `blkid`, or null for a hole. */
   async getBp(d: Dnode, blkid: number): Promise<BlockPointer | null> {
-    if (blkid >= d.nblocks) return null;
-    // A grown object keeps its old height until its next sync writes a taller tree;
-    // blocks past what that height addresses were never written (holes). Without this
-    // check the index below wraps (% IND_FANOUT) and returns another block's data.
-    if (blkid >= spanAt(d.levels)) return null;
+    if (unaddressed(d, blkid)) return null;
     let bp = d.root;
     for (let l = d.levels; l >= 1; l--) {
       if (isHole(bp)) return null;
-      const ind = await this.io.read(bp!);
-      const idx = Math.floor(blkid / spanAt(l - 1)) % IND_FANOUT;
-      bp = decodeBp(ind, idx * 128);
+      bp = childOf(await this.io.read(bp!), blkid, l);
     }
     return isHole(bp) ? null : bp;
   }
@@ -245,9 +251,7 @@ export class BlockTree {
     let bp = d.root;
     for (let l = d.levels; l > level; l--) {
       if (isHole(bp)) return null;
-      const ind = await this.io.read(bp!);
-      const idx = Math.floor(index / spanAt(l - 1 - level)) % IND_FANOUT;
-      bp = decodeBp(ind, idx * 128);
+      bp = childOf(await this.io.read(bp!), index, l - level);
     }
     return isHole(bp) ? null : bp;
   }
