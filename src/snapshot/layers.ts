@@ -186,7 +186,16 @@ export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nb
  * nothing else holds them, so the caller may modify them in place. With
  * `held`, dirty blocks returned are held (see `mine` below) and listed there.
  */
-export async function readBlocks(
+export function readBlocks(...args: Parameters<typeof readBlocksNow>): Promise<(Buffer | null)[]> {
+  const got = readBlocksNow(...args);
+  return Array.isArray(got) ? Promise.resolve(got) : got;
+}
+
+/**
+ * readBlocks, answering at once (no promise) when no block needs a device read or
+ * an uncached indirect block: a 4K write's base is usually dirty or in the ARC.
+ */
+export function readBlocksNow(
   pool: Pool,
   obj: ObjectState,
   ids: readonly number[],
@@ -194,7 +203,7 @@ export async function readBlocks(
   forWrite = false,
   owned?: boolean[],
   held?: Buffer[],
-): Promise<(Buffer | null)[]> {
+): (Buffer | null)[] | Promise<(Buffer | null)[]> {
   const out: (Buffer | null)[] = new Array(ids.length).fill(null);
   const need: number[] = [];
   // A dirty block that is a view of a lent write payload is copied now, in the tick it is
@@ -215,17 +224,18 @@ export async function readBlocks(
     if (d !== undefined) out[i] = mine(d);
     else need.push(i);
   });
-  if (need.length) {
-    // Found through cached indirect blocks, block pointers cost no await (getBps).
-    const got = obj.tree.getBps(obj.dnode, need.map((i) => ids[i]!));
-    const bps = Array.isArray(got) ? got : await got;
+  if (!need.length) return out;
+  // Found through cached indirect blocks, block pointers cost no await (getBps).
+  const bps = obj.tree.getBps(obj.dnode, need.map((i) => ids[i]!));
+  if (!Array.isArray(bps)) return bps.then((got) => readData(got, true));
+  return readData(bps, false);
+
+  /** `waited`: the block pointers took an await (dirty maps may have changed since the look above). */
+  function readData(bps: (BlockPointer | null)[], waited: boolean): (Buffer | null)[] | Promise<(Buffer | null)[]> {
     // readMany counts the blocks it finds missing from the ARC (one lookup per block).
     const u = { ops: 0, bytes: 0 };
     const own: boolean[] | undefined = owned ? [] : undefined;
-    let datas: (Buffer | null)[];
-    try {
-      datas = await pool.io.readMany(bps, u, own);
-    } finally {
+    const count = () => {
       if (acct && forWrite) {
         acct.deviceReadOpsForWrites += u.ops;
         acct.deviceReadBytesForWrites += u.bytes;
@@ -233,15 +243,38 @@ export async function readBlocks(
         acct.deviceReadOps += u.ops;
         acct.deviceReadBytes += u.bytes;
       }
+    };
+    const place = (datas: (Buffer | null)[], waited: boolean) => {
+      need.forEach((i, k) => {
+        // A write may have landed while we waited: prefer it.
+        const now = waited ? obj.dirtyBlock(ids[i]!) : undefined;
+        out[i] = now !== undefined ? mine(now) : datas[k]!;
+        if (owned) owned[i] = now === undefined && own![k] === true && datas[k] !== null;
+      });
+      return out;
+    };
+    let got: (Buffer | null)[] | Promise<(Buffer | null)[]>;
+    try {
+      got = pool.io.readManyNow(bps, u, own);
+    } catch (e) {
+      count();
+      throw e;
     }
-    need.forEach((i, k) => {
-      // A write may have landed meanwhile: prefer it.
-      const now = obj.dirtyBlock(ids[i]!);
-      out[i] = now !== undefined ? mine(now) : datas[k]!;
-      if (owned) owned[i] = now === undefined && own![k] === true && datas[k] !== null;
-    });
+    if (Array.isArray(got)) {
+      count();
+      return place(got, waited);
+    }
+    return got.then(
+      (datas) => {
+        count();
+        return place(datas, true);
+      },
+      (e: unknown) => {
+        count();
+        throw e;
+      },
+    );
   }
-  return out;
 }
 
 /** Free a layer object's whole tree in syncing context and forget it. */

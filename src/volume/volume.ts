@@ -29,7 +29,7 @@ import type { ObjectState } from '../pool/object/object-state.js';
 import { BlockLocks } from './block-locks.js';
 import { blockExtents } from '../device/extents.js';
 import { strategyOf, type WritePath } from '../snapshot/index.js';
-import { readBlocks, zeroBlock } from '../snapshot/layers.js';
+import { readBlocks, readBlocksNow, zeroBlock } from '../snapshot/layers.js';
 import type { IoAccount } from '../pool/io/account.js';
 
 /** Above this many bytes of unlogged records a flush syncs the txg instead of writing the log. */
@@ -48,6 +48,8 @@ export interface VolumeCounters {
  * just-synced write has made stale (its bytes are lost).
  */
 const LOCKS = new WeakMap<DatasetRecord, BlockLocks>();
+
+const NO_BLOCKS: (Buffer | null)[] = [];
 
 export class Volume implements BlockDevice {
   /** Shared by every Volume of this dataset (each NBD connection opens its own). */
@@ -167,7 +169,8 @@ export class Volume implements BlockDevice {
         copied[i] = true;
       };
       try {
-        datas = await this.pool.io.readMany(bps, u, undefined, copyHit);
+        const got = this.pool.io.readManyNow(bps, u, undefined, copyHit);
+        datas = Array.isArray(got) ? got : await got;
       } catch (e) {
         await this.logUnreadable(need.map((n) => n.b), bps);
         throw e;
@@ -253,10 +256,15 @@ export class Volume implements BlockDevice {
    * write-path reads. `owned[i]` says the block was read from a device for this caller alone
    * (readBlocks): a strategy's volume never gets one, its store may still want the block.
    */
-  private async latest(ids: number[], owned?: boolean[], held?: Buffer[]): Promise<(Buffer | null)[]> {
+  private latest(ids: number[], owned?: boolean[], held?: Buffer[]): (Buffer | null)[] | Promise<(Buffer | null)[]> {
     const wp = this.wp;
-    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true, wp ? undefined : owned, held);
-    if (!wp) return datas;
+    if (!wp) return readBlocksNow(this.pool, this.obj, ids, this.acct, true, owned, held);
+    return this.latestLayered(wp, ids, held);
+  }
+
+  /** latest() for a cow or row volume: what the head lacks may come from the layers below. */
+  private async latestLayered(wp: WritePath, ids: number[], held?: Buffer[]): Promise<(Buffer | null)[]> {
+    const datas = await readBlocks(this.pool, this.obj, ids, this.acct, true, undefined, held);
     const below = ids.map((_, i) => i).filter((i) => datas[i] === null && this.obj.dirtyBlock(ids[i]!) === undefined && wp.hasBelow(ids[i]!));
     if (below.length) {
       const got = await wp.readBelow(below.map((i) => ids[i]!), true);
@@ -312,7 +320,8 @@ export class Volume implements BlockDevice {
       // admit()/throttle() below, its dirty copy is gone and, without a base, the
       // merge treated the block as a hole (its other bytes were lost).
       const ownedBase: boolean[] = [];
-      const bases = await this.latest(partial, ownedBase, held);
+      const got = partial.length ? this.latest(partial, ownedBase, held) : NO_BLOCKS;
+      const bases = Array.isArray(got) ? got : await got;
       partial.forEach((b, i) => base.set(b, bases[i]!));
       /** Bases this write alone holds (read from a device, or taken from the ARC): they may become its dirty blocks as they are. */
       const ownBases = new Set(bases.filter((d, i): d is Buffer => d !== null && ownedBase[i] === true));

@@ -75,6 +75,36 @@ function isMeta(p: WriteProps): boolean {
   return p.level > 0 || p.type !== ObjType.VolumeData;
 }
 
+/**
+ * Compression's odds within one batch of blocks (btrfs gives up on a file's
+ * compression the same way, for good): after STREAK blocks in a row that
+ * compression could not shrink enough, only every RETRY-th block is tried,
+ * the rest stored as they are, until one shrinks again. A batch is written
+ * in blkid order, so a streak is a stretch of the object where lz4 keeps
+ * failing, and the next stretch that compresses loses at most RETRY - 1
+ * blocks. Blocks the entropy sample already rules out cost nothing either way;
+ * this is for the ones it cannot: 4K random writes into a 16K block of
+ * half-compressible data ran lz4 on every block for nothing (6% of the
+ * writing thread).
+ */
+class CompressionHope {
+  static readonly STREAK = 16;
+  static readonly RETRY = 8;
+  private failures = 0;
+  private skipped = 0;
+
+  worthTrying(): boolean {
+    if (this.failures < CompressionHope.STREAK) return true;
+    if (++this.skipped < CompressionHope.RETRY) return false;
+    this.skipped = 0;
+    return true;
+  }
+
+  tried(shrank: boolean): void {
+    this.failures = shrank ? 0 : this.failures + 1;
+  }
+}
+
 /** Batches smaller than this are prepared inline (a worker round trip costs ~50-100 us). */
 const WORKER_MIN_BYTES = 256 * 1024;
 /** Arenas sent to the workers ahead of the one being placed. */
@@ -253,8 +283,13 @@ export class BlockPipeline {
         return issued.length;
       }, issued);
       else {
+        const hope = new CompressionHope();
         for (let i = 0; i < items.length; i++) {
-          place(i, this.prepare(items[i]!.data, items[i]!.p));
+          const { data, p } = items[i]!;
+          const tryIt = p.comp === 'off' || hope.worthTrying();
+          const prep = prepareBlock(data, tryIt ? p.comp : 'off', p.cksum, p.noHole);
+          if (tryIt && p.comp !== 'off' && prep) hope.tried(prep.comp !== 'off');
+          place(i, prep);
           // Let device writes already issued proceed while we keep compressing and checksumming.
           if ((i & 255) === 255) await new Promise<void>((r) => setImmediate(r));
         }
@@ -443,12 +478,28 @@ export class BlockPipeline {
    * way for a block read alone from a device, which then becomes spare if no
    * other reader shared the read (readMiss).
    */
-  async readMany(
+  readMany(
     bps: (BlockPointer | null)[],
     misses?: { ops: number; bytes: number },
     owned?: boolean[],
     copyHit?: (i: number, data: Buffer) => void,
   ): Promise<(Buffer | null)[]> {
+    const got = this.readManyNow(bps, misses, owned, copyHit);
+    return Array.isArray(got) ? Promise.resolve(got) : got;
+  }
+
+  /**
+   * readMany, answering at once (no promise, no await) when every block is a hole or
+   * in the ARC: the common case of a read-modify-write or a read of cached data,
+   * where the promise, the run bookkeeping and the await were a few percent of a
+   * 4K write to a pool volume.
+   */
+  readManyNow(
+    bps: (BlockPointer | null)[],
+    misses?: { ops: number; bytes: number },
+    owned?: boolean[],
+    copyHit?: (i: number, data: Buffer) => void,
+  ): (Buffer | null)[] | Promise<(Buffer | null)[]> {
     const out: (Buffer | null)[] = new Array(bps.length).fill(null);
     /** ARC keys of the blocks that missed (their runs read them). */
     const keys: (ArcKey | undefined)[] = new Array(bps.length);
@@ -492,6 +543,18 @@ export class BlockPipeline {
       runEnd = d.offset + d.asize;
     }
     flush();
+    return runs.length === 0 ? out : this.readRuns(bps, runs, keys, out, owned, copyHit);
+  }
+
+  /** readManyNow's device reads: one per run of physically adjacent blocks that missed. */
+  private async readRuns(
+    bps: (BlockPointer | null)[],
+    runs: number[][],
+    keys: (ArcKey | undefined)[],
+    out: (Buffer | null)[],
+    owned?: boolean[],
+    copyHit?: (i: number, data: Buffer) => void,
+  ): Promise<(Buffer | null)[]> {
     // Every run settles before this returns or throws: with copyHit, a late run would
     // otherwise still copy into the caller's buffer after the caller gave up on it.
     await settleAll(
