@@ -5,7 +5,7 @@
  * every round); each number is the median of the rounds. Prints MB/s, IOPS
  * and strata's ratios, and writes JSON under bench/results/.
  *
- *   npm run build && node dist/bench/nbd/run.js [--rounds 3] [--runtime 8]
+ *   npm run build && node dist/bench/nbd/run.js [--rounds 5] [--runtime 8]
  *       [--size 1G] [--dir /dev/shm] [--only strata-raw,nbdkit] [--jobs rand-read-4k-qd32]
  *
  * Extra strata targets (a pool volume, a qcow2 image...) plug in with
@@ -380,7 +380,9 @@ async function main(): Promise<void> {
     dir: opt('dir', existsSync('/dev/shm') ? '/dev/shm' : tmpdir()),
     size: parseSize(opt('size', '1G')),
     runtime: Number(opt('runtime', '8')),
-    rounds: Number(opt('rounds', '3')),
+    // Five: a median of five shrugs off two odd rounds (a cold first round, a noisy peer);
+    // single rounds here swing by up to 2x for every server, the peers included.
+    rounds: Number(opt('rounds', '5')),
     targets,
     jobs,
     basePort: Number(opt('port', '0')), // 0: pick free ports
