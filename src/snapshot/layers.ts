@@ -187,8 +187,12 @@ export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nb
  * `held`, dirty blocks returned are held (see `mine` below) and listed there.
  */
 export function readBlocks(...args: Parameters<typeof readBlocksNow>): Promise<(Buffer | null)[]> {
-  const got = readBlocksNow(...args);
-  return Array.isArray(got) ? Promise.resolve(got) : got;
+  try {
+    const got = readBlocksNow(...args);
+    return Array.isArray(got) ? Promise.resolve(got) : got;
+  } catch (e) {
+    return Promise.reject(e); // as an async function would: callers may not be awaiting yet
+  }
 }
 
 /**

@@ -484,8 +484,12 @@ export class BlockPipeline {
     owned?: boolean[],
     copyHit?: (i: number, data: Buffer) => void,
   ): Promise<(Buffer | null)[]> {
-    const got = this.readManyNow(bps, misses, owned, copyHit);
-    return Array.isArray(got) ? Promise.resolve(got) : got;
+    try {
+      const got = this.readManyNow(bps, misses, owned, copyHit);
+      return Array.isArray(got) ? Promise.resolve(got) : got;
+    } catch (e) {
+      return Promise.reject(e); // as an async function would: callers may not be awaiting yet
+    }
   }
 
   /**
