@@ -59,6 +59,21 @@ export async function settleAll(ps: ReadonlyArray<Promise<unknown>>): Promise<vo
   for (const x of r) if (x.status === 'rejected') throw x.reason;
 }
 
+/**
+ * The promise an async version of `now` would return: for functions that answer
+ * at once when they can (an array) and with a promise otherwise (readManyNow,
+ * readBlocksNow). A throw becomes a rejection, as from an async function, since
+ * callers may combine the promise with others before awaiting it.
+ */
+export function promiseOf<T>(now: () => T[] | Promise<T[]>): Promise<T[]> {
+  try {
+    const got = now();
+    return Array.isArray(got) ? Promise.resolve(got) : got;
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 /** Turn a Node.js system error (ENOENT, ENOSPC, EIO...) into a StorageError. */
 export function fromSystemError(e: unknown, what: string): StorageError {
   if (e instanceof StorageError) return e;

@@ -10,7 +10,7 @@
  * Layers keep all-zero blocks as data (sync.ts writes them with noHole):
  * in a layer a hole means "not here, look elsewhere", never "zeroes".
  */
-import { err } from '../errors.js';
+import { err, promiseOf } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
 import type { BlockPointer } from '../pool/blkptr.js';
 import type { ObjectState } from '../pool/object/object-state.js';
@@ -187,12 +187,7 @@ export async function presenceOf(obj: ObjectState, first = 0, end = obj.dnode.nb
  * `held`, dirty blocks returned are held (see `mine` below) and listed there.
  */
 export function readBlocks(...args: Parameters<typeof readBlocksNow>): Promise<(Buffer | null)[]> {
-  try {
-    const got = readBlocksNow(...args);
-    return Array.isArray(got) ? Promise.resolve(got) : got;
-  } catch (e) {
-    return Promise.reject(e); // as an async function would: callers may not be awaiting yet
-  }
+  return promiseOf(() => readBlocksNow(...args));
 }
 
 /**

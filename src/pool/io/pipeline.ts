@@ -11,7 +11,7 @@
  * A checksum mismatch never returns data: the vdev throws EIO when no copy
  * verifies, and that error travels up unchanged.
  */
-import { err, settleAll, StorageError } from '../../errors.js';
+import { err, promiseOf, settleAll, StorageError } from '../../errors.js';
 import type { Arc, ArcKey } from '../cache/arc.js';
 import { bpAsize, dvaKey, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
@@ -484,12 +484,7 @@ export class BlockPipeline {
     owned?: boolean[],
     copyHit?: (i: number, data: Buffer) => void,
   ): Promise<(Buffer | null)[]> {
-    try {
-      const got = this.readManyNow(bps, misses, owned, copyHit);
-      return Array.isArray(got) ? Promise.resolve(got) : got;
-    } catch (e) {
-      return Promise.reject(e); // as an async function would: callers may not be awaiting yet
-    }
+    return promiseOf(() => this.readManyNow(bps, misses, owned, copyHit));
   }
 
   /**
