@@ -56,7 +56,7 @@ describe('writeMany compression odds', () => {
     expect(await writeAll(pipeline(), [text(1)])).toEqual(['lz4']);
   });
 
-  it('after a streak of blocks that do not shrink, lz4 is tried on one block in 8 until one shrinks', async () => {
+  it('after a streak of blocks that do not shrink, lz4 is first tried on one block in 8 until one shrinks', async () => {
     const io = pipeline();
     const datas = [...Array.from({ length: 20 }, (_, i) => halfZero(i)), ...Array.from({ length: 30 }, (_, i) => text(i))];
     const comps = await writeAll(io, datas);
@@ -66,6 +66,18 @@ describe('writeMany compression odds', () => {
     // text block 3 (the 8th since the last try): three text blocks are stored as they are.
     expect(textComps.slice(0, 3)).toEqual(['off', 'off', 'off']);
     expect(textComps.slice(3).every((c) => c === 'lz4')).toBe(true);
+  });
+
+  it('each retry that fails doubles the gap to the next, up to one in 128', async () => {
+    const io = pipeline();
+    const datas = [...Array.from({ length: 300 }, (_, i) => halfZero(i)), ...Array.from({ length: 200 }, (_, i) => text(i))];
+    const comps = await writeAll(io, datas);
+    expect(comps.slice(0, 300).every((c) => c === 'off')).toBe(true);
+    // Tried: blocks 0..15, then 23, 39, 71, 135, 263 (gaps 8, 16, 32, 64, 128), and next
+    // 391 = text block 91 (the gap stays at 128): text blocks 0..90 are stored as they are.
+    const textComps = comps.slice(300);
+    expect(textComps.slice(0, 91).every((c) => c === 'off')).toBe(true);
+    expect(textComps.slice(91).every((c) => c === 'lz4')).toBe(true);
   });
 
   it('blocks that compress, or short streaks between them, are always tried', async () => {
