@@ -71,6 +71,12 @@ export interface DatasetInfo {
 const MOS_META_RUNS = 8;
 /** Indirect blocks of the write being admitted, not counted yet (two tree levels, in up to 3 copies). */
 const ADMIT_META_BLOCKS = 6;
+/**
+ * Txg commits a write waits through in admission while data in flight stands between it and
+ * room that would be there once it settles (ZFS waits for as long as it takes; a bound keeps
+ * a writer that keeps losing the race from waiting forever).
+ */
+const ADMIT_WAITS = 16;
 
 /** The pool's objects; each one added counts its indirect blocks into the pool's MetaTally. */
 class ObjectMap extends Map<number, ObjectState> {
@@ -400,26 +406,42 @@ export class Pool {
    */
   async admit(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): Promise<void> {
     const need = bytes * copies;
-    for (let attempt = 0; attempt < 4; attempt++) {
+    for (let wait = 0; ; wait++) {
       // Metadata first: the reserve it holds is no longer allocatable for data.
       const metaHeld = this.alloc.holdMeta(this.metaNeed(ADMIT_META_BLOCKS, this.txg.open));
       const room = this.dataRoom(bound, copies);
       let reserved = 0;
       for (const r of this.dir.datasets.values()) if (r !== rec) reserved += this.unusedReservation(r);
       const own = this.unusedReservation(rec);
-      const logical = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop() - reserved - this.txg.totalDirty();
+      // Free once every deferred free is back, before what the dirty data in flight will take.
+      const settled = this.alloc.capacity() - this.alloc.allocated() + this.alloc.pendingFrees() - this.slop();
+      const logical = settled - reserved - this.txg.totalDirty();
       // Zeroing (need 0) frees space: it must not fail for want of a reserve it tried to hold.
       if ((metaHeld || need === 0) && room >= 0 && (own >= need || logical >= need)) return;
-      if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) break;
-      // Freed space comes back only as txgs commit (TXG_DEFER of them): with nothing dirty,
-      // syncNow() had nothing to do and the writer got ENOSPC until something else made a txg.
-      // So make sure the open txg has something to commit, as commit() does.
-      this.txg.markDirty(0);
-      await this.txg.syncNow();
+      // ZFS's rule (dsl_dir_tempreserve_impl): ENOSPC at once when the write would not fit
+      // even with nothing in flight; while it is data in flight that stands in the way (the
+      // dirty data of writers admitted before, often overwrites that free as much as they
+      // take, and the frees their syncs defer), wait for a txg to commit and look again.
+      if ((own < need && settled - reserved < need) || settled < bound * copies) break;
+      if (wait === ADMIT_WAITS || !(await this.commitInFlight())) break;
     }
     // Runs a failed hold took must not stay allocated on an idle pool.
     this.alloc.releaseMeta(this.metaNeed());
     throw err.nospc(`out of space in pool '${this.name}'`);
+  }
+
+  /**
+   * Space held by what is in flight (dirty data, frees deferred by TXG_DEFER) comes back
+   * only as txgs commit: commit the open txg and return true, or return false at once when
+   * nothing is in flight, so waiting cannot make room.
+   */
+  async commitInFlight(): Promise<boolean> {
+    if (this.alloc.pendingFrees() === 0 && this.txg.totalDirty() === 0) return false;
+    // With nothing dirty, syncNow() would have nothing to do and the writer got ENOSPC until
+    // something else made a txg: make sure the open txg has something to commit, as commit() does.
+    this.txg.markDirty(0);
+    await this.txg.syncNow();
+    return true;
   }
 
   // ------------------------------------------------------------ datasets

@@ -51,6 +51,12 @@ const LOCKS = new WeakMap<DatasetRecord, BlockLocks>();
 
 const NO_BLOCKS: (Buffer | null)[] = [];
 
+/**
+ * Times a write goes through admission before a failed hold is ENOSPC (each time after the
+ * first waits for a txg to commit; admit() itself may wait for up to four).
+ */
+const ROOM_ATTEMPTS = 4;
+
 export class Volume implements BlockDevice {
   /** Shared by every Volume of this dataset (each NBD connection opens its own). */
   private locks: BlockLocks;
@@ -330,18 +336,23 @@ export class Volume implements BlockDevice {
       const bytes = (whole.length + partial.length) * bs;
       const blockBound = this.pool.blockBound(bs); // raidz parity and padding
       const bound = (whole.length + partial.length) * blockBound;
-      await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies, zeroing ? 0 : bound);
-      await this.pool.txg.throttle(bytes);
-      // From here to the end nothing awaits: the whole write joins one txg.
-      const t = this.pool.txg.open;
       const obj = this.obj;
-      obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)
-      obj.mosBytesPerBlock = this.rec.snapshots.length ? 48 + 128 : 48; // a dead-list entry per overwritten block
-      // The sync's metadata room and this write's data room, checked again now that nothing awaits
-      // before the blocks are dirtied (admission counted on what was dirty then, and so did every
-      // writer that passed it alongside or waited in the throttle).
-      if (!zeroing && !this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole), bound, copies)) {
-        throw err.nospc(`out of space in pool '${this.pool.name}'`);
+      let t: number;
+      for (let attempt = 1; ; attempt++) {
+        await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies, zeroing ? 0 : bound);
+        await this.pool.txg.throttle(bytes);
+        // From the hold to the end nothing awaits: the whole write joins one txg.
+        t = this.pool.txg.open;
+        obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)
+        obj.mosBytesPerBlock = this.rec.snapshots.length ? 48 + 128 : 48; // a dead-list entry per overwritten block
+        // The sync's metadata room and this write's data room, checked again now that nothing awaits
+        // before the blocks are dirtied (admission counted on what was dirty then, and so did every
+        // writer that passed it alongside or waited in the throttle).
+        if (zeroing || this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole), bound, copies)) break;
+        // The room those writers took is only in flight (their dirty data, the frees their
+        // syncs defer): it comes back as txgs commit. Failing here instead gave ENOSPC to 4K
+        // writes at depth 32 into a 1 GiB volume on a 1.5 GiB pool, a third of it free.
+        if (attempt === ROOM_ATTEMPTS || !(await this.pool.commitInFlight())) throw err.nospc(`out of space in pool '${this.pool.name}'`);
       }
       this.wp?.record(prepared, t);
       const m = obj.mapFor(t);
