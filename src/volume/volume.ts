@@ -53,7 +53,7 @@ const NO_BLOCKS: (Buffer | null)[] = [];
 
 /**
  * Times a write goes through admission before a failed hold is ENOSPC (each time after the
- * first waits for a txg to commit; admit() itself may wait for up to four).
+ * first waits for a txg to commit; admit() itself also waits while data in flight is in the way).
  */
 const ROOM_ATTEMPTS = 4;
 
