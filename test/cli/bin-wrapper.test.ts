@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as cli from '../helpers/cli.js';
-import { MALLOC_TUNABLES } from '../../src/cli/node-env.js';
+import { MALLOC_TUNABLES, NODE_FLAGS } from '../../src/cli/node-env.js';
 
 const { BIN, ROOT } = cli;
 /** dist/ built, and the CLI bundle too where the helpers know how to make it (bin/strata may run it for `image`). */
@@ -184,7 +184,7 @@ describe('bin/strata', () => {
     // report how they were run: which file, the arguments, whether
     // NODE_EXTRA_CA_CERTS arrived, and the working directory.
     const stub = (entry: string) =>
-      `process.stdout.write(JSON.stringify({ entry: ${JSON.stringify(entry)}, argv: process.argv.slice(2), certs: process.env.NODE_EXTRA_CA_CERTS ?? null, keep: process.env.STRATA_WRAPPER_KEEP ?? null, tunables: process.env.GLIBC_TUNABLES ?? null, cwd: process.cwd() }));\n`;
+      `process.stdout.write(JSON.stringify({ entry: ${JSON.stringify(entry)}, argv: process.argv.slice(2), certs: process.env.NODE_EXTRA_CA_CERTS ?? null, keep: process.env.STRATA_WRAPPER_KEEP ?? null, tunables: process.env.GLIBC_TUNABLES ?? null, execArgv: process.execArgv, cwd: process.cwd() }));\n`;
     let pkg: string;
     beforeAll(() => {
       pkg = fs.mkdtempSync(path.join(dir, 'stub-pkg-'));
@@ -201,6 +201,7 @@ describe('bin/strata', () => {
       certs: string | null;
       keep: string | null;
       tunables: string | null;
+      execArgv: string[];
       cwd: string;
     }
     const seen = (r: Run): Seen => {
@@ -231,6 +232,13 @@ describe('bin/strata', () => {
       const r = spawnSync(bin, ['serve'], { encoding: 'utf8', env });
       expect(JSON.parse(r.stdout).tunables).toBe(MALLOC_TUNABLES);
       expect(seen(run(bin, ['serve'], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' } })).tunables).toBe('glibc.malloc.arena_max=2');
+    });
+
+    it("starts node with src/cli/node-env.ts's NODE_FLAGS, for every command", () => {
+      const bin = path.join(pkg, 'bin', 'strata');
+      for (const args of [['serve'], ['image', 'info', 'x'], ['--home', 'h', 'list'], ['list']]) {
+        expect(seen(run(bin, args)).execArgv, args.join(' ')).toEqual([...NODE_FLAGS]);
+      }
     });
 
     it('commands other than `image` run main.js; `image` runs main.js or, when it is built, the bundle', () => {
