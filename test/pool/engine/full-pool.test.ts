@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PoolManager } from '../../../src/daemon/services.js';
 import { StorageError } from '../../../src/errors.js';
 import type { BlockDevice } from '../../../src/device/block-device.js';
-import { loggedAllocated, MiB, newPool, readAll, rng, tempDir } from './helpers.js';
+import { fillWithModel, loggedAllocated, MiB, newPool, readAll, rng, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -134,13 +134,7 @@ describe('full pool', () => {
       await mgr.create('tank/v', { volsize: String(v.vol * MiB), sparse: true, props: { volblocksize: String(v.vbs) } });
       const { volume, release } = await mgr.openVolume('tank/v');
       const filled = v.fill * MiB;
-      const model = Buffer.alloc(filled);
-      for (let off = 0; off < filled; off += MiB) {
-        const d = randomBytes(MiB);
-        await volume.write(off, d);
-        d.copy(model, off);
-      }
-      await volume.flush();
+      const model = await fillWithModel(volume, filled);
       const r = rng(11);
       const inflight = new Map<number, Promise<void>>(); // by offset: one write per offset at a time
       let ok = 0;

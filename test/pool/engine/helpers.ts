@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,18 @@ export async function readAll(vol: { info(): { size: number }; read(o: number, n
   const out = Buffer.alloc(size);
   for (let o = 0; o < size; o += MiB) (await vol.read(o, Math.min(MiB, size - o))).copy(out, o);
   return out;
+}
+
+/** Write random data over a volume's first `bytes` (whole MiB) in 1 MiB pieces, flush, and return what was written (the model later writes update). */
+export async function fillWithModel(vol: { write(o: number, d: Buffer): Promise<void>; flush(): Promise<void> }, bytes: number): Promise<Buffer> {
+  const model = Buffer.alloc(bytes);
+  for (let off = 0; off < bytes; off += MiB) {
+    const d = randomBytes(MiB);
+    await vol.write(off, d);
+    d.copy(model, off);
+  }
+  await vol.flush();
+  return model;
 }
 
 /** Small deterministic PRNG (xorshift32) for reproducible tests. */

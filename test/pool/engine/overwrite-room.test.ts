@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MiB, newPool, rng, tempDir } from './helpers.js';
+import { fillWithModel, MiB, newPool, rng, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -26,13 +26,7 @@ describe('overwrites with data in flight beyond the free space', () => {
     await mgr.create('tank/v', { volsize: String(size), sparse: true });
     const { volume, release } = await mgr.openVolume('tank/v');
     try {
-      const model = Buffer.alloc(size);
-      for (let off = 0; off < size; off += MiB) {
-        const d = randomBytes(MiB);
-        await volume.write(off, d);
-        d.copy(model, off);
-      }
-      await volume.flush();
+      const model = await fillWithModel(volume, size);
       const r = rng(11);
       const sectors = size / 4096;
       let left = 12_000;
