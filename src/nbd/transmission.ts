@@ -12,6 +12,9 @@
  *   above maxInflight the socket is paused (TCP backpressure reaches the
  *   client) and resumed below half of it. Write payloads over the maximum
  *   are discarded as they stream in and answered with EINVAL.
+ * - READs of GATED_READ_MIN or more wait for the connection's ReadGate
+ *   (at most READ_AHEAD bytes between device and written reply), so
+ *   replies leave while their bytes are still in the CPU caches.
  * - FLUSH calls device.flush(), which covers every write any connection
  *   completed before it (BlockDevice durability contract), so
  *   CAN_MULTI_CONN is advertised exactly when the device says multiConn.
@@ -28,6 +31,7 @@ import type { BufferPool } from './buffer-pool.js';
 import { ReplyWriter, type Handle } from './reply-writer.js';
 import type { NbdLogger } from './types.js';
 import type { OnreadFeed } from './onread-feed.js';
+import { ReadGate } from './read-gate.js';
 
 /** Reads below this size skip the block-status lookup and go out as one data chunk. */
 const SPARSE_READ_MIN = 64 * 1024;
@@ -38,6 +42,10 @@ const SPARSE_READ_MIN = 64 * 1024;
  * and copied out. Smaller writes keep batching many requests per read.
  */
 const HEADER_ONLY_AFTER = 128 * 1024;
+/** READs at least this large take their length from the connection's ReadGate. */
+const GATED_READ_MIN = 256 * 1024;
+/** Bytes of gated READs a connection may have between the device and a written reply (see ReadGate). */
+const READ_AHEAD = 4 * 1024 * 1024;
 /** Fixed charge per request so floods of payload-less commands are bounded too. */
 const REQUEST_OVERHEAD = 4096;
 /** How long a closed connection waits for the client's FIN before it is destroyed. */
@@ -72,6 +80,8 @@ class Request implements Handle {
   fill = 0;
   /** WRITE: the payload is handed to the device (WriteOptions.owned); a pooled buf comes back only through WriteOptions.release. */
   owned = false;
+  /** READ: bytes taken from the connection's ReadGate, given back at finish(). */
+  gated = 0;
   constructor(
     readonly type: number,
     readonly flags: number,
@@ -111,6 +121,7 @@ export class Transmission {
   private draining = false;
   private ending = false;
   private readonly writer: ReplyWriter;
+  private readonly readGate = new ReadGate(READ_AHEAD);
   private readonly minBlock: number;
   private readonly size: number;
   private readonly closed: Promise<void>;
@@ -390,6 +401,10 @@ export class Transmission {
   }
 
   private finish(r: Request): void {
+    if (r.gated) {
+      this.readGate.give(r.gated);
+      r.gated = 0;
+    }
     this.inflight--;
     this.inflightBytes -= r.cost;
     if (this.paused && this.inflightBytes <= this.o.maxInflight / 2) {
@@ -499,6 +514,10 @@ export class Transmission {
       this.check(r, this.o.structured ? C.CMD_FLAG_DF : 0);
       if (r.length > this.o.maxRequest) throw err.inval(`read of ${r.length} bytes exceeds the maximum of ${this.o.maxRequest}`);
       const len = r.length;
+      if (len >= GATED_READ_MIN) {
+        if (!this.readGate.tryTake(len)) await this.readGate.take(len);
+        r.gated = len;
+      }
       if (!this.o.structured) {
         buf = this.o.pool.get(len);
         await this.readInto(r.offset, len, buf, 0);

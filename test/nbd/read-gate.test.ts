@@ -1,0 +1,157 @@
+/**
+ * ReadGate: a connection's large READs stay within READ_AHEAD (4 MiB) of
+ * what its socket has written, in arrival order; small READs never wait.
+ * The transmission cases drive a Transmission over a Duplex whose write
+ * callbacks the test holds, so "the socket has written it" is exact.
+ */
+import { describe, expect, it } from 'vitest';
+import { Duplex } from 'node:stream';
+import { ReadGate } from '../../src/nbd/read-gate.js';
+import { Transmission } from '../../src/nbd/transmission.js';
+import { BufferPool } from '../../src/nbd/buffer-pool.js';
+import { MemoryDevice } from '../../src/device/memory-device.js';
+import * as C from '../../src/nbd/constants.js';
+import { pattern } from './helpers.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const tick = () => new Promise<void>((r) => setImmediate(r));
+const ticks = async (n = 8) => {
+  for (let i = 0; i < n; i++) await tick();
+};
+
+describe('ReadGate', () => {
+  it('lets reads through up to the limit, then in arrival order as bytes come back', async () => {
+    const g = new ReadGate(4 * MiB);
+    expect(g.tryTake(MiB)).toBe(true);
+    expect(g.tryTake(3 * MiB)).toBe(true);
+    expect(g.tryTake(MiB)).toBe(false);
+    const order: string[] = [];
+    const big = g.take(2 * MiB).then(() => order.push('big'));
+    const small = g.take(256 * KiB).then(() => order.push('small'));
+    // Room for the small one now, but the big one arrived first: nobody overtakes.
+    g.give(MiB);
+    await ticks(2);
+    expect(order).toEqual([]);
+    expect(g.tryTake(256 * KiB)).toBe(false);
+    g.give(3 * MiB);
+    await Promise.all([big, small]);
+    expect(order).toEqual(['big', 'small']);
+    expect(g.bytes).toBe(2 * MiB + 256 * KiB);
+  });
+
+  it('a read larger than the whole limit goes through once nothing else is taken', async () => {
+    const g = new ReadGate(4 * MiB);
+    expect(g.tryTake(8 * MiB)).toBe(true);
+    let done = false;
+    const next = g.take(32 * MiB).then(() => (done = true));
+    await ticks(2);
+    expect(done).toBe(false);
+    g.give(8 * MiB);
+    await next;
+    expect(g.bytes).toBe(32 * MiB);
+  });
+});
+
+function request(type: number, handle: number, offset: number, length: number): Buffer {
+  const b = Buffer.alloc(C.REQUEST_SIZE);
+  b.writeUInt32BE(C.REQUEST_MAGIC, 0);
+  b.writeUInt16BE(type, 6);
+  b.writeUInt32BE(handle, 12);
+  b.writeUInt32BE(Math.floor(offset / 2 ** 32), 16);
+  b.writeUInt32BE(offset % 2 ** 32, 20);
+  b.writeUInt32BE(length, 24);
+  return b;
+}
+
+/** A Transmission over a Duplex that writes nothing until the test releases it. */
+function heldConnection(device: MemoryDevice) {
+  const held: (() => void)[] = [];
+  const out: Buffer[] = [];
+  const stream = new Duplex({
+    read() {},
+    writev(chunks, cb) {
+      for (const c of chunks) out.push(Buffer.from(c.chunk as Buffer));
+      held.push(() => cb());
+    },
+  });
+  const nop = () => {};
+  const t = new Transmission(stream, {
+    device,
+    info: device.info(),
+    structured: false,
+    metaContext: false,
+    transmissionFlags: 0,
+    maxRequest: 32 * MiB,
+    maxInflight: 256 * MiB,
+    pool: new BufferPool(),
+    log: { debug: nop, info: nop, warn: nop, error: nop },
+    logContext: {},
+  });
+  t.start(Buffer.alloc(0), null);
+  /** Let the socket finish everything handed to it so far. */
+  const release = () => held.splice(0).forEach((f) => f());
+  return { t, stream, out, release };
+}
+
+/** Simple replies in `bytes`, each followed by `len` data bytes: handle -> data. */
+function replies(bytes: Buffer, len: number): Map<number, Buffer> {
+  const m = new Map<number, Buffer>();
+  for (let at = 0; at + 16 + len <= bytes.length; at += 16 + len) {
+    expect(bytes.readUInt32BE(at)).toBe(C.SIMPLE_REPLY_MAGIC);
+    expect(bytes.readUInt32BE(at + 4)).toBe(0);
+    m.set(bytes.readUInt32BE(at + 12), bytes.subarray(at + 16, at + 16 + len));
+  }
+  return m;
+}
+
+describe('Transmission: large READs wait for the socket', () => {
+  it('16 pipelined 1 MiB reads: at most 4 between device and socket, every byte right', async () => {
+    const dev = new MemoryDevice(32 * MiB);
+    const data = pattern(32 * MiB, 7);
+    await dev.write(0, data);
+    let started = 0;
+    const read = dev.read.bind(dev);
+    dev.read = (offset, length, into) => {
+      started++;
+      return read(offset, length, into);
+    };
+    const c = heldConnection(dev);
+    c.stream.push(Buffer.concat(Array.from({ length: 16 }, (_, i) => request(C.CMD_READ, i, i * 2 * MiB, MiB))));
+    await ticks();
+    expect(started).toBe(4);
+    // Each time the socket catches up, the next reads start, never more than 4 ahead.
+    let written = 0;
+    for (let round = 0; round < 40 && written < 16; round++) {
+      c.release();
+      await ticks();
+      written = replies(Buffer.concat(c.out), MiB).size;
+      expect(started - written).toBeLessThanOrEqual(4);
+    }
+    const got = replies(Buffer.concat(c.out), MiB);
+    expect(got.size).toBe(16);
+    for (const [h, d] of got) expect(d.equals(data.subarray(h * 2 * MiB, h * 2 * MiB + MiB)), `reply ${h}`).toBe(true);
+    c.t.destroy();
+  });
+
+  it('small reads do not wait behind large ones', async () => {
+    const dev = new MemoryDevice(16 * MiB);
+    let started = 0;
+    const read = dev.read.bind(dev);
+    dev.read = (offset, length, into) => {
+      started++;
+      return read(offset, length, into);
+    };
+    const c = heldConnection(dev);
+    const reqs = [...Array.from({ length: 8 }, (_, i) => request(C.CMD_READ, i, i * MiB, MiB)), ...Array.from({ length: 32 }, (_, i) => request(C.CMD_READ, 100 + i, i * 4 * KiB, 4 * KiB))];
+    c.stream.push(Buffer.concat(reqs));
+    await ticks();
+    expect(started).toBe(4 + 32);
+    for (let round = 0; round < 40 && started < 40; round++) {
+      c.release();
+      await ticks();
+    }
+    expect(started).toBe(40);
+    c.t.destroy();
+  });
+});
