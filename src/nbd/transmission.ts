@@ -515,8 +515,11 @@ export class Transmission {
       if (r.length > this.o.maxRequest) throw err.inval(`read of ${r.length} bytes exceeds the maximum of ${this.o.maxRequest}`);
       const len = r.length;
       if (len >= GATED_READ_MIN) {
-        if (!this.readGate.tryTake(len)) await this.readGate.take(len);
+        const now = this.readGate.tryTake(len);
+        if (!now) await this.readGate.take(len);
         r.gated = len;
+        // The client may have gone while this read waited: do not read for nobody.
+        if (!now && this.stream.destroyed) throw err.shutdown('connection closed');
       }
       if (!this.o.structured) {
         buf = this.o.pool.get(len);

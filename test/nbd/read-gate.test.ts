@@ -134,6 +134,26 @@ describe('Transmission: large READs wait for the socket', () => {
     c.t.destroy();
   });
 
+  it('reads still waiting when the client goes never reach the device', async () => {
+    const dev = new MemoryDevice(16 * MiB);
+    let started = 0;
+    const read = dev.read.bind(dev);
+    dev.read = (offset, length, into) => {
+      started++;
+      return read(offset, length, into);
+    };
+    const c = heldConnection(dev);
+    c.stream.push(Buffer.concat(Array.from({ length: 8 }, (_, i) => request(C.CMD_READ, i, i * MiB, MiB))));
+    await ticks();
+    expect(started).toBe(4);
+    c.stream.destroy();
+    await ticks();
+    // The socket fails what it held: the gate opens, and the 4 waiting reads find the client gone.
+    c.release();
+    await ticks();
+    expect(started).toBe(4);
+  });
+
   it('small reads do not wait behind large ones', async () => {
     const dev = new MemoryDevice(16 * MiB);
     let started = 0;
