@@ -9,7 +9,7 @@
  * CPU caches by then, and both copies (device -> buffer, buffer -> socket)
  * pay for the misses. With all 16 of fio's 1 MiB reads let through at
  * once, 16 MiB of replies queued behind the socket; serving a raw file on
- * tmpfs ran 2.3-2.6 GB/s, and 2.9-3.1 GB/s with 4 MiB ahead (alternated,
+ * tmpfs ran 2.3-2.6 GB/s, and 2.7-3.1 GB/s with 4 MiB ahead (alternated,
  * bench/README.md session 13). Nothing is lost in parallelism: Node's
  * thread pool runs four device reads at a time, which 4 MiB of 1 MiB
  * reads still fills.
