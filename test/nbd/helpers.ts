@@ -7,7 +7,12 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { NbdServer, type NbdServerOptions } from '../../src/nbd/index.js';
+import { Transmission } from '../../src/nbd/transmission.js';
+import { BufferPool } from '../../src/nbd/buffer-pool.js';
+import * as C from '../../src/nbd/constants.js';
+import type { BlockDevice } from '../../src/device/block-device.js';
 
 export interface Served {
   server: NbdServer;
@@ -58,6 +63,41 @@ export async function ok(cmd: string, args: string[], opts: { input?: string; ti
 /** /usr/bin/python3 has the python3-libnbd module (a pyenv python3 on PATH may not). */
 export function python(script: string): Promise<RunResult> {
   return run('/usr/bin/python3', ['-c', script], { timeoutMs: 60_000 });
+}
+
+/** The 28 bytes of an NBD request header. */
+export function requestHeader(type: number, handle: number, offset: number, length: number, flags = 0): Buffer {
+  const b = Buffer.alloc(C.REQUEST_SIZE);
+  b.writeUInt32BE(C.REQUEST_MAGIC, 0);
+  b.writeUInt16BE(flags, 4);
+  b.writeUInt16BE(type, 6);
+  b.writeUInt32BE(handle, 12);
+  b.writeUInt32BE(Math.floor(offset / 2 ** 32), 16);
+  b.writeUInt32BE(offset % 2 ** 32, 20);
+  b.writeUInt32BE(length, 24);
+  return b;
+}
+
+/**
+ * A Transmission (the per-connection request loop) over `stream`, started, as the
+ * server would run it after the handshake: 32 MiB requests, 256 MiB in flight, no logging.
+ */
+export function startTransmission(stream: Duplex, device: BlockDevice, structured: boolean): Transmission {
+  const nop = () => {};
+  const t = new Transmission(stream, {
+    device,
+    info: device.info(),
+    structured,
+    metaContext: false,
+    transmissionFlags: 0,
+    maxRequest: 32 * 1024 * 1024,
+    maxInflight: 256 * 1024 * 1024,
+    pool: new BufferPool(),
+    log: { debug: nop, info: nop, warn: nop, error: nop },
+    logContext: {},
+  });
+  t.start(Buffer.alloc(0), null);
+  return t;
 }
 
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup(): Promise<void> }> {

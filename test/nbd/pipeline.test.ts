@@ -13,7 +13,7 @@ import { RawDevice } from '../../formats/raw/index.js';
 import { MemoryDevice } from '../../src/device/memory-device.js';
 import type { BlockDevice, BlockDeviceInfo, WriteOptions } from '../../src/device/block-device.js';
 import { RawClient } from './raw-client.js';
-import { pattern, serve, tempDir, type Served } from './helpers.js';
+import { pattern, requestHeader, serve, tempDir, type Served } from './helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -22,16 +22,6 @@ const SIZES = [512, 4 * KiB, 12 * KiB, 16 * KiB, 20 * KiB, 64 * KiB, 100 * KiB, 
 /** Deterministic pseudo-random bytes (differs per seed and position). */
 function bytes(n: number, seed: number): Buffer {
   return pattern(n, (seed * 2654435761) >>> 0);
-}
-
-function header(type: number, offset: number, length: number, handle: number): Buffer {
-  const h = Buffer.alloc(28);
-  h.writeUInt32BE(0x25609513, 0);
-  h.writeUInt16BE(type, 6);
-  h.writeUInt32BE(handle, 12);
-  h.writeBigUInt64BE(BigInt(offset), 16);
-  h.writeUInt32BE(length, 24);
-  return h;
 }
 
 /** Send `stream` in pieces of varying size (1 byte .. 300 KiB), yielding now and then. */
@@ -71,7 +61,7 @@ async function roundTrip(port: number, name: string): Promise<void> {
     await c.greet();
     await c.go(name);
     // Writes: all pipelined, disjoint ranges.
-    await sendInPieces(c, Buffer.concat(rs.flatMap((r, i) => [header(1, r.offset, r.length, i), bytes(r.length, r.seed)])), 7);
+    await sendInPieces(c, Buffer.concat(rs.flatMap((r, i) => [requestHeader(1, i, r.offset, r.length), bytes(r.length, r.seed)])), 7);
     const acked = new Set<number>();
     for (let i = 0; i < rs.length; i++) {
       const rep = await c.simpleReply();
@@ -80,7 +70,7 @@ async function roundTrip(port: number, name: string): Promise<void> {
     }
     expect(acked.size).toBe(rs.length);
     // Reads: all pipelined; replies come in any order, each followed by its data.
-    await sendInPieces(c, Buffer.concat(rs.map((r, i) => header(0, r.offset, r.length, 1000 + i))), 11);
+    await sendInPieces(c, Buffer.concat(rs.map((r, i) => requestHeader(0, 1000 + i, r.offset, r.length))), 11);
     const seen = new Set<number>();
     for (let i = 0; i < rs.length; i++) {
       const rep = await c.simpleReply();

@@ -7,11 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { Duplex } from 'node:stream';
 import { ReadGate } from '../../src/nbd/read-gate.js';
-import { Transmission } from '../../src/nbd/transmission.js';
-import { BufferPool } from '../../src/nbd/buffer-pool.js';
 import { MemoryDevice } from '../../src/device/memory-device.js';
 import * as C from '../../src/nbd/constants.js';
-import { pattern } from './helpers.js';
+import { pattern, requestHeader as request, startTransmission } from './helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -53,19 +51,17 @@ describe('ReadGate', () => {
   });
 });
 
-function request(type: number, handle: number, offset: number, length: number): Buffer {
-  const b = Buffer.alloc(C.REQUEST_SIZE);
-  b.writeUInt32BE(C.REQUEST_MAGIC, 0);
-  b.writeUInt16BE(type, 6);
-  b.writeUInt32BE(handle, 12);
-  b.writeUInt32BE(Math.floor(offset / 2 ** 32), 16);
-  b.writeUInt32BE(offset % 2 ** 32, 20);
-  b.writeUInt32BE(length, 24);
-  return b;
-}
-
-/** A Transmission over a Duplex that writes nothing until the test releases it. */
+/**
+ * A Transmission over a Duplex that writes nothing until the test releases it;
+ * `started()` counts the reads that reached the device.
+ */
 function heldConnection(device: MemoryDevice) {
+  let started = 0;
+  const read = device.read.bind(device);
+  device.read = (offset, length, into) => {
+    started++;
+    return read(offset, length, into);
+  };
   const held: (() => void)[] = [];
   const out: Buffer[] = [];
   const stream = new Duplex({
@@ -75,23 +71,10 @@ function heldConnection(device: MemoryDevice) {
       held.push(() => cb());
     },
   });
-  const nop = () => {};
-  const t = new Transmission(stream, {
-    device,
-    info: device.info(),
-    structured: false,
-    metaContext: false,
-    transmissionFlags: 0,
-    maxRequest: 32 * MiB,
-    maxInflight: 256 * MiB,
-    pool: new BufferPool(),
-    log: { debug: nop, info: nop, warn: nop, error: nop },
-    logContext: {},
-  });
-  t.start(Buffer.alloc(0), null);
+  const t = startTransmission(stream, device, false);
   /** Let the socket finish everything handed to it so far. */
   const release = () => held.splice(0).forEach((f) => f());
-  return { t, stream, out, release };
+  return { t, stream, out, release, started: () => started };
 }
 
 /** Simple replies in `bytes`, each followed by `len` data bytes: handle -> data. */
@@ -110,23 +93,17 @@ describe('Transmission: large READs wait for the socket', () => {
     const dev = new MemoryDevice(32 * MiB);
     const data = pattern(32 * MiB, 7);
     await dev.write(0, data);
-    let started = 0;
-    const read = dev.read.bind(dev);
-    dev.read = (offset, length, into) => {
-      started++;
-      return read(offset, length, into);
-    };
     const c = heldConnection(dev);
     c.stream.push(Buffer.concat(Array.from({ length: 16 }, (_, i) => request(C.CMD_READ, i, i * 2 * MiB, MiB))));
     await ticks();
-    expect(started).toBe(4);
+    expect(c.started()).toBe(4);
     // Each time the socket catches up, the next reads start, never more than 4 ahead.
     let written = 0;
     for (let round = 0; round < 40 && written < 16; round++) {
       c.release();
       await ticks();
       written = replies(Buffer.concat(c.out), MiB).size;
-      expect(started - written).toBeLessThanOrEqual(4);
+      expect(c.started() - written).toBeLessThanOrEqual(4);
     }
     const got = replies(Buffer.concat(c.out), MiB);
     expect(got.size).toBe(16);
@@ -136,42 +113,30 @@ describe('Transmission: large READs wait for the socket', () => {
 
   it('reads still waiting when the client goes never reach the device', async () => {
     const dev = new MemoryDevice(16 * MiB);
-    let started = 0;
-    const read = dev.read.bind(dev);
-    dev.read = (offset, length, into) => {
-      started++;
-      return read(offset, length, into);
-    };
     const c = heldConnection(dev);
     c.stream.push(Buffer.concat(Array.from({ length: 8 }, (_, i) => request(C.CMD_READ, i, i * MiB, MiB))));
     await ticks();
-    expect(started).toBe(4);
+    expect(c.started()).toBe(4);
     c.stream.destroy();
     await ticks();
     // The socket fails what it held: the gate opens, and the 4 waiting reads find the client gone.
     c.release();
     await ticks();
-    expect(started).toBe(4);
+    expect(c.started()).toBe(4);
   });
 
   it('small reads do not wait behind large ones', async () => {
     const dev = new MemoryDevice(16 * MiB);
-    let started = 0;
-    const read = dev.read.bind(dev);
-    dev.read = (offset, length, into) => {
-      started++;
-      return read(offset, length, into);
-    };
     const c = heldConnection(dev);
     const reqs = [...Array.from({ length: 8 }, (_, i) => request(C.CMD_READ, i, i * MiB, MiB)), ...Array.from({ length: 32 }, (_, i) => request(C.CMD_READ, 100 + i, i * 4 * KiB, 4 * KiB))];
     c.stream.push(Buffer.concat(reqs));
     await ticks();
-    expect(started).toBe(4 + 32);
-    for (let round = 0; round < 40 && started < 40; round++) {
+    expect(c.started()).toBe(4 + 32);
+    for (let round = 0; round < 40 && c.started() < 40; round++) {
       c.release();
       await ticks();
     }
-    expect(started).toBe(40);
+    expect(c.started()).toBe(40);
     c.t.destroy();
   });
 });

@@ -11,31 +11,17 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Duplex } from 'node:stream';
-import { Transmission } from '../../src/nbd/transmission.js';
-import { BufferPool } from '../../src/nbd/buffer-pool.js';
 import * as C from '../../src/nbd/constants.js';
 import { err } from '../../src/errors.js';
 import type { BlockDevice } from '../../src/device/block-device.js';
 import { MiB, newPool, tempDir } from '../pool/engine/helpers.js';
+import { requestHeader, startTransmission } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 const KiB = 1024;
-
-function header(type: number, flags: number, handle: number, offset: number, length: number): Buffer {
-  const b = Buffer.alloc(C.REQUEST_SIZE);
-  b.writeUInt32BE(C.REQUEST_MAGIC, 0);
-  b.writeUInt16BE(flags, 4);
-  b.writeUInt16BE(type, 6);
-  b.writeUInt32BE(0, 8);
-  b.writeUInt32BE(handle, 12);
-  b.writeUInt32BE(Math.floor(offset / 2 ** 32), 16);
-  b.writeUInt32BE(offset % 2 ** 32, 20);
-  b.writeUInt32BE(length, 24);
-  return b;
-}
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
@@ -76,27 +62,14 @@ describe('NBD sparse read vs lent payloads', () => {
       close: async () => {},
     };
     const stream = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
-    const nop = () => {};
-    const t = new Transmission(stream, {
-      device: dev,
-      info: dev.info(),
-      structured: true,
-      metaContext: false,
-      transmissionFlags: 0,
-      maxRequest: 32 * MiB,
-      maxInflight: 256 * MiB,
-      pool: new BufferPool(),
-      log: { debug: nop, info: nop, warn: nop, error: nop },
-      logContext: {},
-    });
-    t.start(Buffer.alloc(0), null);
+    const t = startTransmission(stream, dev, true);
     // 1. A 128K structured READ (sparse path): extent [0,32K) fails at once, [64K,128K) waits.
-    stream.push(header(C.CMD_READ, 0, 1, 0, 128 * KiB));
+    stream.push(requestHeader(C.CMD_READ, 1, 0, 128 * KiB));
     for (let i = 0; i < 5; i++) await tick();
     // 2. A 128K WRITE at 1M whose payload arrives in two chunks: assembled in a pooled buffer,
     //    owned, lent to the volume until its txg syncs.
     const payload = Buffer.alloc(128 * KiB, 0x11);
-    stream.push(Buffer.concat([header(C.CMD_WRITE, 0, 2, MiB, 128 * KiB), payload.subarray(0, 1000)]));
+    stream.push(Buffer.concat([requestHeader(C.CMD_WRITE, 2, MiB, 128 * KiB), payload.subarray(0, 1000)]));
     stream.push(payload.subarray(1000));
     for (let i = 0; i < 5; i++) await tick();
     expect(writes).toBe(1);
