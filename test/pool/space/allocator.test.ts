@@ -238,6 +238,40 @@ describe('SpaceAllocator behaviour', () => {
     expect(b.alloc(K16)).toBe(ms);
   });
 
+  it('a vdev running low takes holes in any metaslab before it cuts a run, exact fits first', () => {
+    const K16 = 4 * SECTOR;
+    const ms = 1 << 24;
+    // Four metaslabs; 0-2 filled with 16K blocks, 3 left empty: 25% free, so the vdev is low.
+    const a = new SpaceAllocator({ capacity: 4 * ms, sector: SECTOR, metaslabShift: 24 });
+    const blocks: number[] = [];
+    for (let off = 0; off < 3 * ms; off += K16) blocks.push(a.alloc(K16));
+    // Holes in metaslab 1 only: a 32K one first, then 16K ones.
+    const at = (i: number) => blocks[i]!;
+    const i1 = ms / K16; // first block of metaslab 1
+    a.free(at(i1 + 10), 2 * K16);
+    a.free(at(i1 + 100), K16);
+    a.free(at(i1 + 200), K16);
+    a.free(at(i1 + 300), 3 * SECTOR); // shorter than the blocks: never picked for them
+    expect(a.freeBytes()).toBeLessThan(0.3 * a.capacity);
+    // The active metaslab is 2 (full), the emptiest is 3 (a 16 MiB run): the hole in 1 comes first,
+    // one of exactly 16K before the earlier 32K one...
+    expect(a.alloc(K16)).toBe(at(i1 + 100));
+    expect(a.alloc(K16)).toBe(at(i1 + 200));
+    // ...then the 32K hole, cut...
+    expect(a.alloc(K16)).toBe(at(i1 + 10));
+    expect(a.alloc(K16)).toBe(at(i1 + 11));
+    // ...and only with no hole that fits left anywhere, metaslab 3's run.
+    expect(a.alloc(K16)).toBe(3 * ms);
+    // Runs of keepRun or more never look for holes.
+    a.free(at(i1 + 500), 64 * SECTOR);
+    expect(a.alloc(128 * 1024)).toBe(3 * ms + K16);
+    // A roomy vdev (the same layout, 4x the empty space) stays first-fit from its cursor.
+    const b = new SpaceAllocator({ capacity: 16 * ms, sector: SECTOR, metaslabShift: 24 });
+    for (let off = 0; off < 3 * ms; off += K16) b.alloc(K16);
+    b.free(ms + 100 * K16, K16);
+    expect(b.alloc(K16)).toBe(3 * ms);
+  });
+
   it('moves to the emptiest metaslab when the current one is full', () => {
     const ms = 1 << 24;
     const a = new SpaceAllocator({ capacity: 4 * ms, sector: SECTOR, metaslabShift: 24 });
