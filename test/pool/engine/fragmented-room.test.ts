@@ -10,9 +10,8 @@
  * anywhere on the vdev, exact fits first, once it is low on space
  * (space/allocator.ts).
  */
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fillWithModel, MiB, newPool, rng, tempDir } from './helpers.js';
+import { fillWithModel, MiB, newPool, randomOverwritesAtDepth32, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -30,21 +29,8 @@ describe('random overwrites on a nearly full, fragmenting pool', () => {
     const { volume, release } = await mgr.openVolume('tank/v');
     try {
       const model = await fillWithModel(volume, size);
-      const r = rng(5);
-      const sectors = size / 4096;
       // About five times the volume's 8192 blocks; the old allocator failed after fewer than 4,000.
-      let left = 40_000;
-      // Writer w owns the sectors s with s % 32 === w, so the model's order is each writer's own.
-      const writer = async (w: number) => {
-        while (left-- > 0) {
-          const off = (r.below(sectors / 32) * 32 + w) * 4096;
-          const d = randomBytes(4096);
-          await volume.write(off, d);
-          d.copy(model, off);
-        }
-      };
-      await Promise.all(Array.from({ length: 32 }, (_, w) => writer(w)));
-      await volume.flush();
+      await randomOverwritesAtDepth32(volume, model, 40_000, 5);
       for (let off = 0; off < size; off += 4 * MiB) {
         expect((await volume.read(off, 4 * MiB)).equals(model.subarray(off, off + 4 * MiB)), `at ${off}`).toBe(true);
       }

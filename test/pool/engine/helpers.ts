@@ -72,6 +72,32 @@ export async function fillWithModel(vol: { write(o: number, d: Buffer): Promise<
   return model;
 }
 
+/**
+ * `count` random 4K writes of random data by 32 writers at once (depth 32),
+ * applied to `model` too. Writer w owns the sectors s with s % 32 === w, so
+ * the model's order is each writer's own. Then a flush.
+ */
+export async function randomOverwritesAtDepth32(
+  vol: { write(o: number, d: Buffer): Promise<void>; flush(): Promise<void> },
+  model: Buffer,
+  count: number,
+  seed: number,
+): Promise<void> {
+  const r = rng(seed);
+  const sectors = model.length / 4096;
+  let left = count;
+  const writer = async (w: number) => {
+    while (left-- > 0) {
+      const off = (r.below(sectors / 32) * 32 + w) * 4096;
+      const d = randomBytes(4096);
+      await vol.write(off, d);
+      d.copy(model, off);
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, (_, w) => writer(w)));
+  await vol.flush();
+}
+
 /** Small deterministic PRNG (xorshift32) for reproducible tests. */
 export function rng(seed: number): { next(): number; below(n: number): number; bytes(n: number): Buffer } {
   let x = seed >>> 0 || 1;

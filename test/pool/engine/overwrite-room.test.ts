@@ -7,9 +7,8 @@
  * then, not fail: a 1 GiB volume on a 1.5 GiB pool, a third of it free, got
  * ENOSPC under 4K random writes at depth 32.
  */
-import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fillWithModel, MiB, newPool, rng, tempDir } from './helpers.js';
+import { fillWithModel, MiB, newPool, randomOverwritesAtDepth32, tempDir } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -27,20 +26,7 @@ describe('overwrites with data in flight beyond the free space', () => {
     const { volume, release } = await mgr.openVolume('tank/v');
     try {
       const model = await fillWithModel(volume, size);
-      const r = rng(11);
-      const sectors = size / 4096;
-      let left = 12_000;
-      // Writer w owns the sectors s with s % 32 === w, so the model's order is each writer's own.
-      const writer = async (w: number) => {
-        while (left-- > 0) {
-          const off = (r.below(sectors / 32) * 32 + w) * 4096;
-          const d = randomBytes(4096);
-          await volume.write(off, d);
-          d.copy(model, off);
-        }
-      };
-      await Promise.all(Array.from({ length: 32 }, (_, w) => writer(w)));
-      await volume.flush();
+      await randomOverwritesAtDepth32(volume, model, 12_000, 11);
       for (let off = 0; off < size; off += 4 * MiB) {
         expect((await volume.read(off, 4 * MiB)).equals(model.subarray(off, off + 4 * MiB)), `at ${off}`).toBe(true);
       }
