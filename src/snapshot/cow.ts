@@ -85,6 +85,7 @@ function cowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
     ready: async () => void (await storesOf(pool, rec)),
     hasBelow: () => false,
     readBelow: async (ids) => ids.map(() => null),
+    copiesOut: true,
     async prepare(ids) {
       const stores = await storesOf(pool, rec);
       const cur = stores[stores.length - 1];
@@ -92,20 +93,23 @@ function cowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
       const need = ids.filter((b) => b < cur.has.size && !cur.has.get(b));
       if (!need.length) return null;
       const datas = await readBlocks(pool, headObject(pool, rec), need, acct, true);
-      return { items: need.map((b, i) => ({ b, data: datas[i] ?? null })) };
+      return { items: need.map((b, i) => ({ b, data: datas[i] ?? null })), store: cur.obj };
     },
     record(p, t) {
-      if (!p) return;
+      if (!p) return 0;
       // The generation cannot change while a write is inside the gate: prepare()'s stores are current.
       const stores = syncStores.get(rec.id);
       const cur = stores?.[stores.length - 1];
-      if (!cur) return;
+      if (!cur) return 0;
       const m = cur.obj.mapFor(t);
+      let n = 0;
       for (const { b, data } of p.items) {
         if (cur.has.get(b)) continue; // another write copied it first
         m.set(b, data ? Buffer.from(data) : zeroBlock(cur.obj.blockSize));
         cur.has.set(b);
+        n++;
       }
+      return n;
     },
   };
 }

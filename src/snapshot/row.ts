@@ -180,7 +180,8 @@ function rowWritePath(pool: Pool, rec: DatasetRecord): WritePath {
     hasBelow: (b) => !!idx && b < idx.owner.length && idx.owner[b] !== 0,
     readBelow: async (ids, forWrite) => readThrough(pool, await current(), ids, acct, forWrite),
     prepare: async () => null,
-    record: () => undefined,
+    record: () => 0,
+    copiesOut: false,
   };
 }
 

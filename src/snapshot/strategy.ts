@@ -18,6 +18,7 @@ import type { BlockDevice } from '../device/block-device.js';
 import type { Pool } from '../pool/pool.js';
 import type { DatasetRecord } from '../pool/dataset/directory.js';
 import type { DiffRange } from '../pool/dataset/snapshots.js';
+import type { ObjectState } from '../pool/object/object-state.js';
 
 export type SnapMode = 'native' | 'cow' | 'row';
 
@@ -41,6 +42,11 @@ export interface SnapshotStrategy {
 /** Blocks a write must copy out first (cow), read before the write joins its txg. */
 export interface Prepared {
   items: { b: number; data: Buffer | null }[];
+  /**
+   * The store the copies go to (the newest snapshot's): the writer holds
+   * room for its indirect blocks too before anything is dirtied.
+   */
+  store: ObjectState;
 }
 
 export interface WritePath {
@@ -53,8 +59,17 @@ export interface WritePath {
   readBelow(ids: number[], forWrite: boolean): Promise<(Buffer | null)[]>;
   /** Cow: read what the blocks about to be written must preserve (outside the txg). */
   prepare(ids: number[]): Promise<Prepared | null>;
-  /** Cow: record the copies in txg t, synchronously in the tick that records the write. */
-  record(p: Prepared | null, t: number): void;
+  /**
+   * Cow: record the copies in txg t, synchronously in the tick that records the write.
+   * Returns how many blocks it dirtied (at most p.items.length: another write may have
+   * copied some first), which the writer counts as its own dirty data.
+   */
+  record(p: Prepared | null, t: number): number;
+  /**
+   * Cow: writes copy what they overwrite into a store. Zeroing a range then dirties
+   * as much as writing it (Volume.zeroRange goes through the write path's admission).
+   */
+  readonly copiesOut: boolean;
   /** Ready before the first I/O (indexes built). */
   ready(): Promise<void>;
 }

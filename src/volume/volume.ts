@@ -56,6 +56,8 @@ const NO_BLOCKS: (Buffer | null)[] = [];
  * first waits for a txg to commit; admit() itself also waits while data in flight is in the way).
  */
 const ROOM_ATTEMPTS = 4;
+/** Blocks a cow volume's large zeroing hands modify() at once (modify() sends larger ones to zeroRange()). */
+const ZERO_RUN = 64;
 
 export class Volume implements BlockDevice {
   /** Shared by every Volume of this dataset (each NBD connection opens its own). */
@@ -333,14 +335,19 @@ export class Volume implements BlockDevice {
       const ownBases = new Set(bases.filter((d, i): d is Buffer => d !== null && ownedBase[i] === true));
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
-      const bytes = (whole.length + partial.length) * bs;
+      // The copies into the store are this write's dirty data too, admitted with its own
+      // (at most: another write may copy a block first). Unadmitted, they filled a cow
+      // volume's raidz pool past what the sync could allocate, and the pool suspended.
+      const copied = prepared ? prepared.items.length : 0;
+      const own = zeroing ? 0 : whole.length + partial.length; // zeroing dirties holes
+      const bytes = (own + copied) * bs;
       const blockBound = this.pool.blockBound(bs); // raidz parity and padding
-      const bound = (whole.length + partial.length) * blockBound;
+      const bound = (own + copied) * blockBound;
       const obj = this.obj;
       let t: number;
       for (let attempt = 1; ; attempt++) {
-        await this.pool.admit(this.rec, zeroing ? 0 : bytes, copies, zeroing ? 0 : bound);
-        await this.pool.txg.throttle(bytes);
+        await this.pool.admit(this.rec, bytes, copies, bound);
+        await this.pool.txg.throttle((whole.length + partial.length + copied) * bs);
         // From the hold to the end nothing awaits: the whole write joins one txg.
         t = this.pool.txg.open;
         obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)
@@ -348,13 +355,15 @@ export class Volume implements BlockDevice {
         // The sync's metadata room and this write's data room, checked again now that nothing awaits
         // before the blocks are dirtied (admission counted on what was dirty then, and so did every
         // writer that passed it alongside or waited in the throttle).
-        if (zeroing || this.pool.holdMetaFor(t, obj.uncounted(t, partial.length ? [...whole, ...partial] : whole), bound, copies)) break;
+        if (bytes === 0) break; // zeroing only: frees space, needs none
+        const meta = obj.uncounted(t, partial.length ? [...whole, ...partial] : whole) + (prepared ? prepared.store.uncounted(t, prepared.items.map((i) => i.b)) : 0);
+        if (this.pool.holdMetaFor(t, meta, bound, copies)) break;
         // The room those writers took is only in flight (their dirty data, the frees their
         // syncs defer): it comes back as txgs commit. Failing here instead gave ENOSPC to 4K
         // writes at depth 32 into a 1 GiB volume on a 1.5 GiB pool, a third of it free.
         if (attempt === ROOM_ATTEMPTS || !(await this.pool.commitInFlight())) throw err.nospc(`out of space in pool '${this.pool.name}'`);
       }
-      this.wp?.record(prepared, t);
+      const recorded = this.wp ? this.wp.record(prepared, t) : 0;
       const m = obj.mapFor(t);
       const zero = zeroBlock(bs);
       let added = 0;
@@ -405,8 +414,9 @@ export class Volume implements BlockDevice {
         fill(blk, start - b * bs, start - offset, end - start);
         m.set(b, blk);
       }
-      this.pool.txg.markDirty(zeroing ? 0 : added);
-      if (!zeroing) this.pool.noteDirtyBlocks(t, added / bs, bs, blockBound);
+      const dirtied = (zeroing ? 0 : added / bs) + recorded;
+      this.pool.txg.markDirty(dirtied * bs);
+      if (dirtied) this.pool.noteDirtyBlocks(t, dirtied, bs, blockBound);
       // Intent log: records point into the block buffers (see logRange).
       this.logRange(t, offset, length, m, zeroing);
       if (lend) {
@@ -434,6 +444,18 @@ export class Volume implements BlockDevice {
     // row: blocks of the layers below must be covered too.
     if (this.wp) for (let b = firstWhole; b < endWhole; b++) if (this.wp.hasBelow(b)) targets.add(b);
     if (targets.size === 0) return;
+    if (this.wp?.copiesOut) {
+      // cow: zeroing copies what it overwrites into the store, as much dirty data as
+      // writing the blocks would be. modify() admits it, a run of blocks at a time.
+      const ids = [...targets].sort((x, y) => x - y);
+      for (let i = 0; i < ids.length; ) {
+        let j = i + 1;
+        while (j < ids.length && ids[j] === ids[j - 1]! + 1 && j - i < ZERO_RUN) j++;
+        await this.modify(ids[i]! * bs, (j - i) * bs, fill, true);
+        i = j;
+      }
+      return;
+    }
     const prepared = this.wp ? await this.wp.prepare([...targets].filter((b) => !this.locks.held(b))) : null;
     await this.pool.txg.throttle(0);
     const t = this.pool.txg.markDirty(0);
