@@ -272,6 +272,18 @@ describe('SpaceAllocator behaviour', () => {
     expect(b.alloc(K16)).toBe(3 * ms);
   });
 
+  it('a block looks for holes only in metaslabs whose holes it surely fits', () => {
+    const ms = 1 << 24;
+    const a = new SpaceAllocator({ capacity: 4 * ms, sector: SECTOR, metaslabShift: 24 });
+    a.claim(0, 3 * ms); // metaslabs 0-2 full, 3 empty: the vdev is low
+    a.alloc(SECTOR); // ...and the active metaslab is 3
+    // Metaslab 1: ten holes of 9 sectors (too short for 15). Metaslab 2: one hole of 16.
+    for (let i = 0; i < 10; i++) a.free(ms + i * 64 * SECTOR, 9 * SECTOR);
+    a.free(2 * ms + 128 * SECTOR, 16 * SECTOR);
+    // A 15-sector block (a 60K indirect block) goes to the hole in 2, not to 3's run.
+    expect(a.alloc(15 * SECTOR)).toBe(2 * ms + 128 * SECTOR);
+  });
+
   it('moves to the emptiest metaslab when the current one is full', () => {
     const ms = 1 << 24;
     const a = new SpaceAllocator({ capacity: 4 * ms, sector: SECTOR, metaslabShift: 24 });
