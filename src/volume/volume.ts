@@ -30,6 +30,7 @@ import { BlockLocks } from './block-locks.js';
 import { blockExtents } from '../device/extents.js';
 import { strategyOf, type WritePath } from '../snapshot/index.js';
 import { readBlocks, readBlocksNow, zeroBlock } from '../snapshot/layers.js';
+import { rangesOf } from '../snapshot/ranges.js';
 import type { IoAccount } from '../pool/io/account.js';
 
 /** Above this many bytes of unlogged records a flush syncs the txg instead of writing the log. */
@@ -446,13 +447,9 @@ export class Volume implements BlockDevice {
     if (targets.size === 0) return;
     if (this.wp?.copiesOut) {
       // cow: zeroing copies what it overwrites into the store, as much dirty data as
-      // writing the blocks would be. modify() admits it, a run of blocks at a time.
-      const ids = [...targets].sort((x, y) => x - y);
-      for (let i = 0; i < ids.length; ) {
-        let j = i + 1;
-        while (j < ids.length && ids[j] === ids[j - 1]! + 1 && j - i < ZERO_RUN) j++;
-        await this.modify(ids[i]! * bs, (j - i) * bs, fill, true);
-        i = j;
+      // writing the blocks would be. modify() admits it, ZERO_RUN blocks at a time.
+      for (const r of rangesOf([...targets], bs)) {
+        for (let o = r.offset, end = r.offset + r.length; o < end; o += ZERO_RUN * bs) await this.modify(o, Math.min(ZERO_RUN * bs, end - o), fill, true);
       }
       return;
     }

@@ -189,11 +189,13 @@ export class SpaceAllocator {
    */
   alloc(size: number): number {
     const n = this.sectorsOf(size);
-    if (n < this.keepSectors && this.freeSectors < this.totalSectors * LOW_FREE) {
+    const low = n < this.keepSectors && this.freeSectors < this.totalSectors * LOW_FREE;
+    if (low) {
       const hole = this.hole(n);
       if (hole >= 0) return hole * this.sector;
     }
-    let at = this.allocIn(this.metaslabs[this.active]!, n);
+    // (When low, hole() found no hole in the active metaslab: allocIn need not look again.)
+    let at = this.allocIn(this.metaslabs[this.active]!, n, low);
     if (at < 0) {
       // The active metaslab is exhausted for this size: move to the emptiest
       // one that can take it, so the next stretch of writes has the most
@@ -264,11 +266,7 @@ export class SpaceAllocator {
   private holeIn(ms: Metaslab, n: number): number {
     let at = ms.free.firstFitBelow(ms.cursor, n, n + 1);
     if (at < 0) at = ms.free.firstFitBelow(ms.cursor, n, this.keepSectors);
-    if (at < 0) return -1;
-    ms.free.remove(at, at + n);
-    ms.cursor = at + n;
-    this.freeSectors -= n;
-    return at;
+    return at < 0 ? -1 : this.take(ms, at, n);
   }
 
   /**
@@ -296,12 +294,20 @@ export class SpaceAllocator {
     return best;
   }
 
-  /** First-fit from the cursor, wrapping to the metaslab start; -1 if nothing fits. */
-  private allocIn(ms: Metaslab, n: number): number {
+  /**
+   * First-fit from the cursor, wrapping to the metaslab start; -1 if nothing fits.
+   * A metaslab running low tries its holes first, unless the caller just did (holesSearched).
+   */
+  private allocIn(ms: Metaslab, n: number, holesSearched = false): number {
     if (ms.free.maxLength() < n) return -1;
-    let at = n < this.keepSectors && ms.free.space < ms.size * LOW_FREE ? ms.free.firstFitBelow(ms.cursor, n, this.keepSectors) : -1;
+    let at = !holesSearched && n < this.keepSectors && ms.free.space < ms.size * LOW_FREE ? ms.free.firstFitBelow(ms.cursor, n, this.keepSectors) : -1;
     if (at < 0) at = ms.free.firstFit(ms.cursor, n);
     if (at < 0) at = ms.free.firstFit(ms.start, n); // cannot fail: maxLength >= n
+    return this.take(ms, at, n);
+  }
+
+  /** Sectors [at, at+n) of `ms`, free, become allocated; the cursor moves past them. Returns `at`. */
+  private take(ms: Metaslab, at: number, n: number): number {
     ms.free.remove(at, at + n);
     ms.cursor = at + n;
     this.freeSectors -= n;
