@@ -21,7 +21,7 @@ async function fullCowOnRaidz(fn: (mgr: PoolManager, snapData: Buffer) => Promis
   const { dir, cleanup } = await tempDir('strata-cowfull-');
   const mgr = new PoolManager(join(dir, 'home'), { txgTimeoutMs: 60_000, dirtyMax: 8 * MiB });
   try {
-    await mgr.poolCreate('tank', { groups: [{ type: 'raidz1', paths: [0, 1, 2].map((i) => join(dir, `d${i}`)) }], createSize: 100 * MiB });
+    await mgr.poolCreate('tank', { groups: [{ type: 'raidz', nparity: 1, paths: [0, 1, 2].map((i) => join(dir, `d${i}`)) }], createSize: 100 * MiB });
     await mgr.create('tank/v', { volsize: '100M', sparse: true, props: { snapmode: 'cow' } });
     const snapData = randomBytes(100 * MiB);
     const { volume, release } = await mgr.openVolume('tank/v');

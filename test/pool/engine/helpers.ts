@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { expect } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +97,14 @@ export async function randomOverwritesAtDepth32(
   };
   await Promise.all(Array.from({ length: 32 }, (_, w) => writer(w)));
   await vol.flush();
+}
+
+/** The volume reads back as `model`, compared 4 MiB at a time (a mismatch names its chunk). */
+export async function expectModel(vol: { read(o: number, n: number): Promise<Buffer> }, model: Buffer): Promise<void> {
+  for (let off = 0; off < model.length; off += 4 * MiB) {
+    const n = Math.min(4 * MiB, model.length - off);
+    expect((await vol.read(off, n)).equals(model.subarray(off, off + n)), `at ${off}`).toBe(true);
+  }
 }
 
 /** Small deterministic PRNG (xorshift32) for reproducible tests. */
