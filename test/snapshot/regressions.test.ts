@@ -140,7 +140,7 @@ describe.each(['cow', 'row'] as const)('snapmode=%s destroy -n', (mode) => {
       const freed = before - pool.logged.reduce((n, a) => n + a.allocatedBytes(), 0);
       expect(freed).toBeGreaterThan(0);
       // Exact but for the neighbour's rewritten indirect blocks (a merge moves pointers into it).
-      expect(Math.abs(dry.reclaim - freed)).toBeLessThanOrEqual(mode === 'native' ? 0 : 16 * 1024);
+      expect(Math.abs(dry.reclaim - freed)).toBeLessThanOrEqual(16 * 1024);
     });
   });
 });

@@ -269,7 +269,7 @@ describe('Arc scan resistance', () => {
     expect(loop()).toBe(80);
     // The idle MFU set gave up its room.
     const l = arc.lists();
-    expect([...l.mru, ...l.mfu].filter((k) => k.startsWith('old')).length).toBeLessThanOrEqual(20);
+    expect([...l.mru, ...l.mfu].filter((k) => String(k).startsWith('old')).length).toBeLessThanOrEqual(20);
     expect(arc.stats().target).toBeGreaterThan(0);
     arc.check();
   });
@@ -348,7 +348,7 @@ describe('Arc against a model (property)', () => {
           // Ghost keys are not resident: get() on them misses.
           for (const g of [...l.mruGhost, ...l.mfuGhost]) expect(arc.has(g)).toBe(false);
           // Every resident key holds the model's value.
-          for (const k of [...l.mru, ...l.mfu]) expect(model.has(k)).toBe(true);
+          for (const k of [...l.mru, ...l.mfu]) expect(model.has(k as string)).toBe(true);
         }
       }),
       { numRuns: 300 },
