@@ -36,8 +36,10 @@ import type { VdevEvents } from '../vdev/child-io.js';
 import { PoolDevices } from '../devices.js';
 import { emptyScanPersist } from '../scan/state.js';
 
+const GROUP_TYPES = ['single', 'mirror', 'raidz'] as const;
+
 export interface VdevGroupSpec {
-  type: 'single' | 'mirror' | 'raidz';
+  type: (typeof GROUP_TYPES)[number];
   nparity?: 1 | 2 | 3;
   paths: string[];
 }
@@ -75,7 +77,13 @@ export async function createPool(name: string, spec: CreateSpec, opts: PoolOptio
   if (spec.groups.length === 0 || spec.groups.some((g) => g.paths.length === 0)) throw err.inval('pool create: no devices given');
   const dup = all.find((p, i) => all.indexOf(p) !== i);
   if (dup) throw err.inval(`device '${dup}' is named more than once`);
-  for (const g of spec.groups) {
+  for (const g of [...spec.groups, ...(spec.log ?? [])]) {
+    // Untyped callers (JavaScript, JSON) get here too: an unknown type must not fall through
+    // to the raidz branch below, nor a parity be ignored or made up.
+    if (!GROUP_TYPES.includes(g.type)) throw err.inval(`unknown vdev group type '${String(g.type)}' (expected ${GROUP_TYPES.join(', ')})`);
+    if (g.nparity !== undefined && (g.type !== 'raidz' || !([1, 2, 3] as unknown[]).includes(g.nparity))) {
+      throw err.inval(g.type === 'raidz' ? `raidz parity must be 1, 2 or 3, not ${String(g.nparity)}` : `a ${g.type} group has no parity (nparity ${String(g.nparity)})`);
+    }
     if (g.type === 'mirror' && g.paths.length < 2) throw err.inval('a mirror needs at least 2 devices');
     if (g.type === 'raidz' && g.paths.length < (g.nparity ?? 1) + 1) throw err.inval(`raidz${g.nparity ?? 1} needs at least ${(g.nparity ?? 1) + 1} devices`);
   }
