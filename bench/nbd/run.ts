@@ -364,7 +364,7 @@ export function report(r: BenchResult): string {
 }
 
 async function main(): Promise<void> {
-  asStrataRuns();
+  await asStrataRuns();
   const args = process.argv.slice(2);
   if (args[0] === '--serve') return serveMain(args[1]!, args[2]!, Number(args[3]));
   if (args[0] === '--prepare') return prepareMain(args[1]!, args[2]!);

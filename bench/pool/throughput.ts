@@ -95,7 +95,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  asStrataRuns();
+  await asStrataRuns();
   const a = args();
   const dir = mkdtempSync(join(process.env['BENCH_DIR'] ?? tmpdir(), 'strata-bench-'));
   const all: Result[] = [];
