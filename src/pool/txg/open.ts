@@ -79,10 +79,11 @@ export async function createPool(name: string, spec: CreateSpec, opts: PoolOptio
   if (dup) throw err.inval(`device '${dup}' is named more than once`);
   for (const g of [...spec.groups, ...(spec.log ?? [])]) {
     // Untyped callers (JavaScript, JSON) get here too: an unknown type must not fall through
-    // to the raidz branch below, nor a parity be ignored or made up.
+    // to the raidz branch below, nor a raidz be built with a parity it cannot have. (A
+    // parity given with a mirror or single group means nothing and is ignored, as it was.)
     if (!GROUP_TYPES.includes(g.type)) throw err.inval(`unknown vdev group type '${String(g.type)}' (expected ${GROUP_TYPES.join(', ')})`);
-    if (g.nparity !== undefined && (g.type !== 'raidz' || !([1, 2, 3] as unknown[]).includes(g.nparity))) {
-      throw err.inval(g.type === 'raidz' ? `raidz parity must be 1, 2 or 3, not ${String(g.nparity)}` : `a ${g.type} group has no parity (nparity ${String(g.nparity)})`);
+    if (g.type === 'raidz' && g.nparity !== undefined && !([1, 2, 3] as unknown[]).includes(g.nparity)) {
+      throw err.inval(`raidz parity must be 1, 2 or 3, not ${String(g.nparity)}`);
     }
     if (g.type === 'mirror' && g.paths.length < 2) throw err.inval('a mirror needs at least 2 devices');
     if (g.type === 'raidz' && g.paths.length < (g.nparity ?? 1) + 1) throw err.inval(`raidz${g.nparity ?? 1} needs at least ${(g.nparity ?? 1) + 1} devices`);
