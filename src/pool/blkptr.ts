@@ -98,6 +98,21 @@ export function encodeBp(bp: BlockPointer | null, out: Buffer, at: number): void
   bp.cksum.copy(out, at + 72, 0, 32);
 }
 
+/**
+ * Fields of the pointer encoded at buf[at..], read in place: for walks that only pass
+ * through a pointer (BlockTree.getBpCached's upper levels), with no object per level.
+ * A birth of 0 is a hole. bpFirstDvaAt is the byte offset of the first copy, the one
+ * decodeBp makes dvas[0] (a DVA of asize 0 is an empty slot), or -1 if there is none.
+ */
+export const bpBirthAt = (buf: Buffer, at: number): number => readU64(buf, at + 64);
+export function bpFirstDvaAt(buf: Buffer, at: number): number {
+  for (let i = 0; i < MAX_COPIES; i++) if (buf.readUInt32LE(at + i * 16 + 4) !== 0) return at + i * 16;
+  return -1;
+}
+export const dvaVdevAt = (buf: Buffer, o: number): number => buf.readUInt32LE(o);
+export const dvaOffsetAt = (buf: Buffer, o: number): number => readU64(buf, o + 8);
+export const dvaAsizeAt = (buf: Buffer, o: number): number => buf.readUInt32LE(o + 4) * SECTOR_BYTES;
+
 export function decodeBp(buf: Buffer, at: number): BlockPointer | null {
   const birth = readU64(buf, at + 64);
   if (birth === 0) return null;

@@ -13,7 +13,7 @@
  */
 import { err, promiseOf, settleAll, StorageError } from '../../errors.js';
 import type { Arc, ArcKey } from '../cache/arc.js';
-import { bpAsize, dvaKey, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
+import { bpAsize, bpFirstDvaAt, dvaAsizeAt, dvaKey, dvaOffsetAt, dvaVdevAt, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
 import { decompressBlock } from './compress.js';
 import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, roundUp, type Prepared } from './prepare.js';
@@ -67,7 +67,17 @@ export interface PipelineStats {
  */
 export function arcKey(bp: BlockPointer): ArcKey {
   const d = bp.dvas[0]!;
-  return d.vdev < 2048 && d.offset < 2 ** 50 && d.offset % 512 === 0 ? d.vdev * 2 ** 41 + d.offset / 512 : dvaKey(d);
+  return placeKey(d.vdev, d.offset, d.asize);
+}
+
+/** arcKey of the pointer encoded at buf[at..] (not a hole), read in place; undefined if it has no copy. */
+export function arcKeyAt(buf: Buffer, at: number): ArcKey | undefined {
+  const o = bpFirstDvaAt(buf, at);
+  return o < 0 ? undefined : placeKey(dvaVdevAt(buf, o), dvaOffsetAt(buf, o), dvaAsizeAt(buf, o));
+}
+
+function placeKey(vdev: number, offset: number, asize: number): ArcKey {
+  return vdev < 2048 && offset < 2 ** 50 && offset % 512 === 0 ? vdev * 2 ** 41 + offset / 512 : dvaKey({ vdev, offset, asize });
 }
 
 /** Indirect blocks and everything that is not volume data: what the metadata reserve is for (allocate.ts). */
@@ -407,6 +417,16 @@ export class BlockPipeline {
   /** Count a reference to a block peek() found (a hit, as read() counts one). */
   touch(bp: BlockPointer): void {
     this.arc.get(arcKey(bp), bp.birth);
+  }
+
+  /** peek() by ARC key and birth (arcKeyAt: a pointer not decoded). */
+  peekKey(key: ArcKey, birth: number): Buffer | undefined {
+    return this.arc.peek(key, birth);
+  }
+
+  /** touch() by ARC key and birth. */
+  touchKey(key: ArcKey, birth: number): void {
+    this.arc.get(key, birth);
   }
 
   /** Read and verify a block; returns the logical contents (shared: do not mutate). */

@@ -10,8 +10,9 @@
  * Buffers read from the pipeline are shared with the ARC: never mutated here;
  * an indirect block being updated is copied first.
  */
-import { decodeBp, encodeBp, isHole, ObjType, type BlockPointer } from '../blkptr.js';
-import { arcKey, type BlockPipeline, type WriteProps } from '../io/pipeline.js';
+import { bpBirthAt, decodeBp, encodeBp, isHole, ObjType, type BlockPointer } from '../blkptr.js';
+import { arcKey, arcKeyAt, type BlockPipeline, type WriteProps } from '../io/pipeline.js';
+import type { ArcKey } from '../cache/arc.js';
 import { IND_FANOUT, IND_SHIFT, IND_SIZE, levelsFor, type Dnode } from './dnode.js';
 
 export interface SyncHooks {
@@ -29,8 +30,10 @@ export type DirtyMap = Map<number, Buffer | null>;
 const spanAt = (level: number) => Math.pow(IND_FANOUT, level);
 
 /** The pointer, in indirect block `ind` `up` levels above them, to the subtree holding entry `index` of its level. */
-const childOf = (ind: Buffer, index: number, up: number): BlockPointer | null =>
-  decodeBp(ind, (Math.floor(index / spanAt(up - 1)) % IND_FANOUT) * 128);
+const childOf = (ind: Buffer, index: number, up: number): BlockPointer | null => decodeBp(ind, slotAt(index, up));
+
+/** Byte offset, in indirect block `ind` `up` levels above them, of that pointer. */
+const slotAt = (index: number, up: number): number => (Math.floor(index / spanAt(up - 1)) % IND_FANOUT) * 128;
 
 /**
  * Level-0 blocks the tree cannot hold: past the object's end, or past what its height
@@ -50,20 +53,35 @@ export class BlockTree {
    * per level.
    */
   getBpCached(d: Dnode, blkid: number): BlockPointer | null | undefined {
-    if (unaddressed(d, blkid)) return null;
-    // Peeked first and counted only once the whole way is found, so that a walk getBp then
-    // repeats counts each indirect block once, as a hit or a miss, in the ARC's stats.
-    const way: BlockPointer[] = [];
-    let bp = d.root;
-    for (let l = d.levels; l >= 1; l--) {
-      if (isHole(bp)) break;
-      const ind = this.io.peek(bp!);
-      if (!ind) return undefined;
-      way.push(bp!);
-      bp = childOf(ind, blkid, l);
+    if (unaddressed(d, blkid) || isHole(d.root)) return null;
+    // The levels in between are passed through in place (ARC key and birth read from the
+    // indirect block's bytes): decoding a pointer per level made objects the write path
+    // dropped at once (a 4K write to a pool volume looks up the block it modifies).
+    const root = d.root!;
+    if (d.levels < 1) return root; // (no tree above the one block)
+    let ind = this.io.peek(root);
+    if (!ind) return undefined;
+    let keys: ArcKey[] | undefined;
+    let births: number[] | undefined;
+    let found: BlockPointer | null = null;
+    for (let l = d.levels; ; l--) {
+      const at = slotAt(blkid, l);
+      if (l === 1) {
+        found = decodeBp(ind, at);
+        break;
+      }
+      const birth = bpBirthAt(ind, at);
+      if (birth === 0) break; // a hole above level 1: the block is a hole
+      const key = arcKeyAt(ind, at);
+      const next = key === undefined ? undefined : this.io.peekKey(key, birth);
+      if (!next) return undefined;
+      (keys ??= []).push(key!);
+      (births ??= []).push(birth);
+      ind = next;
     }
-    for (const w of way) this.io.touch(w);
-    return isHole(bp) ? null : bp;
+    this.io.touch(root);
+    if (keys) for (let i = 0; i < keys.length; i++) this.io.touchKey(keys[i]!, births![i]!);
+    return found;
   }
 
   /**
