@@ -28,18 +28,25 @@ export class BlockLocks {
     };
   }
 
+  /**
+   * Lock every block of `sorted` now if nobody holds any of them (one release function frees
+   * them all), else undefined: then await acquireAll. No promise to await in the common case.
+   */
+  tryAcquireAll(sorted: readonly number[]): (() => void) | undefined {
+    for (const b of sorted) if (this.tails.has(b)) return undefined;
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    for (const b of sorted) this.tails.set(b, mine);
+    return () => {
+      release();
+      for (const b of sorted) if (this.tails.get(b) === mine) this.tails.delete(b);
+    };
+  }
+
   /** Lock every block of `sorted` (ascending); one release function frees them all. */
   async acquireAll(sorted: readonly number[]): Promise<() => void> {
-    if (!sorted.some((b) => this.tails.has(b))) {
-      // Nobody holds any of them: take all at once, synchronously.
-      let release!: () => void;
-      const mine = new Promise<void>((r) => (release = r));
-      for (const b of sorted) this.tails.set(b, mine);
-      return () => {
-        release();
-        for (const b of sorted) if (this.tails.get(b) === mine) this.tails.delete(b);
-      };
-    }
+    const now = this.tryAcquireAll(sorted);
+    if (now) return now;
     const releases: (() => void)[] = [];
     for (const b of sorted) releases.push(await this.acquire(b));
     return () => {

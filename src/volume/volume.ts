@@ -320,7 +320,8 @@ export class Volume implements BlockDevice {
     // newest version (which may have become dirty meanwhile).
     const base = new Map<number, Buffer | null>();
     // whole and partial are each ascending; partial blocks are only the first and last.
-    const unlock = await this.locks.acquireAll(partial.length ? [...whole, ...partial].sort((x, y) => x - y) : whole);
+    const lockIds = partial.length ? [...whole, ...partial].sort((x, y) => x - y) : whole;
+    const unlock = this.locks.tryAcquireAll(lockIds) ?? (await this.locks.acquireAll(lockIds));
     /** Dirty bases held until merged (readBlocks): no other volume may take one meanwhile. */
     const held: Buffer[] = [];
     try {
@@ -347,8 +348,10 @@ export class Volume implements BlockDevice {
       const obj = this.obj;
       let t: number;
       for (let attempt = 1; ; attempt++) {
-        await this.pool.admit(this.rec, bytes, copies, bound);
-        await this.pool.txg.throttle((whole.length + partial.length + copied) * bs);
+        // (Synchronous checks first: an await each was a promise per write.)
+        if (this.pool.admitNow(this.rec, bytes, copies, bound) !== 'yes') await this.pool.admit(this.rec, bytes, copies, bound);
+        const dirtying = (whole.length + partial.length + copied) * bs;
+        if (!this.pool.txg.fitsNow(dirtying)) await this.pool.txg.throttle(dirtying);
         // From the hold to the end nothing awaits: the whole write joins one txg.
         t = this.pool.txg.open;
         obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)
