@@ -318,7 +318,6 @@ export class Volume implements BlockDevice {
     // Partial blocks whose latest version is not in memory are read first (outside the txg),
     // under the block lock; the merge itself happens below, synchronously, against the
     // newest version (which may have become dirty meanwhile).
-    const base = new Map<number, Buffer | null>();
     // whole and partial are each ascending; partial blocks are only the first and last.
     const lockIds = partial.length ? [...whole, ...partial].sort((x, y) => x - y) : whole;
     const unlock = this.locks.tryAcquireAll(lockIds) ?? (await this.locks.acquireAll(lockIds));
@@ -332,9 +331,8 @@ export class Volume implements BlockDevice {
       const ownedBase: boolean[] = [];
       const got = partial.length ? this.latest(partial, ownedBase, held) : NO_BLOCKS;
       const bases = Array.isArray(got) ? got : await got;
-      partial.forEach((b, i) => base.set(b, bases[i]!));
-      /** Bases this write alone holds (read from a device, or taken from the ARC): they may become its dirty blocks as they are. */
-      const ownBases = new Set(bases.filter((d, i): d is Buffer => d !== null && ownedBase[i] === true));
+      // (bases[i] is partial block i's; ownedBase[i] true when this write alone holds it, read
+      // from a device or taken from the ARC: it may become the dirty block as it is.)
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
       const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
       // The copies into the store are this write's dirty data too, admitted with its own
@@ -360,7 +358,7 @@ export class Volume implements BlockDevice {
         // before the blocks are dirtied (admission counted on what was dirty then, and so did every
         // writer that passed it alongside or waited in the throttle).
         if (bytes === 0) break; // zeroing only: frees space, needs none
-        const meta = obj.uncounted(t, partial.length ? [...whole, ...partial] : whole) + (prepared ? prepared.store.uncounted(t, prepared.items.map((i) => i.b)) : 0);
+        const meta = obj.uncounted(t, lockIds) + (prepared ? prepared.store.uncounted(t, prepared.items.map((i) => i.b)) : 0);
         if (this.pool.holdMetaFor(t, meta, bound, copies)) break;
         // The room those writers took is only in flight (their dirty data, the frees their
         // syncs defer): it comes back as txgs commit. Failing here instead gave ENOSPC to 4K
@@ -389,7 +387,8 @@ export class Volume implements BlockDevice {
         fill(blk, 0, b * bs - offset, bs);
         m.set(b, blk);
       }
-      for (const b of partial) {
+      for (let pi = 0; pi < partial.length; pi++) {
+        const b = partial[pi]!;
         const start = Math.max(offset, b * bs);
         const end = Math.min(offset + length, (b + 1) * bs);
         const mine = m.get(b);
@@ -401,13 +400,13 @@ export class Volume implements BlockDevice {
         }
         if (mine === undefined) added += bs;
         const dirtyNow = mine === null || mine === zero ? undefined : this.obj.dirtyBlock(b);
-        const latest = mine === null ? null : mine === zero ? zero : (dirtyNow ?? base.get(b) ?? null);
+        const latest = mine === null ? null : mine === zero ? zero : (dirtyNow ?? bases[pi] ?? null);
         if (!latest && zeroing) {
           m.set(b, null); // zeroing part of a hole (in every layer): still a hole
           continue;
         }
         let blk: Buffer;
-        if (latest && ownBases.has(latest) && latest.length === bs) {
+        if (latest && latest === bases[pi] && ownedBase[pi] === true && latest.length === bs) {
           blk = latest;
         } else {
           // The newest version is copied over the whole block, so its memory need not be zeroed
