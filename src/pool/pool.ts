@@ -507,7 +507,7 @@ export class Pool {
       if (!opts.sparse && !('refreservation' in local)) local['refreservation'] = String(size);
       object = dnodeToJson(newDnode(bs, size / bs));
       // The snapshot strategy is fixed for a volume's life: pin an inherited one.
-      if (!('snapmode' in local)) local['snapmode'] = this.dir.resolve(parent, 'snapmode').value;
+      if (!('snapmode' in local)) local['snapmode'] = this.dir.propValue(parent, 'snapmode');
     } else if ('volsize' in local || 'volblocksize' in local) {
       throw err.inval(`cannot create '${name}': volsize and volblocksize apply only to volumes`);
     }
@@ -663,9 +663,9 @@ export class Pool {
   /** Effective compression/checksum/copies for writes of a dataset. */
   writePolicy(name: string): { comp: CompressId; cksum: ChecksumId; copies: number } {
     return {
-      comp: this.dir.resolve(name, 'compression').value as CompressId,
-      cksum: this.dir.resolve(name, 'checksum').value as ChecksumId,
-      copies: Number(this.dir.resolve(name, 'copies').value),
+      comp: this.dir.propValue(name, 'compression') as CompressId,
+      cksum: this.dir.propValue(name, 'checksum') as ChecksumId,
+      copies: Number(this.dir.propValue(name, 'copies')),
     };
   }
 

@@ -21,7 +21,7 @@ export async function compactChains(pool: Pool, datasets: string[], command?: st
   for (const ds of new Set(datasets)) {
     const rec = pool.dir.datasets.get(ds);
     if (!rec || modeOf(rec) !== 'row') continue;
-    const depth = Number(pool.dir.resolve(ds, 'compactdepth').value);
+    const depth = Number(pool.dir.propValue(ds, 'compactdepth'));
     if (!depth || rec.snapshots.length <= depth) continue;
     const excess = rec.snapshots.length - depth;
     const victims = rec.snapshots.filter((s) => !Object.keys(s.holds ?? {}).length && !(s.clones ?? []).length).slice(0, excess).map((s) => `${ds}@${s.name}`);

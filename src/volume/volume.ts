@@ -122,7 +122,7 @@ export class Volume implements BlockDevice {
 
   info(): BlockDeviceInfo {
     const size = this.obj.dnode.nblocks * this.bs;
-    const ro = this.opts.readOnly || this.pool.dir.resolve(this.name, 'readonly').value === 'on';
+    const ro = this.opts.readOnly || this.pool.dir.propValue(this.name, 'readonly') === 'on';
     return {
       size,
       blockSize: this.bs,
@@ -287,7 +287,7 @@ export class Volume implements BlockDevice {
   }
 
   private syncAlways(): boolean {
-    return this.pool.dir.resolve(this.name, 'sync').value === 'always';
+    return this.pool.dir.propValue(this.name, 'sync') === 'always';
   }
 
   /**
@@ -305,7 +305,7 @@ export class Volume implements BlockDevice {
     const bs = this.bs;
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
-    const copies = Number(this.pool.dir.resolve(this.name, 'copies').value);
+    const copies = Number(this.pool.dir.propValue(this.name, 'copies'));
     // Large zeroing requests over holes must not dirty (or even visit) unallocated blocks.
     if (zeroing && last - first > 64) return this.zeroRange(offset, length, fill);
     const whole: number[] = [];
@@ -510,7 +510,7 @@ export class Volume implements BlockDevice {
    */
   async flush(): Promise<void> {
     this.alive();
-    const mode = this.pool.dir.resolve(this.name, 'sync').value;
+    const mode = this.pool.dir.propValue(this.name, 'sync');
     if (mode === 'disabled') return;
     // Bulk data is cheaper to commit with the txg than to write twice (log, then pool):
     // ZFS makes the same trade with logbias and immediate-write thresholds.

@@ -135,6 +135,22 @@ export class Directory {
     return [...this.datasets.keys()].filter((k) => k.startsWith(prefix)).sort();
   }
 
+  /**
+   * Effective value of a property: resolve(name, prop).value without building its source
+   * (every guest I/O asks a few: readonly, copies, sync).
+   */
+  propValue(name: string, prop: string): string {
+    const def = PROPS[prop];
+    let cur: string | null = name;
+    while (cur !== null) {
+      const rec = this.datasets.get(cur);
+      if (rec && prop in rec.props) return rec.props[prop]!;
+      if (def && !def.inherit) break;
+      cur = parentOf(cur);
+    }
+    return def ? def.default : '-';
+  }
+
   /** Effective value and source of a settable property. */
   resolve(name: string, prop: string): { value: string; source: string } {
     const def = PROPS[prop];

@@ -659,7 +659,7 @@ export async function autoSnapshots(pool: Pool, roots: string[], now: number, op
   }
   const out: AutoSnapshotResult = { taken: [], destroyed: [], kept: [] };
   for (const ds of [...names].sort()) {
-    const value = pool.dir.resolve(ds, POLICY_PROP).value;
+    const value = pool.dir.propValue(ds, POLICY_PROP);
     let policy;
     try {
       policy = parsePolicy(value);

@@ -36,6 +36,17 @@ describe('Directory property inheritance', () => {
     expect(d.resolve('tank', 'org:owner')).toEqual({ value: '-', source: '-' });
   });
 
+  it('propValue is resolve().value for every kind of property and dataset', () => {
+    const d = tree();
+    d.get('tank/a/b').props['refreservation'] = '4096';
+    d.add('tank/a/b/other', 'filesystem', 1, {}, null);
+    for (const name of ['tank', 'tank/a', 'tank/a/b', 'tank/a/b/vol', 'tank/a/b/other', 'tank/missing/child']) {
+      for (const prop of ['compression', 'checksum', 'copies', 'refreservation', 'readonly', 'sync', 'org:owner', 'org:none']) {
+        expect(d.propValue(name, prop), `${name} ${prop}`).toBe(d.resolve(name, prop).value);
+      }
+    }
+  });
+
   it('rename moves descendants; inheritance follows the new parent', () => {
     const d = tree();
     d.add('tank/c', 'filesystem', 1, { compression: 'zle' }, null);
