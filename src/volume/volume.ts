@@ -93,10 +93,13 @@ export class Volume implements BlockDevice {
     return o;
   }
 
-  /** Run one I/O inside the strategy's gate, with its index ready. */
-  private async gated<T>(fn: () => Promise<T>): Promise<T> {
+  /** Run one I/O inside the strategy's gate, with its index ready (a native volume has none: no promise of its own). */
+  private gated<T>(fn: () => Promise<T>): Promise<T> {
     const wp = this.wp;
-    if (!wp) return fn();
+    return wp ? this.inGate(wp, fn) : fn();
+  }
+
+  private async inGate<T>(wp: WritePath, fn: () => Promise<T>): Promise<T> {
     await wp.enter();
     try {
       await wp.ready();
