@@ -90,6 +90,9 @@ class ObjectMap extends Map<number, ObjectState> {
   }
 }
 
+/** One admission check: admitted, only what is in flight stands in the way, or it cannot fit. */
+type Admission = 'yes' | 'later' | 'never';
+
 export class Pool {
   readonly io: BlockPipeline;
   readonly alloc: Allocation;
@@ -404,9 +407,15 @@ export class Pool {
    * (quotas, reservations); `bound` is what they may take on the devices
    * (blocks times blockBound), for the room check.
    */
-  async admit(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): Promise<void> {
-    for (let wait = 0; ; wait++) {
-      const r = this.admitNow(rec, bytes, copies, bound);
+  admit(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): Promise<void> | undefined {
+    // Undefined when admitted at once: no promise for the common case (one per 4K write was
+    // measurable). Hot callers test it before awaiting; `await` takes either.
+    const r = this.admitNow(rec, bytes, copies, bound);
+    return r === 'yes' ? undefined : this.admitLater(rec, bytes, copies, bound, r);
+  }
+
+  private async admitLater(rec: DatasetRecord, bytes: number, copies: number, bound: number, first: 'later' | 'never'): Promise<void> {
+    for (let wait = 0, r: Admission = first; ; wait++, r = this.admitNow(rec, bytes, copies, bound)) {
       if (r === 'yes') return;
       // ZFS's rule (dsl_dir_tempreserve_impl): ENOSPC at once when the write would not fit
       // even with nothing in flight; while it is data in flight that stands in the way (the
@@ -421,12 +430,10 @@ export class Pool {
   }
 
   /**
-   * admit()'s check, once and synchronously: 'yes' (admitted), 'later' (only what is in
-   * flight stands in the way) or 'never' (would not fit even with nothing in flight). A
-   * writer calls this first and awaits admit() only when it says no: the common case then
-   * costs no promise (4K writes to a pool volume).
+   * admit()'s check, once: 'yes' (admitted), 'later' (only what is in flight stands in the
+   * way) or 'never' (would not fit even with nothing in flight).
    */
-  admitNow(rec: DatasetRecord, bytes: number, copies: number, bound = bytes): 'yes' | 'later' | 'never' {
+  private admitNow(rec: DatasetRecord, bytes: number, copies: number, bound: number): Admission {
     const need = bytes * copies;
     // Metadata first: the reserve it holds is no longer allocatable for data.
     const metaHeld = this.alloc.holdMeta(this.metaNeed(ADMIT_META_BLOCKS, this.txg.open));

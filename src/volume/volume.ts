@@ -346,13 +346,16 @@ export class Volume implements BlockDevice {
       const bytes = (own + copied) * bs;
       const blockBound = this.pool.blockBound(bs); // raidz parity and padding
       const bound = (own + copied) * blockBound;
+      const dirtying = (whole.length + partial.length + copied) * bs;
       const obj = this.obj;
       let t: number;
       for (let attempt = 1; ; attempt++) {
-        // (Synchronous checks first: an await each was a promise per write.)
-        if (this.pool.admitNow(this.rec, bytes, copies, bound) !== 'yes') await this.pool.admit(this.rec, bytes, copies, bound);
-        const dirtying = (whole.length + partial.length + copied) * bs;
-        if (!this.pool.txg.fitsNow(dirtying)) await this.pool.txg.throttle(dirtying);
+        // (Both answer undefined when there is nothing to wait for: `await undefined` would
+        // still suspend this write for a microtask.)
+        const admitting = this.pool.admit(this.rec, bytes, copies, bound);
+        if (admitting) await admitting;
+        const throttling = this.pool.txg.throttle(dirtying);
+        if (throttling) await throttling;
         // From the hold to the end nothing awaits: the whole write joins one txg.
         t = this.pool.txg.open;
         obj.metaCopies = Math.min(3, copies + 1); // what its indirect blocks will be written with (pool.writeProps)

@@ -42,9 +42,6 @@ describe('spare bases across datasets', () => {
       }
       return admit(...a);
     };
-    // Writers try admitNow() first and call admit() only when it says no: make it say no once.
-    const admitNow = pool.admitNow.bind(pool);
-    pool.admitNow = (...a: Parameters<typeof admitNow>) => (stall ? 'later' : admitNow(...a));
     const w1 = o.write(2 * BS + 4096, p1); // base B from the dirty map, then admit
     await reached;
     await pool.txg.syncNow(); // N syncs: B cached, settle -> spare

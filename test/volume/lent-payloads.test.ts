@@ -131,17 +131,14 @@ describe('lent write payloads', () => {
     // synced and the payload was scribbled over.
     const syncing = pool.txg.syncNow();
     const throttle = pool.txg.throttle.bind(pool.txg);
-    const fitsNow = pool.txg.fitsNow.bind(pool.txg);
     pool.txg.throttle = async (bytes: number) => {
       await syncing;
       return throttle(bytes);
     };
-    pool.txg.fitsNow = () => false; // (writers call throttle() only when this says no)
     try {
       await volume.write(4 * KiB, Buffer.alloc(4 * KiB, 0x22));
     } finally {
       pool.txg.throttle = throttle;
-      pool.txg.fitsNow = fitsNow;
     }
     expect(payload[0]).toBe(0xde); // it did come back first
     const want = Buffer.concat([Buffer.alloc(4 * KiB, 0xaa), Buffer.alloc(4 * KiB, 0x22), Buffer.alloc(8 * KiB, 0xaa)]);
