@@ -111,7 +111,6 @@ export function bpFirstDvaAt(buf: Buffer, at: number): number {
 }
 export const dvaVdevAt = (buf: Buffer, o: number): number => buf.readUInt32LE(o);
 export const dvaOffsetAt = (buf: Buffer, o: number): number => readU64(buf, o + 8);
-export const dvaAsizeAt = (buf: Buffer, o: number): number => buf.readUInt32LE(o + 4) * SECTOR_BYTES;
 
 export function decodeBp(buf: Buffer, at: number): BlockPointer | null {
   const birth = readU64(buf, at + 64);
@@ -155,7 +154,7 @@ export function bpFromHex(s: string | null | undefined): BlockPointer | null {
   return decodeBp(b, 0);
 }
 
-export function dvaKey(d: Dva): string {
+export function dvaKey(d: Pick<Dva, 'vdev' | 'offset'>): string {
   return `${d.vdev}:${d.offset}`;
 }
 

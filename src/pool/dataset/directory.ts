@@ -140,36 +140,34 @@ export class Directory {
    * (every guest I/O asks a few: readonly, copies, sync).
    */
   propValue(name: string, prop: string): string {
+    const at = this.setAt(name, prop);
+    if (at !== null) return this.datasets.get(at)!.props[prop]!;
     const def = PROPS[prop];
-    let cur: string | null = name;
-    while (cur !== null) {
-      const rec = this.datasets.get(cur);
-      if (rec && prop in rec.props) return rec.props[prop]!;
-      if (def && !def.inherit) break;
-      cur = parentOf(cur);
-    }
     return def ? def.default : '-';
   }
 
   /** Effective value and source of a settable property. */
   resolve(name: string, prop: string): { value: string; source: string } {
+    const at = this.setAt(name, prop);
+    if (at !== null) return { value: this.datasets.get(at)!.props[prop]!, source: at === name ? 'local' : `inherited from ${at}` };
+    const def = PROPS[prop];
+    return def ? { value: def.default, source: 'default' } : { value: '-', source: '-' };
+  }
+
+  /**
+   * The dataset whose own props set `prop` for `name`: name itself, or the nearest ancestor
+   * for properties that inherit (user properties all do); null when the default applies.
+   */
+  private setAt(name: string, prop: string): string | null {
     const def = PROPS[prop];
     let cur: string | null = name;
-    let first = true;
     while (cur !== null) {
       const rec = this.datasets.get(cur);
-      if (rec && prop in rec.props) {
-        return { value: rec.props[prop]!, source: first ? 'local' : `inherited from ${cur}` };
-      }
-      if (def && !def.inherit) break;
-      if (!def) {
-        // user properties inherit too
-      }
-      first = false;
+      if (rec && prop in rec.props) return cur;
+      if (def && !def.inherit) return null;
       cur = parentOf(cur);
     }
-    if (!def) return { value: '-', source: '-' };
-    return { value: def.default, source: 'default' };
+    return null;
   }
 
   rename(from: string, to: string): void {

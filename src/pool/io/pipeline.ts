@@ -13,7 +13,7 @@
  */
 import { err, promiseOf, settleAll, StorageError } from '../../errors.js';
 import type { Arc, ArcKey } from '../cache/arc.js';
-import { bpAsize, bpFirstDvaAt, dvaAsizeAt, dvaKey, dvaOffsetAt, dvaVdevAt, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
+import { bpAsize, bpFirstDvaAt, dvaKey, dvaOffsetAt, dvaVdevAt, ObjType, type BlockPointer, type ChecksumId, type CompressId } from '../blkptr.js';
 import { checksumEquals, computeChecksum } from './checksum.js';
 import { decompressBlock } from './compress.js';
 import { ARENA_BLOCKS, ARENA_INPUT, fillArena, prepareBlock, readArena, roundUp, type Prepared } from './prepare.js';
@@ -67,17 +67,17 @@ export interface PipelineStats {
  */
 export function arcKey(bp: BlockPointer): ArcKey {
   const d = bp.dvas[0]!;
-  return placeKey(d.vdev, d.offset, d.asize);
+  return placeKey(d.vdev, d.offset);
 }
 
 /** arcKey of the pointer encoded at buf[at..] (not a hole), read in place; undefined if it has no copy. */
 export function arcKeyAt(buf: Buffer, at: number): ArcKey | undefined {
   const o = bpFirstDvaAt(buf, at);
-  return o < 0 ? undefined : placeKey(dvaVdevAt(buf, o), dvaOffsetAt(buf, o), dvaAsizeAt(buf, o));
+  return o < 0 ? undefined : placeKey(dvaVdevAt(buf, o), dvaOffsetAt(buf, o));
 }
 
-function placeKey(vdev: number, offset: number, asize: number): ArcKey {
-  return vdev < 2048 && offset < 2 ** 50 && offset % 512 === 0 ? vdev * 2 ** 41 + offset / 512 : dvaKey({ vdev, offset, asize });
+function placeKey(vdev: number, offset: number): ArcKey {
+  return vdev < 2048 && offset < 2 ** 50 && offset % 512 === 0 ? vdev * 2 ** 41 + offset / 512 : dvaKey({ vdev, offset });
 }
 
 /** Indirect blocks and everything that is not volume data: what the metadata reserve is for (allocate.ts). */
