@@ -28,6 +28,7 @@ import { RawDevice } from '../../formats/raw/index.js';
 import { freePort, waitPort } from '../ports.js';
 import { asStrataRuns } from '../strata-env.js';
 import { MALLOC_TUNABLES } from '../../src/cli/node-env.js';
+import { judge, median, verdictLines, type Sample } from './verdict.js';
 
 export interface Running {
   uri: string;
@@ -233,10 +234,7 @@ export const TARGETS: BenchTarget[] = [
   external('nbdkit', 'nbdkit', (f, p) => ['-f', '-i', '127.0.0.1', '-p', String(p), 'file', f], (p) => `nbd://127.0.0.1:${p}/`),
 ];
 
-export interface Sample {
-  mbps: number;
-  iops: number;
-}
+export type { Sample };
 
 async function fio(uri: string, job: Job, size: string, runtime: number): Promise<Sample> {
   const args = [
@@ -263,12 +261,6 @@ async function fio(uri: string, job: Job, size: string, runtime: number): Promis
   return { mbps: side.bw_bytes / 1e6, iops: side.iops };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 export interface BenchOptions {
   dir: string;
   size: number;
@@ -290,6 +282,8 @@ export interface BenchResult {
   samples: Record<string, Record<string, Sample[]>>;
   medians: Record<string, Record<string, Sample>>;
   ratios: Record<string, Record<string, number>>;
+  /** The issue's targets judged on this run (verdict.ts). */
+  verdict: ReturnType<typeof judge>;
 }
 
 /** Write the benchmark file with real (non-zero) data so reads touch data, not holes. */
@@ -339,7 +333,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       ratios[`${t}/${ref}`] = Object.fromEntries(o.jobs.map((j) => [j.name, medians[t]![j.name]!.mbps / medians[ref]![j.name]!.mbps]));
     }
   }
-  return { date: new Date().toISOString(), file, size: o.size, runtime: o.runtime, rounds: o.rounds, samples, medians, ratios };
+  const verdict = judge(samples);
+  return { date: new Date().toISOString(), file, size: o.size, runtime: o.runtime, rounds: o.rounds, samples, medians, ratios, verdict };
 }
 
 function parseSize(s: string): number {
@@ -360,6 +355,8 @@ export function report(r: BenchResult): string {
   for (const [pair, byJob] of Object.entries(r.ratios)) {
     lines.push(`${pair.padEnd(26)} ${Object.entries(byJob).map(([j, x]) => `${j} ${x.toFixed(2)}x`).join('  ')}`);
   }
+  const v = r.verdict ?? judge(r.samples); // results written before verdicts existed
+  if (v.length) lines.push('', ...verdictLines(v));
   return lines.join('\n');
 }
 
