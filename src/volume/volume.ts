@@ -337,7 +337,8 @@ export class Volume implements BlockDevice {
       // (bases[i] is partial block i's; ownedBase[i] true when this write alone holds it, read
       // from a device or taken from the ARC: it may become the dirty block as it is.)
       // cow: what these blocks held, for the newest snapshot's store (recorded below, same txg).
-      const prepared = this.wp ? await this.wp.prepare([...whole, ...partial]) : null;
+      // (prepare takes a set of blocks; the sorted lock list is that set.)
+      const prepared = this.wp ? await this.wp.prepare(lockIds) : null;
       // The copies into the store are this write's dirty data too, admitted with its own
       // (at most: another write may copy a block first). Unadmitted, they filled a cow
       // volume's raidz pool past what the sync could allocate, and the pool suspended.
