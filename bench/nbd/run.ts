@@ -7,6 +7,7 @@
  *
  *   npm run build && node dist/bench/nbd/run.js [--rounds 5] [--runtime 8]
  *       [--size 1G] [--dir /dev/shm] [--only strata-raw,nbdkit] [--jobs rand-read-4k-qd32]
+ *       [--variant NAME=BASE[:K=V,...]]...   (variantTarget: an A/B in the same run)
  *
  * Extra strata targets (a pool volume, a qcow2 image...) plug in with
  * strataTarget(name, { open, close }): anything that yields a BlockDevice,
@@ -16,7 +17,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,6 +38,8 @@ export interface Running {
 
 export interface BenchTarget {
   name: string;
+  /** A variant's strata target (variantTarget): the report adds the variant's ratio to it. */
+  base?: string;
   start(file: string, port: number): Promise<Running>;
 }
 
@@ -81,22 +84,68 @@ export interface StrataDevice {
  */
 export function strataTarget(name: string, dev: StrataDevice): BenchTarget {
   STRATA_DEVICES.set(name, dev);
+  return { name, start: (file, port) => startStrata(name, file, port) };
+}
+
+/**
+ * Start strata target `base`'s server on `file`: its set-up process first (if it has
+ * one), then the server. `script` is the run.js to run (another build's, for a variant);
+ * `env` is added to this process's environment.
+ */
+async function startStrata(base: string, file: string, port: number, script = fileURLToPath(import.meta.url), env: Record<string, string> = {}): Promise<Running> {
+  // Same node, flags and environment (the malloc tunables asStrataRuns() set) as this process.
+  const self = (...a: string[]) =>
+    spawn(process.execPath, [...process.execArgv, script, ...a], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
+  if (STRATA_DEVICES.get(base)?.prepare) {
+    const prep = self('--prepare', base, file);
+    const code = await new Promise<number | null>((resolve) => prep.once('exit', resolve));
+    if (code !== 0) throw new Error(`strata target ${base}: preparing failed (exit ${code})`);
+  }
+  const child = self('--serve', base, file, String(port));
+  await waitPort('127.0.0.1', port, child, 60_000);
+  return {
+    uri: `nbd://127.0.0.1:${port}/disk`,
+    stop: () => stopChild(child),
+  };
+}
+
+/**
+ * `--variant NAME=BASE[:K=V,...]`: strata target BASE once more under NAME, its
+ * server given the environment variables K=V, and with `dist=DIR` run from another
+ * build (a copy of dist/ made before a change). The A/B of a change then runs in
+ * the same run as everything else, alternated with it round by round, and the
+ * report adds NAME's ratio to BASE. NAME serves a symlink to the bench file, so a
+ * pool target's pool (kept beside its file) is its own.
+ */
+export function variantTarget(spec: string): BenchTarget {
+  const m = /^([\w.-]+)=([\w-]+)(?::(.*))?$/.exec(spec);
+  if (!m) throw new Error(`bad --variant '${spec}' (expected NAME=BASE[:K=V,...])`);
+  const [, name, base, rest] = m as unknown as [string, string, string, string | undefined];
+  if (!STRATA_DEVICES.has(base)) throw new Error(`--variant ${name}: no strata target '${base}' (${[...STRATA_DEVICES.keys()].join(', ')})`);
+  const env: Record<string, string> = {};
+  let script: string | undefined;
+  for (const kv of rest ? rest.split(',') : []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--variant ${name}: bad setting '${kv}' (expected K=V)`);
+    const k = kv.slice(0, eq);
+    const v = kv.slice(eq + 1);
+    if (k === 'dist') script = path.resolve(v, 'bench', 'nbd', 'run.js');
+    else env[k] = v;
+  }
+  if (script && !existsSync(script)) throw new Error(`--variant ${name}: ${script} does not exist`);
   return {
     name,
+    base,
     async start(file, port) {
-      // Same node, flags and environment (the malloc tunables asStrataRuns() set) as this process.
-      const self = (...a: string[]) => spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...a], { stdio: ['ignore', 'inherit', 'inherit'] });
-      if (dev.prepare) {
-        const prep = self('--prepare', name, file);
-        const code = await new Promise<number | null>((resolve) => prep.once('exit', resolve));
-        if (code !== 0) throw new Error(`strata target ${name}: preparing failed (exit ${code})`);
-      }
-      const child = self('--serve', name, file, String(port));
-      await waitPort('127.0.0.1', port, child, 60_000);
-      return {
-        uri: `nbd://127.0.0.1:${port}/disk`,
-        stop: () => stopChild(child),
+      const link = `${file}.${name}`;
+      await rm(link, { force: true });
+      await symlink(file, link);
+      const r = await startStrata(base, link, port, script, env);
+      const stop = async () => {
+        await r.stop();
+        await rm(link, { force: true });
       };
+      return { uri: r.uri, stop };
     },
   };
 }
@@ -328,11 +377,13 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     );
   }
   const ratios: BenchResult['ratios'] = {};
-  for (const t of Object.keys(medians).filter((n) => n.startsWith('strata'))) {
-    for (const ref of Object.keys(medians).filter((n) => !n.startsWith('strata'))) {
-      ratios[`${t}/${ref}`] = Object.fromEntries(o.jobs.map((j) => [j.name, medians[t]![j.name]!.mbps / medians[ref]![j.name]!.mbps]));
-    }
-  }
+  const ratio = (a: string, b: string) => {
+    ratios[`${a}/${b}`] = Object.fromEntries(o.jobs.map((j) => [j.name, medians[a]![j.name]!.mbps / medians[b]![j.name]!.mbps]));
+  };
+  const ours = (t: BenchTarget) => t.base !== undefined || t.name.startsWith('strata');
+  for (const t of o.targets.filter(ours)) for (const ref of o.targets.filter((x) => !ours(x))) ratio(t.name, ref.name);
+  // A variant against its own base, when that ran too.
+  for (const t of o.targets) if (t.base && medians[t.base]) ratio(t.name, t.base);
   const verdict = judge(samples);
   return { date: new Date().toISOString(), file, size: o.size, runtime: o.runtime, rounds: o.rounds, samples, medians, ratios, verdict };
 }
@@ -370,7 +421,9 @@ async function main(): Promise<void> {
     return i >= 0 && args[i + 1] ? args[i + 1]! : def;
   };
   const only = opt('only', '');
-  const targets = only ? TARGETS.filter((t) => only.split(',').includes(t.name)) : TARGETS;
+  const variants: BenchTarget[] = [];
+  for (let i = 0; i < args.length; i++) if (args[i] === '--variant' && args[i + 1]) variants.push(variantTarget(args[++i]!));
+  const targets = [...(only ? TARGETS.filter((t) => only.split(',').includes(t.name)) : TARGETS), ...variants];
   const jobFilter = opt('jobs', '');
   const jobs = jobFilter ? JOBS.filter((j) => jobFilter.split(',').includes(j.name)) : JOBS;
   const r = await runBench({
