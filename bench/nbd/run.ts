@@ -29,7 +29,8 @@ import { RawDevice } from '../../formats/raw/index.js';
 import { freePort, waitPort } from '../ports.js';
 import { asStrataRuns } from '../strata-env.js';
 import { MALLOC_TUNABLES } from '../../src/cli/node-env.js';
-import { judge, median, verdictLines, type Sample } from './verdict.js';
+import { median } from '../stats.js';
+import { judge, verdictLines, type Sample } from './verdict.js';
 
 export interface Running {
   uri: string;

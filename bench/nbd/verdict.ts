@@ -11,6 +11,7 @@
  * tie the next run may reverse; the report says so instead of calling it
  * met.
  */
+import { median } from '../stats.js';
 
 export interface Sample {
   mbps: number;
@@ -40,13 +41,6 @@ export interface JobVerdict {
   wins: number;
   /** met: the ratio reaches min and so do most paired rounds; missed: neither; tie: they disagree. */
   verdict: 'met' | 'missed' | 'tie';
-}
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** MB/s is the measure for every job: fio's bandwidth and IOPS differ only by the block size. */

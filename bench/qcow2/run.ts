@@ -40,6 +40,7 @@ import { openImage } from '../../formats/image-format.js';
 import type { BlockDevice } from '../../src/device/block-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
 import { freePort, waitPort } from '../ports.js';
+import { median } from '../stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..', '..');
@@ -57,12 +58,6 @@ function arg(name: string, def: number): number {
 function argStr(name: string, def: string): string {
   const i = process.argv.indexOf(name);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function timed(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { PoolManager } from '../../src/daemon/services.js';
 import { parseSize } from '../../src/pool/dataset/units.js';
 import type { VdevGroupSpec } from '../../src/pool/txg/open.js';
+import { median } from '../stats.js';
 
 const MiB = 1024 * 1024;
 const a = process.argv.slice(2);
@@ -49,11 +50,6 @@ interface Sample {
 }
 
 const mbps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
 async function one(layout: Layout): Promise<Sample> {
   const dir = mkdtempSync(join(BASE, 'strata-bench-redund-'));
   const mgr = new PoolManager(join(dir, 'home'), { arcMaxBytes: 32 * MiB });

@@ -25,6 +25,7 @@ import { PoolManager } from '../../src/daemon/services.js';
 import { parseSize } from '../../src/pool/dataset/units.js';
 import type { Volume } from '../../src/volume/volume.js';
 import { destroySnapshots as destroySnapshotsOp, DESTROY_TXG_BUDGET } from '../../src/pool/dataset/snapshots.js';
+import { median } from '../stats.js';
 
 const MiB = 1024 * 1024;
 
@@ -34,10 +35,6 @@ function arg(k: string, d: string): string {
   return i >= 0 ? a[i + 1]! : d;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /** Fill [0, bytes) with 1 MiB writes of incompressible data (a few distinct buffers, each block differs). */

@@ -1,15 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { judge, judgeJob, median, verdictLines } from '../../bench/nbd/verdict.js';
+import { judge, judgeJob, verdictLines } from '../../bench/nbd/verdict.js';
 
 const s = (...mbps: number[]) => mbps.map((m) => ({ mbps: m, iops: m * 256 }));
 
 describe('bench/nbd verdict', () => {
-  it('median of odd and even counts', () => {
-    expect(median([3, 1, 2])).toBe(2);
-    expect(median([4, 1, 3, 2])).toBe(2.5);
-    expect(median([])).toBeNaN();
-  });
-
   it('met: ratio of medians and most paired rounds reach the target', () => {
     const v = judgeJob('seq', s(110, 90, 105, 120, 101), s(100, 100, 100, 100, 100), 1.0);
     expect(v.ratio).toBeCloseTo(1.05);
