@@ -13,12 +13,14 @@
  * strataTarget(name, { open, close }): anything that yields a BlockDevice,
  * served from a process of its own (this file run with --serve).
  * The default file lives on /dev/shm when it exists so the numbers measure
- * the servers, not the disk's writeback.
+ * the servers, not the disk's writeback. Interrupted (Ctrl-C, SIGTERM, a closed
+ * stdout), the run stops every process it started and removes that file and the
+ * pool beside it (interruptible); killed outright, its strata servers still stop.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { constants as osConstants, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BlockDevice } from '../../src/device/block-device.js';
@@ -95,8 +97,9 @@ export function strataTarget(name: string, dev: StrataDevice): BenchTarget {
  */
 async function startStrata(base: string, file: string, port: number, script = fileURLToPath(import.meta.url), env: Record<string, string> = {}): Promise<Running> {
   // Same node, flags and environment (the malloc tunables asStrataRuns() set) as this process.
+  // With an IPC channel: the server stops when this process goes away, however it went.
   const self = (...a: string[]) =>
-    spawn(process.execPath, [...process.execArgv, script, ...a], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
+    track(spawn(process.execPath, [...process.execArgv, script, ...a], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } }));
   if (STRATA_DEVICES.get(base)?.prepare) {
     const prep = self('--prepare', base, file);
     const code = await new Promise<number | null>((resolve) => prep.once('exit', resolve));
@@ -151,13 +154,86 @@ export function variantTarget(spec: string): BenchTarget {
   };
 }
 
-/** SIGTERM a server process and wait until it has exited (at once if it already has). */
-function stopChild(child: ChildProcess): Promise<void> {
+/**
+ * SIGTERM a process and wait until it has exited (at once if it already has); SIGKILL
+ * after `grace` ms (an interrupted run must not wait on a wedged server forever).
+ */
+function stopChild(child: ChildProcess, grace = 60_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   return new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), grace);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill(signal);
   });
+}
+
+/**
+ * Every process this run started (servers, their set-up, peers, fio) until it exits, so an
+ * interrupted run (interruptible below) can stop them all. An interrupted run used to
+ * leave its three or four servers running, and the 1 GiB bench file and 2.5 GiB pool
+ * device in /dev/shm, whenever it died outside runBench's `finally`: Ctrl-C, SIGTERM, or
+ * its output piped into `head`.
+ */
+const children = new Set<ChildProcess>();
+
+function track<C extends ChildProcess>(child: C): C {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** The bench file and everything named after it: a pool's home and device, variants' links and theirs. */
+async function removeBenchFiles(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name === base || name.startsWith(`${base}.`)) await rm(path.join(dir, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Run `body` so that SIGINT, SIGTERM, SIGHUP or a closed stdout (EPIPE: `| head`) stop
+ * every child, remove the bench files, and exit with the signal's status, instead of
+ * killing this process alone. The handlers are removed when `body` settles (unless
+ * they are already at work: then `body`'s result never arrives, process.exit does).
+ */
+async function interruptible<T>(file: string, body: () => Promise<T>): Promise<T> {
+  let stopping = false;
+  const stop = (why: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    // stderr: stdout may be the pipe that just closed.
+    process.stderr.write(`\nbench interrupted (${why}): stopping ${children.size} processes, removing ${file}*\n`);
+    // Clients first, as Ctrl-C stops fio (SIGINT: its job processes wind down too; SIGKILL
+    // left them running): a server stopped under a running fio made it print a screen of
+    // errors for its requests in flight.
+    const all = [...children];
+    const fios = all.filter((c) => c.spawnfile === 'fio');
+    void Promise.all(fios.map((c) => stopChild(c, 10_000, 'SIGINT')))
+      .then(() => Promise.all(all.filter((c) => !fios.includes(c)).map((c) => stopChild(c, 10_000))))
+      .then(() => removeBenchFiles(file))
+      .finally(() => process.exit(code));
+  };
+  const onSignal = (sig: NodeJS.Signals) => stop(sig, 128 + (osConstants.signals[sig] ?? 0));
+  const onStdoutError = (e: NodeJS.ErrnoException) => stop(e.code ?? e.message, 141);
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, onSignal);
+  process.stdout.on('error', onStdoutError);
+  try {
+    return await body();
+  } catch (e) {
+    // The children stopped under it: the run's own failure (fio killed) is no news.
+    if (stopping) return new Promise<never>(() => {});
+    throw e;
+  } finally {
+    if (!stopping) {
+      for (const sig of signals) process.off(sig, onSignal);
+      process.stdout.off('error', onStdoutError);
+    }
+  }
 }
 
 /** Every strata target's device, by name, for the server processes. */
@@ -167,6 +243,8 @@ const STRATA_DEVICES = new Map<string, StrataDevice>();
 async function prepareMain(name: string, file: string): Promise<void> {
   const dev = STRATA_DEVICES.get(name);
   if (!dev?.prepare) throw new Error(`no strata target '${name}' to prepare`);
+  process.once('disconnect', () => process.exit(1)); // the bench is gone: it cleans up nothing more
+  process.channel?.unref();
   await dev.prepare(file);
   process.exit(0); // (helper threads the pool started must not keep this process alive)
 }
@@ -178,7 +256,10 @@ async function serveMain(name: string, file: string, port: number): Promise<void
   const device = await dev.open(file);
   const server = new NbdServer({ exports: { disk: { device } } });
   await server.listen(port, '127.0.0.1');
-  process.once('SIGTERM', () => {
+  let closing = false;
+  const shutdown = () => {
+    if (closing) return;
+    closing = true;
     void (async () => {
       await server.close();
       await (dev.close ? dev.close(device) : device.close());
@@ -187,7 +268,13 @@ async function serveMain(name: string, file: string, port: number): Promise<void
       console.error(`strata target ${name}: ${(e as Error).message}`);
       process.exit(1);
     });
-  });
+  };
+  // SIGINT too: Ctrl-C reaches the whole process group. 'disconnect': the bench that
+  // started this server is gone (the IPC channel startStrata opened closed).
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+  process.once('disconnect', shutdown);
+  process.channel?.unref(); // (the channel alone must not keep the server alive)
 }
 
 /**
@@ -207,7 +294,7 @@ function external(name: string, cmd: string, args: (file: string, port: number) 
   return {
     name,
     async start(file, port) {
-      const child = spawn(cmd, args(file, port), { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() });
+      const child = track(spawn(cmd, args(file, port), { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() }));
       await waitPort('127.0.0.1', port, child, 10_000);
       return {
         uri: uri(port),
@@ -301,10 +388,14 @@ async function fio(uri: string, job: Job, size: string, runtime: number): Promis
     '--output-format=json',
   ];
   const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    // fio's stderr is kept for its failure: an interrupted run stops fio mid-job, and its
+    // complaints about every request in flight are no news then.
+    const child = track(spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let s = '';
+    let e = '';
     child.stdout.on('data', (d) => (s += d));
-    child.once('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`fio exited ${code}`))));
+    child.stderr.on('data', (d) => (e = (e + d).slice(-4000)));
+    child.once('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`fio exited ${code}${e ? `:\n${e.trimEnd()}` : ''}`))));
   });
   const j = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
   const side = job.rw.includes('read') ? j.read : j.write;
@@ -347,6 +438,10 @@ async function prepareFile(file: string, size: number): Promise<void> {
 
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const file = path.join(o.dir, `strata-nbd-bench-${process.pid}.raw`);
+  return interruptible(file, () => runBenchOn(file, o));
+}
+
+async function runBenchOn(file: string, o: BenchOptions): Promise<BenchResult> {
   o.log(`preparing ${file} (${o.size} bytes)`);
   await prepareFile(file, o.size);
   const running = new Map<string, Running>();
@@ -369,7 +464,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   } finally {
     for (const r of running.values()) await r.stop().catch(() => {});
-    await rm(file, { force: true });
+    await removeBenchFiles(file);
   }
   const medians: BenchResult['medians'] = {};
   for (const [t, byJob] of Object.entries(samples)) {
