@@ -17,10 +17,10 @@
  * stdout), the run stops every process it started and removes that file and the
  * pool beside it (interruptible); killed outright, its strata servers still stop.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BlockDevice } from '../../src/device/block-device.js';
@@ -28,6 +28,7 @@ import { NbdServer } from '../../src/nbd/index.js';
 import { PoolManager } from '../../src/daemon/services.js';
 import { copyDevice } from '../../src/device/copy.js';
 import { RawDevice } from '../../formats/raw/index.js';
+import { interruptible, stopChild, stopChildren, track } from '../children.js';
 import { freePort, waitPort } from '../ports.js';
 import { asStrataRuns } from '../strata-env.js';
 import { MALLOC_TUNABLES } from '../../src/cli/node-env.js';
@@ -154,85 +155,12 @@ export function variantTarget(spec: string): BenchTarget {
   };
 }
 
-/**
- * SIGTERM a process and wait until it has exited (at once if it already has); SIGKILL
- * after `grace` ms (an interrupted run must not wait on a wedged server forever).
- */
-function stopChild(child: ChildProcess, grace = 60_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const kill = setTimeout(() => child.kill('SIGKILL'), grace);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill(signal);
-  });
-}
-
-/**
- * Every process this run started (servers, their set-up, peers, fio) until it exits, so an
- * interrupted run (interruptible below) can stop them all. An interrupted run used to
- * leave its three or four servers running, and the 1 GiB bench file and 2.5 GiB pool
- * device in /dev/shm, whenever it died outside runBench's `finally`: Ctrl-C, SIGTERM, or
- * its output piped into `head`.
- */
-const children = new Set<ChildProcess>();
-
-function track<C extends ChildProcess>(child: C): C {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
 /** The bench file and everything named after it: a pool's home and device, variants' links and theirs. */
 async function removeBenchFiles(file: string): Promise<void> {
   const dir = path.dirname(file);
   const base = path.basename(file);
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     if (name === base || name.startsWith(`${base}.`)) await rm(path.join(dir, name), { recursive: true, force: true });
-  }
-}
-
-/**
- * Run `body` so that SIGINT, SIGTERM, SIGHUP or a closed stdout (EPIPE: `| head`) stop
- * every child, remove the bench files, and exit with the signal's status, instead of
- * killing this process alone. The handlers are removed when `body` settles (unless
- * they are already at work: then `body`'s result never arrives, process.exit does).
- */
-async function interruptible<T>(file: string, body: () => Promise<T>): Promise<T> {
-  let stopping = false;
-  const stop = (why: string, code: number) => {
-    if (stopping) return;
-    stopping = true;
-    // stderr: stdout may be the pipe that just closed.
-    process.stderr.write(`\nbench interrupted (${why}): stopping ${children.size} processes, removing ${file}*\n`);
-    // Clients first, as Ctrl-C stops fio (SIGINT: its job processes wind down too; SIGKILL
-    // left them running): a server stopped under a running fio made it print a screen of
-    // errors for its requests in flight.
-    const all = [...children];
-    const fios = all.filter((c) => c.spawnfile === 'fio');
-    void Promise.all(fios.map((c) => stopChild(c, 10_000, 'SIGINT')))
-      .then(() => Promise.all(all.filter((c) => !fios.includes(c)).map((c) => stopChild(c, 10_000))))
-      .then(() => removeBenchFiles(file))
-      .finally(() => process.exit(code));
-  };
-  const onSignal = (sig: NodeJS.Signals) => stop(sig, 128 + (osConstants.signals[sig] ?? 0));
-  const onStdoutError = (e: NodeJS.ErrnoException) => stop(e.code ?? e.message, 141);
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const sig of signals) process.on(sig, onSignal);
-  process.stdout.on('error', onStdoutError);
-  try {
-    return await body();
-  } catch (e) {
-    // The children stopped under it: the run's own failure (fio killed) is no news.
-    if (stopping) return new Promise<never>(() => {});
-    throw e;
-  } finally {
-    if (!stopping) {
-      for (const sig of signals) process.off(sig, onSignal);
-      process.stdout.off('error', onStdoutError);
-    }
   }
 }
 
@@ -438,7 +366,12 @@ async function prepareFile(file: string, size: number): Promise<void> {
 
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const file = path.join(o.dir, `strata-nbd-bench-${process.pid}.raw`);
-  return interruptible(file, () => runBenchOn(file, o));
+  // Interrupted: the servers stop before their files go (a pool server removes its pool on close).
+  const cleanup = async () => {
+    await stopChildren();
+    await removeBenchFiles(file);
+  };
+  return interruptible({ what: `${file}*`, cleanup }, () => runBenchOn(file, o));
 }
 
 async function runBenchOn(file: string, o: BenchOptions): Promise<BenchResult> {
