@@ -29,16 +29,21 @@
  * strata syncs it by default (DESIGN: durable when the command returns), so
  * both pairings are measured. The default directory is /dev/shm (where it
  * exists), so the numbers measure the codecs and servers, not the disk.
- * Writes bench/results/qcow2-<date>-<dir>.json.
+ * Writes bench/results/qcow2-<date>-<dir>.json. Interrupted (Ctrl-C, SIGTERM,
+ * SIGHUP, `| head`), it stops fio and its qemu-nbd servers and removes its
+ * directory (bench/children.ts); a synchronous command (a timed convert, qemu-img
+ * bench, a chain layer) finishes first.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, writeSync, ftruncateSync, rmSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openImage } from '../../formats/image-format.js';
 import type { BlockDevice } from '../../src/device/block-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
+import { checkpoint, interruptible, stopChild, stopChildren, track } from '../children.js';
 import { freePort, waitPort } from '../ports.js';
 import { median } from '../stats.js';
 
@@ -107,6 +112,7 @@ async function convertBench(dir: string, size: number, runs: number) {
       // Alternate which tool goes first so cache warmth favours neither.
       const order = i % 2 === 0 ? ['strata', 'qemu'] : ['qemu', 'strata'];
       for (const who of order) {
+        await checkpoint(); // (the commands are synchronous: a signal is handled between them)
         const dst = join(dir, `out-${who}`);
         if (who === 'strata') out[c.name]!.strata.push(timed(cli, ['image', 'convert', ...c.strata, dst]));
         else out[c.name]!.qemu.push(timed('qemu-img', ['convert', ...c.qemu, dst]));
@@ -117,6 +123,7 @@ async function convertBench(dir: string, size: number, runs: number) {
   const res: Record<string, unknown> = {};
   // Start-up, for reference: node alone, `strata image` (what convert pays
   // before copying) and the whole program (`strata --help` loads every group).
+  await checkpoint();
   const startup = median([0, 1, 2, 3, 4].map(() => timed(cli, ['--help'])));
   const imageStartup = median([0, 1, 2, 3, 4].map(() => timed(cli, ['image', '--help'])));
   const nodeStartup = median([0, 1, 2, 3, 4].map(() => timed(process.execPath, ['-e', '0'])));
@@ -152,12 +159,13 @@ function buildBase(dir: string, size: number): string {
   return base;
 }
 
-function buildChain(dir: string, depth: number, size: number): string {
+async function buildChain(dir: string, depth: number, size: number): Promise<string> {
   if (depth === 1) return join(dir, 'base.qcow2');
   const d = join(dir, `chain${depth}`);
   mkdirSync(d);
   const clusters = size / 65536;
   for (let i = 1; i < depth; i++) {
+    await checkpoint();
     const f = join(d, `l${i}.qcow2`);
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', i === 1 ? '../base.qcow2' : `l${i - 1}.qcow2`, '-F', 'qcow2', f]);
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P ${i % 250} ${((i * 7919) % clusters) * 65536} 64k`, f], { stdio: 'ignore' });
@@ -223,7 +231,7 @@ async function serveStrata(top: string): Promise<Served> {
 async function serveQemu(top: string): Promise<Served> {
   const port = await freePort();
   // stderr is kept for failures only: the port probe makes qemu-nbd log a failed negotiation.
-  const child = spawn('qemu-nbd', ['-r', '-f', 'qcow2', '--cache=writeback', '-b', '127.0.0.1', '-p', String(port), '-t', top], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = track(spawn('qemu-nbd', ['-r', '-f', 'qcow2', '--cache=writeback', '-b', '127.0.0.1', '-p', String(port), '-t', top], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   try {
@@ -233,12 +241,7 @@ async function serveQemu(top: string): Promise<Served> {
   }
   return {
     uri: `nbd://127.0.0.1:${port}/`,
-    stop: () =>
-      new Promise<void>((ok) => {
-        if (child.exitCode !== null) return ok();
-        child.once('exit', () => ok());
-        child.kill('SIGTERM');
-      }),
+    stop: () => stopChild(child),
   };
 }
 
@@ -258,10 +261,14 @@ async function fioRandRead(uri: string, size: number, runtime: number): Promise<
     '--output-format=json',
   ];
   const out = await new Promise<string>((ok, fail) => {
-    const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    // fio's stderr is kept for its failure: an interrupted run stops fio mid-job, and its
+    // complaints about every request in flight are no news then.
+    const child = track(spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let s = '';
+    let e = '';
     child.stdout.on('data', (d) => (s += d));
-    child.once('exit', (code) => (code === 0 ? ok(s) : fail(new Error(`fio exited ${code}`))));
+    child.stderr.on('data', (d) => (e = (e + d).slice(-4000)));
+    child.once('exit', (code) => (code === 0 ? ok(s) : fail(new Error(`fio exited ${code}${e ? `:\n${e.trimEnd()}` : ''}`))));
   });
   const r = JSON.parse(out.slice(out.indexOf('{'))).jobs[0].read;
   return { iops: r.iops, mbps: r.bw_bytes / 1e6 };
@@ -274,7 +281,8 @@ async function fioRandRead(uri: string, size: number, runtime: number): Promise<
  */
 async function chainBench(dir: string, depths: number[], size: number, o: { inProcess: boolean; nbd: boolean; reads: number; rounds: number; runtime: number }) {
   buildBase(dir, size);
-  const tops = new Map(depths.map((d) => [d, buildChain(dir, d, size)]));
+  const tops = new Map<number, string>();
+  for (const d of depths) tops.set(d, await buildChain(dir, d, size));
   const res: Record<string, Record<string, unknown>> = Object.fromEntries(depths.map((d) => [`depth${d}`, {}]));
   if (o.inProcess) {
     const devs = new Map<number, BlockDevice>();
@@ -288,6 +296,7 @@ async function chainBench(dir: string, depths: number[], size: number, o: { inPr
       for (const d of round % 2 ? [...depths].reverse() : depths) {
         strata.get(d)!.push(await readPass(devs.get(d)!, size, o.reads, seed));
         strata32.get(d)!.push(await readPassQd32(devs.get(d)!, size, o.reads, seed));
+        await checkpoint();
         qemu.get(d)!.push(qemuImgBench(tops.get(d)!, QEMU_BENCH_READS));
       }
     }
@@ -384,26 +393,33 @@ async function chainBench(dir: string, depths: number[], size: number, o: { inPr
 const base = argStr('--dir', existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
 const only = argStr('--only', 'convert,chain,nbd').split(',');
 const dir = mkdtempSync(join(base, 'strata-bench-qcow2-'));
-try {
-  const sizeMiB = arg('--size-mib', 1024);
-  const chainSizeMiB = arg('--chain-size-mib', 1024);
-  const depths = argStr('--depths', '1,10,50').split(',').map(Number);
-  const convert = only.includes('convert') ? await convertBench(dir, sizeMiB * MIB, arg('--runs', 5)) : undefined;
-  const chain =
-    only.includes('chain') || only.includes('nbd')
-      ? await chainBench(dir, depths, chainSizeMiB * MIB, {
-          inProcess: only.includes('chain'),
-          nbd: only.includes('nbd'),
-          reads: arg('--reads', 100000),
-          rounds: arg('--rounds', 3),
-          runtime: arg('--runtime', 5),
-        })
-      : undefined;
-  const result = { date: new Date().toISOString(), host: { node: process.version, dir: base }, sizeMiB, chainSizeMiB, convert, chain };
-  mkdirSync(join(repo, 'bench', 'results'), { recursive: true });
-  const outFile = join(repo, 'bench', 'results', `qcow2-${result.date.replace(/[:.]/g, '-')}-${base.replace(/\W+/g, '_')}.json`);
-  writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
-  console.log(`wrote ${outFile}`);
-} finally {
-  rmSync(dir, { recursive: true, force: true });
-}
+// Interrupted: the servers stop before their files go; the in-process server goes with process.exit.
+const cleanup = async () => {
+  await stopChildren();
+  await rm(dir, { recursive: true, force: true });
+};
+await interruptible({ what: dir, cleanup }, async () => {
+  try {
+    const sizeMiB = arg('--size-mib', 1024);
+    const chainSizeMiB = arg('--chain-size-mib', 1024);
+    const depths = argStr('--depths', '1,10,50').split(',').map(Number);
+    const convert = only.includes('convert') ? await convertBench(dir, sizeMiB * MIB, arg('--runs', 5)) : undefined;
+    const chain =
+      only.includes('chain') || only.includes('nbd')
+        ? await chainBench(dir, depths, chainSizeMiB * MIB, {
+            inProcess: only.includes('chain'),
+            nbd: only.includes('nbd'),
+            reads: arg('--reads', 100000),
+            rounds: arg('--rounds', 3),
+            runtime: arg('--runtime', 5),
+          })
+        : undefined;
+    const result = { date: new Date().toISOString(), host: { node: process.version, dir: base }, sizeMiB, chainSizeMiB, convert, chain };
+    mkdirSync(join(repo, 'bench', 'results'), { recursive: true });
+    const outFile = join(repo, 'bench', 'results', `qcow2-${result.date.replace(/[:.]/g, '-')}-${base.replace(/\W+/g, '_')}.json`);
+    writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
+    console.log(`wrote ${outFile}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

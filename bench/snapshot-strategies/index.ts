@@ -32,6 +32,7 @@ import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PoolManager } from '../../src/daemon/services.js';
+import { checkpoint, interruptible } from '../children.js';
 import type { IoAccountJson } from '../../src/pool/io/account.js';
 import { fio, have, run } from './proc.js';
 import { ImageServer, PoolService } from './servers.js';
@@ -164,305 +165,305 @@ export async function runSnapshotBench(o: SnapshotBenchOptions): Promise<Snapsho
       await svc?.stop().catch(() => {});
       await rm(work, { recursive: true, force: true });
     })());
-  // Interrupted: remove what we made (volumes of an existing pool, the temporary directory), then exit.
-  const onSignal = (sig: NodeJS.Signals) => {
-    log(`interrupted (${sig}): cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    // ------------------------------------------------------------ the pool and its daemon
-    const biggest = Math.max(o.size, ...o.sizes);
-    if (o.pool) {
-      poolName = o.pool;
-      prefix = `${o.pool}/strata-bench-${process.pid}`;
-      svc = new PoolService({ cli, home: o.home ?? process.env['STRATA_HOME'] ?? './strata-data', nbd: o.nbd, log });
-      await svc.start();
-      await svc.api.poolList([o.pool]);
-      await svc.api.create(prefix, {});
-      log(`using pool '${o.pool}' (${svc.own ? 'daemon started by the benchmark' : 'the running daemon'}); volumes under ${prefix}`);
-    } else {
-      poolName = 'sbench';
-      prefix = poolName;
-      const home = join(work, 'home');
-      const mgr = new PoolManager(home);
-      // Sparse: only what the volumes write takes space.
-      await mgr.poolCreate(poolName, { groups: [{ type: 'single', paths: [join(work, 'pool.dev')] }], createSize: Math.max(4096 * MiB, 10 * o.size + 5 * biggest) });
-      await mgr.close();
-      svc = new PoolService({ cli, home, log });
-      await svc.start();
-      log(`temporary pool '${poolName}' on ${work}`);
-    }
-    const pool = svc;
-    r.coldCache = pool.own;
-    let phaseT = Date.now();
-    const phaseDone = (name: string) => {
-      r.phaseSec[name] = (Date.now() - phaseT) / 1000;
-      phaseT = Date.now();
-    };
-
-    const guard = async (t: Target, what: string, fn: () => Promise<void>) => {
-      if (!live.has(t)) return;
-      try {
-        await fn();
-      } catch (e) {
-        const msg = `${t.name}: ${what} failed: ${(e as Error).message}`;
-        r.errors.push(msg);
-        log(`ERROR ${msg}`);
-        live.delete(t);
+  // Interrupted (Ctrl-C, SIGTERM, SIGHUP, a closed stdout or stderr: bench/children.ts): fio stops,
+  // then this cleanup (an existing pool's volumes are destroyed through the daemon before it stops),
+  // then whatever still runs; the exit status is the signal's.
+  await interruptible({ what: work, cleanup, streams: [process.stdout, process.stderr] }, async () => {
+    try {
+      // ------------------------------------------------------------ the pool and its daemon
+      const biggest = Math.max(o.size, ...o.sizes);
+      if (o.pool) {
+        poolName = o.pool;
+        prefix = `${o.pool}/strata-bench-${process.pid}`;
+        svc = new PoolService({ cli, home: o.home ?? process.env['STRATA_HOME'] ?? './strata-data', nbd: o.nbd, log });
+        await svc.start();
+        await svc.api.poolList([o.pool]);
+        await svc.api.create(prefix, {});
+        log(`using pool '${o.pool}' (${svc.own ? 'daemon started by the benchmark' : 'the running daemon'}); volumes under ${prefix}`);
+      } else {
+        poolName = 'sbench';
+        prefix = poolName;
+        const home = join(work, 'home');
+        const mgr = new PoolManager(home);
+        // Sparse: only what the volumes write takes space.
+        await mgr.poolCreate(poolName, { groups: [{ type: 'single', paths: [join(work, 'pool.dev')] }], createSize: Math.max(4096 * MiB, 10 * o.size + 5 * biggest) });
+        await mgr.close();
+        svc = new PoolService({ cli, home, log });
+        await svc.start();
+        log(`temporary pool '${poolName}' on ${work}`);
       }
-    };
-    const alive = (ts: Target[]) => ts.filter((t) => live.has(t));
-    const amp = async (t: PoolTarget, reset: boolean): Promise<AmpSample & IoAccountJson> => {
-      const [a] = await pool.api.amplification([t.vol], { reset });
-      return a!;
-    };
-    const spacePoint = async (point: string, ts: Target[]) => {
-      r.space[point] = {};
-      const p0 = alive(ts).find((t): t is PoolTarget => t instanceof PoolTarget);
-      if (p0) await pool.sync(p0.vol);
-      for (const t of alive(ts)) await guard(t, `space ${point}`, async () => void (r.space[point]![t.name] = await t.space()));
-      if (!o.pool) {
-        const [p] = await pool.api.poolList([poolName]);
-        const sumUsed = Object.entries(r.space[point]!).filter(([n]) => ts.find((t) => t.name === n)?.family === 'pool').reduce((s, [, v]) => s + v.used, 0);
-        r.poolCheck[point] = { poolAlloc: p?.alloc ?? NaN, sumUsed };
-      }
-    };
+      const pool = svc;
+      r.coldCache = pool.own;
+      let phaseT = Date.now();
+      const phaseDone = (name: string) => {
+        r.phaseSec[name] = (Date.now() - phaseT) / 1000;
+        phaseT = Date.now();
+      };
 
-    // ------------------------------------------------------------ targets
-    const S = o.size;
-    const main: Target[] = [];
-    for (const mode of ['native', 'cow', 'row'] as const) {
-      if (want(mode)) main.push(new PoolTarget(mode, pool, `${prefix}/${mode}`, mode, S));
-    }
-    if (qemuOk) {
-      for (const fam of ['qcow2-int', 'qcow2-ext'] as const) {
-        for (const kind of ['strata', 'qemu-nbd'] as const) {
-          const name = `${fam}/${kind}`;
-          if (!want(name)) continue;
-          const srv = new ImageServer(kind, { cli, home: join(work, `imghome-${fam}-${kind}`), log });
-          servers.push(srv);
-          main.push(new Qcow2Target(name, fam, srv, join(work, `${fam}-${kind}.qcow2`), S));
+      const guard = async (t: Target, what: string, fn: () => Promise<void>) => {
+        // Interrupted: the run goes no further (it would start servers and fio for the next
+        // target while the cleanup stops them), and a measurement the interruption broke is no error.
+        await checkpoint();
+        if (!live.has(t)) return;
+        try {
+          await fn();
+        } catch (e) {
+          await checkpoint();
+          const msg = `${t.name}: ${what} failed: ${(e as Error).message}`;
+          r.errors.push(msg);
+          log(`ERROR ${msg}`);
+          live.delete(t);
+        }
+      };
+      const alive = (ts: Target[]) => ts.filter((t) => live.has(t));
+      const amp = async (t: PoolTarget, reset: boolean): Promise<AmpSample & IoAccountJson> => {
+        const [a] = await pool.api.amplification([t.vol], { reset });
+        return a!;
+      };
+      const spacePoint = async (point: string, ts: Target[]) => {
+        r.space[point] = {};
+        const p0 = alive(ts).find((t): t is PoolTarget => t instanceof PoolTarget);
+        if (p0) await pool.sync(p0.vol);
+        for (const t of alive(ts)) await guard(t, `space ${point}`, async () => void (r.space[point]![t.name] = await t.space()));
+        if (!o.pool) {
+          const [p] = await pool.api.poolList([poolName]);
+          const sumUsed = Object.entries(r.space[point]!).filter(([n]) => ts.find((t) => t.name === n)?.family === 'pool').reduce((s, [, v]) => s + v.used, 0);
+          r.poolCheck[point] = { poolAlloc: p?.alloc ?? NaN, sumUsed };
+        }
+      };
+
+      // ------------------------------------------------------------ targets
+      const S = o.size;
+      const main: Target[] = [];
+      for (const mode of ['native', 'cow', 'row'] as const) {
+        if (want(mode)) main.push(new PoolTarget(mode, pool, `${prefix}/${mode}`, mode, S));
+      }
+      if (qemuOk) {
+        for (const fam of ['qcow2-int', 'qcow2-ext'] as const) {
+          for (const kind of ['strata', 'qemu-nbd'] as const) {
+            const name = `${fam}/${kind}`;
+            if (!want(name)) continue;
+            const srv = new ImageServer(kind, { cli, home: join(work, `imghome-${fam}-${kind}`), log });
+            servers.push(srv);
+            main.push(new Qcow2Target(name, fam, srv, join(work, `${fam}-${kind}.qcow2`), S));
+          }
         }
       }
-    }
-    r.targets = main.map((t) => ({ name: t.name, family: t.family, server: t.server }));
-    log(`targets: ${main.map((t) => t.name).join(', ')}; ${sizeLabel(S)} each, ${o.rounds} rounds`);
+      r.targets = main.map((t) => ({ name: t.name, family: t.family, server: t.server }));
+      log(`targets: ${main.map((t) => t.name).join(', ')}; ${sizeLabel(S)} each, ${o.rounds} rounds`);
 
-    // ------------------------------------------------------------ fill
-    const template = join(work, 'template.qcow2');
-    if (main.some((t) => t instanceof Qcow2Target)) {
-      const raw = join(work, 'template.raw');
-      await randomFile(raw, S);
-      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, template]);
-      await rm(raw, { force: true });
-    }
-    for (const t of main) {
-      live.add(t);
-      await guard(t, 'create and fill', async () => {
-        if (t instanceof PoolTarget) await t.create();
-        else await (t as Qcow2Target).create(template);
-      });
-    }
-    await rm(template, { force: true });
-    await spacePoint('filled', main);
-    const pools = () => alive(main).filter((t): t is PoolTarget => t instanceof PoolTarget);
-
-    phaseDone('setup and fill');
-    // ------------------------------------------------------------ 1. sequential read, fresh
-    const seqRead = async (into: Record<string, number[]>, round: number) => {
-      for (const t of rotated(alive(main), round)) {
-        await guard(t, 'sequential read', async () => {
-          const x = await fio(await t.uri(), { rw: 'read', bs: MiB, iodepth: 16, size: S, runtimeMs: o.runtimeMs, rampMs: Math.min(500, o.runtimeMs / 4) });
-          (into[t.name] ??= []).push(x.mbps);
+      // ------------------------------------------------------------ fill
+      const template = join(work, 'template.qcow2');
+      if (main.some((t) => t instanceof Qcow2Target)) {
+        const raw = join(work, 'template.raw');
+        await randomFile(raw, S);
+        await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, template]);
+        await rm(raw, { force: true });
+      }
+      for (const t of main) {
+        live.add(t);
+        await guard(t, 'create and fill', async () => {
+          if (t instanceof PoolTarget) await t.create();
+          else await (t as Qcow2Target).create(template);
         });
       }
-    };
-    const fresh: Record<string, number[]> = {};
-    for (let round = 0; round < o.rounds; round++) {
-      await seqRead(fresh, round);
-      log(`seq read fresh, round ${round + 1}: ${Object.entries(fresh).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)} MB/s`).join(', ')}`);
-    }
-    for (const [k, v] of Object.entries(fresh)) r.seqReadFresh[k] = stat(v);
+      await rm(template, { force: true });
+      await spacePoint('filled', main);
+      const pools = () => alive(main).filter((t): t is PoolTarget => t instanceof PoolTarget);
 
-    phaseDone('1 sequential read');
-    // ------------------------------------------------------------ 2. 4K overwrites before/after a snapshot
-    const ow: Record<string, { before: number[]; after: number[]; create: number[]; del: number[]; ampB: number[]; ampA: number[] }> = {};
-    const owJob = { rw: 'randwrite' as const, bs: 4096, iodepth: 32, size: S, ioSize: Math.max(S / 8, 64 * 4096), seed: 4242 };
-    for (let round = 0; round < o.rounds; round++) {
-      for (const t of rotated(alive(main), round)) {
-        await guard(t, '4K overwrites', async () => {
-          const m = (ow[t.name] ??= { before: [], after: [], create: [], del: [], ampB: [], ampA: [] });
-          const isPool = t instanceof PoolTarget;
-          if (isPool) await amp(t, true);
-          m.before.push((await fio(await t.uri(), owJob)).iops);
-          if (isPool) {
-            await pool.sync(t.vol);
-            m.ampB.push((await amp(t, true)).amplification);
-          }
-          m.create.push(await t.snapshot(`ow${round}`));
-          m.after.push((await fio(await t.uri(), owJob)).iops);
-          if (isPool) {
-            await pool.sync(t.vol);
-            m.ampA.push((await amp(t, true)).amplification);
-          }
-          m.del.push(await t.deleteSnapshot(`ow${round}`));
-          log(`4K overwrite r${round + 1} ${t.name.padEnd(18)} before ${m.before.at(-1)!.toFixed(0).padStart(6)} IOPS, after snapshot ${m.after.at(-1)!.toFixed(0).padStart(6)} IOPS; create ${m.create.at(-1)!.toFixed(0)} ms, delete ${m.del.at(-1)!.toFixed(0)} ms${isPool ? `; amplification ${m.ampB.at(-1)}x -> ${m.ampA.at(-1)}x` : ''}`);
-        });
-      }
-    }
-    for (const [k, m] of Object.entries(ow)) {
-      r.overwrite[k] = { iopsBefore: stat(m.before), iopsAfter: stat(m.after), createMs: stat(m.create), deleteMs: stat(m.del) };
-      if (m.ampB.length) Object.assign(r.overwrite[k]!, { ampBefore: stat(m.ampB), ampAfter: stat(m.ampA) });
-    }
-
-    phaseDone('2 overwrites around a snapshot');
-    // ------------------------------------------------------------ 3. amplification of whole-block overwrites
-    if (pools().length) {
-      const acc: Record<string, { no: number[]; first: number[]; last: { noSnapshot?: AmpSample; firstOverwrite?: AmpSample } }> = {};
-      const pass = async (round: number, key: 'no' | 'first') => {
-        if (pool.own) await pool.restart();
-        for (const t of rotated(pools(), round)) {
-          await guard(t, 'amplification', async () => {
-            await amp(t, true);
-            await fio(await t.uri(), { rw: 'randwrite', bs: t.volblocksize, iodepth: 16, size: S, ioSize: Math.max(S / 8, 16 * t.volblocksize), seed: 777 });
-            await pool.sync(t.vol);
-            const a = await amp(t, true);
-            const m = (acc[t.name] ??= { no: [], first: [], last: {} });
-            m[key].push(a.amplification);
-            m.last[key === 'no' ? 'noSnapshot' : 'firstOverwrite'] = { amplification: a.amplification, guestWriteBytes: a.guestWriteBytes, deviceWriteBytes: a.deviceWriteBytes, deviceReadBytesForWrites: a.deviceReadBytesForWrites };
+      phaseDone('setup and fill');
+      // ------------------------------------------------------------ 1. sequential read, fresh
+      const seqRead = async (into: Record<string, number[]>, round: number) => {
+        for (const t of rotated(alive(main), round)) {
+          await guard(t, 'sequential read', async () => {
+            const x = await fio(await t.uri(), { rw: 'read', bs: MiB, iodepth: 16, size: S, runtimeMs: o.runtimeMs, rampMs: Math.min(500, o.runtimeMs / 4) });
+            (into[t.name] ??= []).push(x.mbps);
           });
         }
       };
+      const fresh: Record<string, number[]> = {};
       for (let round = 0; round < o.rounds; round++) {
-        await pass(round, 'no');
-        for (const t of pools()) await guard(t, 'snapshot (amplification)', async () => void (await t.snapshot(`amp${round}`)));
-        await pass(round, 'first');
-        for (const t of pools()) await guard(t, 'delete (amplification)', async () => void (await t.deleteSnapshot(`amp${round}`)));
-        log(`amplification (${pool.own ? 'cold' : 'warm'} ARC) r${round + 1}: ${Object.entries(acc).map(([k, v]) => `${k} ${v.no.at(-1)}x / first overwrite ${v.first.at(-1)}x`).join(', ')}`);
+        await seqRead(fresh, round);
+        log(`seq read fresh, round ${round + 1}: ${Object.entries(fresh).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)} MB/s`).join(', ')}`);
       }
-      for (const t of pools()) {
-        const m = acc[t.name];
-        if (m) r.amplification[t.name] = { volblocksize: t.volblocksize, noSnapshot: stat(m.no), firstOverwrite: stat(m.first), last: m.last as { noSnapshot: AmpSample; firstOverwrite: AmpSample } };
+      for (const [k, v] of Object.entries(fresh)) r.seqReadFresh[k] = stat(v);
+
+      phaseDone('1 sequential read');
+      // ------------------------------------------------------------ 2. 4K overwrites before/after a snapshot
+      const ow: Record<string, { before: number[]; after: number[]; create: number[]; del: number[]; ampB: number[]; ampA: number[] }> = {};
+      const owJob = { rw: 'randwrite' as const, bs: 4096, iodepth: 32, size: S, ioSize: Math.max(S / 8, 64 * 4096), seed: 4242 };
+      for (let round = 0; round < o.rounds; round++) {
+        for (const t of rotated(alive(main), round)) {
+          await guard(t, '4K overwrites', async () => {
+            const m = (ow[t.name] ??= { before: [], after: [], create: [], del: [], ampB: [], ampA: [] });
+            const isPool = t instanceof PoolTarget;
+            if (isPool) await amp(t, true);
+            m.before.push((await fio(await t.uri(), owJob)).iops);
+            if (isPool) {
+              await pool.sync(t.vol);
+              m.ampB.push((await amp(t, true)).amplification);
+            }
+            m.create.push(await t.snapshot(`ow${round}`));
+            m.after.push((await fio(await t.uri(), owJob)).iops);
+            if (isPool) {
+              await pool.sync(t.vol);
+              m.ampA.push((await amp(t, true)).amplification);
+            }
+            m.del.push(await t.deleteSnapshot(`ow${round}`));
+            log(`4K overwrite r${round + 1} ${t.name.padEnd(18)} before ${m.before.at(-1)!.toFixed(0).padStart(6)} IOPS, after snapshot ${m.after.at(-1)!.toFixed(0).padStart(6)} IOPS; create ${m.create.at(-1)!.toFixed(0)} ms, delete ${m.del.at(-1)!.toFixed(0)} ms${isPool ? `; amplification ${m.ampB.at(-1)}x -> ${m.ampA.at(-1)}x` : ''}`);
+          });
+        }
       }
-      if (!pool.own) r.notes.push('amplification measured with a warm ARC: the running daemon is not ours to restart, so cow copy-outs may be served from the cache (expect ~2x instead of ~3x)');
-    }
+      for (const [k, m] of Object.entries(ow)) {
+        r.overwrite[k] = { iopsBefore: stat(m.before), iopsAfter: stat(m.after), createMs: stat(m.create), deleteMs: stat(m.del) };
+        if (m.ampB.length) Object.assign(r.overwrite[k]!, { ampBefore: stat(m.ampB), ampAfter: stat(m.ampA) });
+      }
 
-    phaseDone('3 amplification');
-    // ------------------------------------------------------------ 4. fragmentation
-    const frag: Record<string, number[]> = {};
-    for (const t of alive(main)) {
-      await guard(t, 'fragmenting overwrites', async () => {
-        await t.snapshot('frag');
-        await fio(await t.uri(), { rw: 'randwrite', bs: 65536, iodepth: 16, size: S, ioSize: S / 2, seed: 5050 });
-      });
-    }
-    await spacePoint('snapshot + 50% overwritten', main);
-    for (let round = 0; round < o.rounds; round++) {
-      await seqRead(frag, round);
-      log(`seq read after 50% overwrite, round ${round + 1}: ${Object.entries(frag).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)} MB/s`).join(', ')}`);
-    }
-    for (const t of alive(main)) {
-      await guard(t, 'delete (fragmentation)', async () => {
-        const ms = await t.deleteSnapshot('frag');
-        r.fragmentation[t.name] = { seqRead: stat(frag[t.name] ?? []), deleteMs: ms };
-      });
-    }
-
-    phaseDone('4 fragmentation');
-    // ------------------------------------------------------------ 5. reads through 1, 10, 50 snapshots
-    const depthTargets = alive(main).filter((t) => t.family !== 'qcow2-int');
-    const depths = [...new Set(o.depths)].sort((a, b) => a - b);
-    const layerBytes = Math.max(S / 256, 16 * 4096);
-    for (const d of depths) {
-      const creates: Record<string, number[]> = {};
-      const built: string[] = [];
-      for (const t of alive(depthTargets)) {
-        await guard(t, `building ${d} snapshots`, async () => {
-          const t0 = Date.now();
-          while (t.depth < d) {
-            const i = t.depth;
-            await t.layerWrites(1000 + i, layerBytes);
-            (creates[t.name] ??= []).push(await t.snapshot(`d${i}`));
+      phaseDone('2 overwrites around a snapshot');
+      // ------------------------------------------------------------ 3. amplification of whole-block overwrites
+      if (pools().length) {
+        const acc: Record<string, { no: number[]; first: number[]; last: { noSnapshot?: AmpSample; firstOverwrite?: AmpSample } }> = {};
+        const pass = async (round: number, key: 'no' | 'first') => {
+          if (pool.own) await pool.restart();
+          for (const t of rotated(pools(), round)) {
+            await guard(t, 'amplification', async () => {
+              await amp(t, true);
+              await fio(await t.uri(), { rw: 'randwrite', bs: t.volblocksize, iodepth: 16, size: S, ioSize: Math.max(S / 8, 16 * t.volblocksize), seed: 777 });
+              await pool.sync(t.vol);
+              const a = await amp(t, true);
+              const m = (acc[t.name] ??= { no: [], first: [], last: {} });
+              m[key].push(a.amplification);
+              m.last[key === 'no' ? 'noSnapshot' : 'firstOverwrite'] = { amplification: a.amplification, guestWriteBytes: a.guestWriteBytes, deviceWriteBytes: a.deviceWriteBytes, deviceReadBytesForWrites: a.deviceReadBytesForWrites };
+            });
           }
-          built.push(`${t.name} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        };
+        for (let round = 0; round < o.rounds; round++) {
+          await pass(round, 'no');
+          for (const t of pools()) await guard(t, 'snapshot (amplification)', async () => void (await t.snapshot(`amp${round}`)));
+          await pass(round, 'first');
+          for (const t of pools()) await guard(t, 'delete (amplification)', async () => void (await t.deleteSnapshot(`amp${round}`)));
+          log(`amplification (${pool.own ? 'cold' : 'warm'} ARC) r${round + 1}: ${Object.entries(acc).map(([k, v]) => `${k} ${v.no.at(-1)}x / first overwrite ${v.first.at(-1)}x`).join(', ')}`);
+        }
+        for (const t of pools()) {
+          const m = acc[t.name];
+          if (m) r.amplification[t.name] = { volblocksize: t.volblocksize, noSnapshot: stat(m.no), firstOverwrite: stat(m.first), last: m.last as { noSnapshot: AmpSample; firstOverwrite: AmpSample } };
+        }
+        if (!pool.own) r.notes.push('amplification measured with a warm ARC: the running daemon is not ours to restart, so cow copy-outs may be served from the cache (expect ~2x instead of ~3x)');
+      }
+
+      phaseDone('3 amplification');
+      // ------------------------------------------------------------ 4. fragmentation
+      const frag: Record<string, number[]> = {};
+      for (const t of alive(main)) {
+        await guard(t, 'fragmenting overwrites', async () => {
+          await t.snapshot('frag');
+          await fio(await t.uri(), { rw: 'randwrite', bs: 65536, iodepth: 16, size: S, ioSize: S / 2, seed: 5050 });
         });
       }
-      log(`built ${d} snapshot(s): ${built.join(', ')}`);
-      const reads: Record<string, number[]> = {};
+      await spacePoint('snapshot + 50% overwritten', main);
       for (let round = 0; round < o.rounds; round++) {
-        for (const t of rotated(alive(depthTargets), round)) {
-          await guard(t, `reads at depth ${d}`, async () => {
-            const x = await fio(await t.uri(), { rw: 'randread', bs: 4096, iodepth: 32, size: S, runtimeMs: o.runtimeMs, rampMs: Math.min(500, o.runtimeMs / 4) });
-            (reads[t.name] ??= []).push(x.iops);
-          });
-        }
+        await seqRead(frag, round);
+        log(`seq read after 50% overwrite, round ${round + 1}: ${Object.entries(frag).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)} MB/s`).join(', ')}`);
       }
-      for (const t of alive(depthTargets)) (r.depth[t.name] ??= {})[String(d)] = { readIops: stat(reads[t.name] ?? []), createMs: stat(creates[t.name] ?? []) };
-      log(`random 4K read, ${d} snapshot(s): ${alive(depthTargets).map((t) => `${t.name} ${r.depth[t.name]![String(d)]!.readIops.median.toFixed(0)} IOPS`).join(', ')}`);
-    }
-    if (depths.length) await spacePoint(`${depths.at(-1)} snapshots`, depthTargets);
-
-    for (const t of main) {
-      if (live.has(t)) await guard(t, 'destroy', async () => t.destroy());
-      live.delete(t);
-    }
-
-    phaseDone('5 chain depth');
-    // ------------------------------------------------------------ 6. create/delete time vs size
-    for (const size of [...o.sizes].sort((a, b) => a - b)) {
-      const L = sizeLabel(size);
-      const ts: Target[] = [];
-      for (const mode of ['native', 'cow', 'row'] as const) if (want(mode)) ts.push(new PoolTarget(mode, pool, `${prefix}/${mode}-${L}`, mode, size));
-      let tmpl = '';
-      if (qemuOk) {
-        for (const fam of ['qcow2-int', 'qcow2-ext'] as const) {
-          if (!want(fam) && !want(`${fam}/qemu-nbd`)) continue;
-          const srv = new ImageServer('qemu-nbd', { cli, home: '', log });
-          servers.push(srv);
-          ts.push(new Qcow2Target(fam, fam, srv, join(work, `${fam}-${L}.qcow2`), size));
-        }
-        if (ts.some((t) => t instanceof Qcow2Target)) {
-          tmpl = join(work, `template-${L}.qcow2`);
-          const raw = join(work, `template-${L}.raw`);
-          await randomFile(raw, size);
-          await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, tmpl]);
-          await rm(raw, { force: true });
-        }
-      }
-      for (const t of ts) {
-        live.add(t);
-        await guard(t, `create ${L}`, async () => {
-          if (t instanceof PoolTarget) await t.create();
-          else await (t as Qcow2Target).create(tmpl);
+      for (const t of alive(main)) {
+        await guard(t, 'delete (fragmentation)', async () => {
+          const ms = await t.deleteSnapshot('frag');
+          r.fragmentation[t.name] = { seqRead: stat(frag[t.name] ?? []), deleteMs: ms };
         });
       }
-      if (tmpl) await rm(tmpl, { force: true });
-      const acc: Record<string, { c: number[]; d: number[] }> = {};
-      for (let round = 0; round < o.rounds; round++) {
-        for (const t of rotated(alive(ts), round)) {
-          await guard(t, `snapshot at ${L}`, async () => {
-            const m = (acc[t.name] ??= { c: [], d: [] });
-            m.c.push(await t.snapshot(`sz${round}`));
-            await fio(await t.uri(), { rw: 'randwrite', bs: 65536, iodepth: 16, size, ioSize: Math.max(size / 16, 65536), seed: 31 + round });
-            m.d.push(await t.deleteSnapshot(`sz${round}`));
+
+      phaseDone('4 fragmentation');
+      // ------------------------------------------------------------ 5. reads through 1, 10, 50 snapshots
+      const depthTargets = alive(main).filter((t) => t.family !== 'qcow2-int');
+      const depths = [...new Set(o.depths)].sort((a, b) => a - b);
+      const layerBytes = Math.max(S / 256, 16 * 4096);
+      for (const d of depths) {
+        const creates: Record<string, number[]> = {};
+        const built: string[] = [];
+        for (const t of alive(depthTargets)) {
+          await guard(t, `building ${d} snapshots`, async () => {
+            const t0 = Date.now();
+            while (t.depth < d) {
+              const i = t.depth;
+              await t.layerWrites(1000 + i, layerBytes);
+              (creates[t.name] ??= []).push(await t.snapshot(`d${i}`));
+            }
+            built.push(`${t.name} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
           });
         }
+        log(`built ${d} snapshot(s): ${built.join(', ')}`);
+        const reads: Record<string, number[]> = {};
+        for (let round = 0; round < o.rounds; round++) {
+          for (const t of rotated(alive(depthTargets), round)) {
+            await guard(t, `reads at depth ${d}`, async () => {
+              const x = await fio(await t.uri(), { rw: 'randread', bs: 4096, iodepth: 32, size: S, runtimeMs: o.runtimeMs, rampMs: Math.min(500, o.runtimeMs / 4) });
+              (reads[t.name] ??= []).push(x.iops);
+            });
+          }
+        }
+        for (const t of alive(depthTargets)) (r.depth[t.name] ??= {})[String(d)] = { readIops: stat(reads[t.name] ?? []), createMs: stat(creates[t.name] ?? []) };
+        log(`random 4K read, ${d} snapshot(s): ${alive(depthTargets).map((t) => `${t.name} ${r.depth[t.name]![String(d)]!.readIops.median.toFixed(0)} IOPS`).join(', ')}`);
       }
-      for (const t of ts) if (acc[t.name]) (r.sizes[t.name] ??= {})[L] = { createMs: stat(acc[t.name]!.c), deleteMs: stat(acc[t.name]!.d) };
-      log(`snapshot at ${L}: ${Object.entries(acc).map(([k, v]) => `${k} create ${median(v.c).toFixed(1)} ms, delete ${median(v.d).toFixed(0)} ms`).join('; ')}`);
-      for (const t of ts) {
+      if (depths.length) await spacePoint(`${depths.at(-1)} snapshots`, depthTargets);
+
+      for (const t of main) {
         if (live.has(t)) await guard(t, 'destroy', async () => t.destroy());
         live.delete(t);
       }
+
+      phaseDone('5 chain depth');
+      // ------------------------------------------------------------ 6. create/delete time vs size
+      for (const size of [...o.sizes].sort((a, b) => a - b)) {
+        const L = sizeLabel(size);
+        const ts: Target[] = [];
+        for (const mode of ['native', 'cow', 'row'] as const) if (want(mode)) ts.push(new PoolTarget(mode, pool, `${prefix}/${mode}-${L}`, mode, size));
+        let tmpl = '';
+        if (qemuOk) {
+          for (const fam of ['qcow2-int', 'qcow2-ext'] as const) {
+            if (!want(fam) && !want(`${fam}/qemu-nbd`)) continue;
+            const srv = new ImageServer('qemu-nbd', { cli, home: '', log });
+            servers.push(srv);
+            ts.push(new Qcow2Target(fam, fam, srv, join(work, `${fam}-${L}.qcow2`), size));
+          }
+          if (ts.some((t) => t instanceof Qcow2Target)) {
+            tmpl = join(work, `template-${L}.qcow2`);
+            const raw = join(work, `template-${L}.raw`);
+            await randomFile(raw, size);
+            await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, tmpl]);
+            await rm(raw, { force: true });
+          }
+        }
+        for (const t of ts) {
+          live.add(t);
+          await guard(t, `create ${L}`, async () => {
+            if (t instanceof PoolTarget) await t.create();
+            else await (t as Qcow2Target).create(tmpl);
+          });
+        }
+        if (tmpl) await rm(tmpl, { force: true });
+        const acc: Record<string, { c: number[]; d: number[] }> = {};
+        for (let round = 0; round < o.rounds; round++) {
+          for (const t of rotated(alive(ts), round)) {
+            await guard(t, `snapshot at ${L}`, async () => {
+              const m = (acc[t.name] ??= { c: [], d: [] });
+              m.c.push(await t.snapshot(`sz${round}`));
+              await fio(await t.uri(), { rw: 'randwrite', bs: 65536, iodepth: 16, size, ioSize: Math.max(size / 16, 65536), seed: 31 + round });
+              m.d.push(await t.deleteSnapshot(`sz${round}`));
+            });
+          }
+        }
+        for (const t of ts) if (acc[t.name]) (r.sizes[t.name] ??= {})[L] = { createMs: stat(acc[t.name]!.c), deleteMs: stat(acc[t.name]!.d) };
+        log(`snapshot at ${L}: ${Object.entries(acc).map(([k, v]) => `${k} create ${median(v.c).toFixed(1)} ms, delete ${median(v.d).toFixed(0)} ms`).join('; ')}`);
+        for (const t of ts) {
+          if (live.has(t)) await guard(t, 'destroy', async () => t.destroy());
+          live.delete(t);
+        }
+      }
+      phaseDone('6 create/delete vs size');
+    } finally {
+      await cleanup();
     }
-    phaseDone('6 create/delete vs size');
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await cleanup();
-  }
+  });
   r.host.loadavgEnd = loadavg();
   r.durationSec = (Date.now() - started) / 1000;
   findAnomalies(r);

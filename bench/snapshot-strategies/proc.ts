@@ -1,9 +1,11 @@
 /**
  * Processes the snapshot-strategies benchmark drives: fio (ioengine=nbd),
  * `strata serve`, qemu-nbd, qemu-img / qemu-io, and the small helpers they
- * need (free ports, waiting for a port, timing a command).
+ * need (free ports, waiting for a port, timing a command). Every one is tracked
+ * (bench/children.ts) so that an interrupted run stops it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { track } from '../children.js';
 
 export { freePort, waitPort } from '../ports.js';
 
@@ -21,7 +23,7 @@ export interface RunOutput {
 /** Run a command to completion (asynchronously: the event loop stays free for our own servers). */
 export function run(cmd: string, args: string[], opts: { allowFail?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<RunOutput> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env }));
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -50,19 +52,6 @@ export async function have(cmd: string): Promise<string | null> {
   } catch {
     return null;
   }
-}
-
-/** SIGTERM and wait for exit (SIGKILL after `graceMs`). */
-export function stopChild(child: ChildProcess, graceMs = 20_000): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 // ------------------------------------------------------------------ fio

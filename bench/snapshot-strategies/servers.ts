@@ -17,10 +17,16 @@ import { join } from 'node:path';
 import { connectControl } from '../../src/daemon/control.js';
 import type { Api } from '../../src/daemon/api.js';
 import { Home } from '../../src/daemon/home.js';
-import { freePort, sleep, stopChild, waitPort } from './proc.js';
+import { EXIT_WITH_PARENT, stopChild, track } from '../children.js';
+import { freePort, sleep, waitPort } from './proc.js';
 
+/**
+ * `strata serve`, stopped by the runner alone: in a process group of its own, since a second
+ * signal forces its shutdown (Ctrl-C reached it, then the runner's SIGTERM did), and through
+ * its IPC channel (EXIT_WITH_PARENT) when the runner is killed outright.
+ */
 function spawnStrata(cli: string, args: string[], log: (l: string) => void): ChildProcess {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = track(spawn(process.execPath, [...EXIT_WITH_PARENT, cli, ...args], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], detached: true }));
   let tail = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     tail = (tail + d).slice(-4000);
@@ -130,9 +136,11 @@ export class ImageServer {
     this.file = file;
     this.starts++;
     if (this.kind === 'qemu-nbd') {
-      this.child = spawn('qemu-nbd', ['-f', 'qcow2', '--cache=writeback', '-b', '127.0.0.1', '-p', String(this.port), '-x', 'disk', '-t', file], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
+      this.child = track(
+        spawn('qemu-nbd', ['-f', 'qcow2', '--cache=writeback', '-b', '127.0.0.1', '-p', String(this.port), '-x', 'disk', '-t', file], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        }),
+      );
       // Our readiness probe connects and hangs up: qemu-nbd says so on stderr; anything else is news.
       let partial = '';
       this.child.stderr!.setEncoding('utf8').on('data', (d: string) => {
